@@ -1,0 +1,65 @@
+"""flytelike: typed async tasks that declare their compute once and run anywhere.
+
+Declare what a task needs with :class:`Resources` (and :class:`GPU`, :class:`TPU`, :class:`Device`), group tasks
+in a :class:`TaskEnvironment`, and run them locally, on Kubernetes or on AWS Batch without changing code.
+
+Example:
+    >>> import flytelike as fl
+    >>> env = fl.TaskEnvironment(name="hello", resources=fl.Resources(cpu=1, memory="1Gi"))
+    >>> @env.task
+    ... async def greet(name: str) -> str:
+    ...     return f"hello {name}"
+"""
+
+from flytelike import errors
+from flytelike._accelerators import (
+    GPU,
+    TPU,
+    Device,
+    DeviceClass,
+    DeviceSpec,
+    catalog,
+    register_device,
+)
+from flytelike._environment import TaskEnvironment
+from flytelike._files import Dir, File
+from flytelike._platform_spec import parse_platform_spec
+from flytelike._platforms import Batch, Kubernetes, Local, Platform, Toleration
+from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
+from flytelike._quantity import Quantity
+from flytelike._resources import Amount, Resources
+from flytelike._task import Task
+from flytelike.errors import SpecError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPU",
+    "TPU",
+    "Amount",
+    "Batch",
+    "Cache",
+    "Device",
+    "DeviceClass",
+    "DeviceSpec",
+    "Dir",
+    "File",
+    "Kubernetes",
+    "Local",
+    "Platform",
+    "Quantity",
+    "Resources",
+    "RetryPolicy",
+    "ReusePolicy",
+    "Secret",
+    "SpecError",
+    "Task",
+    "TaskEnvironment",
+    "Timeout",
+    "Toleration",
+    "__version__",
+    "catalog",
+    "errors",
+    "parse_platform_spec",
+    "register_device",
+]

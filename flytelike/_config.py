@@ -1,0 +1,105 @@
+"""Settings: the only reader of environment variables and configuration files.
+
+Sources, later ones winning: ``$FLYTELIKE_HOME/config.toml`` (home defaults to ``~/.flytelike``), then
+``./flytelike.toml`` in the working directory, then ``FLYTELIKE_*`` environment variables (nested keys joined by
+``__``, e.g. ``FLYTELIKE_LOCAL__RESOURCES=strict``), then explicit overrides (command-line flags). They are
+resolved once into a frozen :class:`Settings` that is passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from flytelike._accelerators import DeviceClass, DeviceSpec
+from flytelike.errors import ConfigError
+
+__all__ = ["LocalSettings", "Settings", "load_settings"]
+
+ResourcePolicy = Literal["check", "strict", "ignore"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AcceleratorEntry(_Frozen):
+    """A ``[[accelerators]]`` table: a new device, or more partitions/aliases for a known one."""
+
+    name: str
+    device_class: DeviceClass = DeviceClass.NVIDIA_GPU
+    max_quantity: int = Field(default=8, ge=1)
+    partitions: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+class LocalSettings(_Frozen):
+    """How local runs treat Resources.
+
+    ``resources``: ``check`` (default) fails a memory request that can never fit this machine and warns for cpu
+    beyond its cores or GPUs it lacks; ``strict`` makes those warnings errors; ``ignore`` runs everything anyway.
+    """
+
+    resources: ResourcePolicy = "check"
+    workers: int | None = Field(default=None, ge=1)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("FLYTELIKE_HOME") or Path.home() / ".flytelike").expanduser()
+
+
+class Settings(BaseSettings):
+    """Resolved configuration, frozen."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYTELIKE_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    home: Path = Field(default_factory=_home)
+    local: LocalSettings = LocalSettings()
+    accelerators: tuple[AcceleratorEntry, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [p for p in (_home() / "config.toml", Path("flytelike.toml")) if p.is_file()]
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=files))
+
+    def accelerator_specs(self) -> list[DeviceSpec]:
+        return [DeviceSpec(a.name, a.device_class, a.max_quantity, a.partitions, a.aliases) for a in self.accelerators]
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "runs.sqlite3"
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "store"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings from files, environment and ``overrides``; errors name the setting and its source."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"config {where}",
+            first.get("input"),
+            first["msg"],
+            accepted="see docs/configuration.md; files: $FLYTELIKE_HOME/config.toml, ./flytelike.toml",
+        ) from None

@@ -1,0 +1,357 @@
+"""Execution policies: Cache, ReusePolicy, RetryPolicy, Timeout and Secret, plus the duration parser they share.
+
+Example:
+    >>> import flytelike as fl
+    >>> fl.Cache(ttl="1h").ttl
+    datetime.timedelta(seconds=3600)
+    >>> fl.RetryPolicy(3, backoff="10s").delay(2)
+    datetime.timedelta(seconds=20)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from flytelike._quantity import Quantity
+from flytelike.errors import SpecError
+
+__all__ = ["Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout", "parse_duration"]
+
+_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
+_UNITS["w"] = 7 * _UNITS["d"]
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_EXAMPLE = "'90s', '15m', '2h', '1h30m', '1d', seconds as a number, or a timedelta"
+_MAX_SECONDS = Decimal(timedelta.max.total_seconds())
+
+
+def parse_duration(value: object, *, field: str) -> timedelta:
+    """A non-negative duration from ``"1h30m"``-style text, seconds (int/float) or a timedelta.
+
+    Example:
+        >>> parse_duration("1h30m", field="timeout")
+        datetime.timedelta(seconds=5400)
+    """
+    if isinstance(value, timedelta):
+        seconds = Decimal(value.total_seconds())
+    elif isinstance(value, bool):
+        raise SpecError(field, value, "a bool is not a duration", accepted=_DURATION_EXAMPLE)
+    elif isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(field, value, "not a finite duration", accepted=_DURATION_EXAMPLE)
+        seconds = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        pos, seconds = 0, Decimal(0)
+        for m in _PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += Decimal(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if not text or pos != len(text):
+            try:  # a plain number in a string counts seconds, as on a command line
+                seconds = Decimal(text)
+            except InvalidOperation:
+                raise SpecError(field, value, "not a duration", accepted=_DURATION_EXAMPLE) from None
+            if not seconds.is_finite():
+                raise SpecError(field, value, "not a finite duration", accepted=_DURATION_EXAMPLE)
+    else:
+        raise SpecError(field, value, f"a {type(value).__name__} is not a duration", accepted=_DURATION_EXAMPLE)
+    if seconds < 0:
+        raise SpecError(field, value, "must not be negative", accepted=_DURATION_EXAMPLE)
+    if seconds > _MAX_SECONDS:
+        raise SpecError(field, value, "is longer than any run can last", accepted=_DURATION_EXAMPLE)
+    return timedelta(seconds=float(seconds))
+
+
+def _positive_int(value: object, field: str, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(field, value, "must be a whole number >= 1", accepted=example)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """Reuse a task's outputs for the same inputs and task version.
+
+    Args:
+        ttl: how long a cached result stays valid (``"1h"``, seconds, a timedelta); ``None`` keeps it forever.
+        version: replaces the automatic version (a hash of the task's code and spec), so a change that does not
+            alter results can keep the cache.
+        ignored_inputs: input names left out of the cache key.
+        enabled: ``False`` turns caching off, also overriding an environment's cache.
+
+    Example:
+        >>> import flytelike as fl
+        >>> fl.Cache(ttl=300, ignored_inputs=["verbose"]).ignored_inputs
+        ('verbose',)
+    """
+
+    ttl: timedelta | None = None
+    version: str | None = None
+    ignored_inputs: tuple[str, ...] = ()
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            ttl = parse_duration(self.ttl, field="Cache.ttl")
+            if not ttl:
+                raise SpecError("Cache.ttl", self.ttl, "a zero TTL caches nothing", accepted="'1h', or enabled=False")
+            object.__setattr__(self, "ttl", ttl)
+        if self.version is not None and (not isinstance(self.version, str) or not self.version.strip()):
+            raise SpecError("Cache.version", self.version, "must be a non-empty string", accepted="'v2'")
+        given: object = self.ignored_inputs
+        names = (given,) if isinstance(given, str) else given
+        if not isinstance(names, Iterable) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+            raise SpecError(
+                "Cache.ignored_inputs", self.ignored_inputs, "not a list of input names", accepted="['seed']"
+            )
+        object.__setattr__(self, "ignored_inputs", tuple(sorted(set(names))))
+        if not isinstance(self.enabled, bool):
+            raise SpecError("Cache.enabled", self.enabled, "must be True or False", accepted="True")
+
+    @classmethod
+    def of(cls, value: object, *, field: str = "cache") -> Cache | None:
+        """Accept ``True``/``"auto"`` (cache forever), ``False``/``"disable"`` (off), a Cache, or ``None``."""
+        if value is None or isinstance(value, Cache):
+            return value
+        if value is True or value == "auto":
+            return cls()
+        if value is False or value == "disable":
+            return cls(enabled=False)
+        raise SpecError(field, value, "not a cache setting", accepted="True, False, 'auto', 'disable', fl.Cache(...)")
+
+
+@dataclass(frozen=True, slots=True)
+class ReusePolicy:
+    """Keep warm replicas of an environment to run many tasks each, instead of one container per task.
+
+    Args:
+        replicas: a fixed count, or ``(min, max)`` for autoscaling.
+        concurrency: tasks one replica runs at the same time.
+        idle_ttl: how long an idle replica is kept (seconds, ``"5m"`` or a timedelta); ``None``: until the run ends.
+
+    Example:
+        >>> import flytelike as fl
+        >>> fl.ReusePolicy(replicas=(1, 4), concurrency=3, idle_ttl=300).replicas
+        (1, 4)
+    """
+
+    replicas: int | tuple[int, int] = 1
+    concurrency: int = 1
+    idle_ttl: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        r: object = self.replicas
+        if isinstance(r, list):
+            r = tuple(r)
+        if isinstance(r, tuple):
+            if len(r) != 2:
+                raise SpecError("ReusePolicy.replicas", self.replicas, "a range is (min, max)", accepted="(1, 4)")
+            lo = _positive_int(r[0], "ReusePolicy.replicas", "(1, 4)")
+            hi = _positive_int(r[1], "ReusePolicy.replicas", "(1, 4)")
+            if lo > hi:
+                raise SpecError("ReusePolicy.replicas", self.replicas, "min is larger than max", accepted="(1, 4)")
+            object.__setattr__(self, "replicas", (lo, hi))
+        else:
+            _positive_int(r, "ReusePolicy.replicas", "2 or (1, 4)")
+        _positive_int(self.concurrency, "ReusePolicy.concurrency", "3")
+        if self.idle_ttl is not None:
+            object.__setattr__(self, "idle_ttl", parse_duration(self.idle_ttl, field="ReusePolicy.idle_ttl"))
+
+    @property
+    def min_replicas(self) -> int:
+        return self.replicas[0] if isinstance(self.replicas, tuple) else self.replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.replicas[1] if isinstance(self.replicas, tuple) else self.replicas
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed task is tried again, how long to wait, and how memory grows after an out-of-memory kill.
+
+    Args:
+        count: retries after the first attempt (``0``: none).
+        backoff: wait before the first retry; later waits multiply by ``backoff_multiplier`` up to ``max_backoff``.
+        backoff_multiplier: growth of the wait per retry (``1`` keeps it constant).
+        max_backoff: the longest wait.
+        oom_memory_multiplier: after an out-of-memory failure, the next attempt's memory is the previous one
+            times this factor (``None``: memory stays the same).
+        oom_memory_limit: the most memory escalation may reach, a quantity string such as ``"64Gi"``.
+
+    Example:
+        >>> import flytelike as fl
+        >>> fl.RetryPolicy(2, oom_memory_multiplier=2, oom_memory_limit="8Gi").oom_memory_limit
+        Quantity('8Gi')
+    """
+
+    count: int = 0
+    backoff: timedelta = field(default=timedelta(0))
+    backoff_multiplier: float = 2.0
+    max_backoff: timedelta = field(default=timedelta(minutes=5))
+    oom_memory_multiplier: float | None = None
+    oom_memory_limit: Quantity | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise SpecError("RetryPolicy.count", self.count, "must be a whole number >= 0", accepted="3")
+        object.__setattr__(self, "backoff", parse_duration(self.backoff, field="RetryPolicy.backoff"))
+        object.__setattr__(self, "max_backoff", parse_duration(self.max_backoff, field="RetryPolicy.max_backoff"))
+        m = self.backoff_multiplier
+        if isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m) or m < 1:
+            raise SpecError("RetryPolicy.backoff_multiplier", m, "must be a number >= 1", accepted="2")
+        object.__setattr__(self, "backoff_multiplier", float(m))
+        f = self.oom_memory_multiplier
+        if f is not None:
+            if isinstance(f, bool) or not isinstance(f, int | float) or not math.isfinite(f) or f <= 1:
+                raise SpecError(
+                    "RetryPolicy.oom_memory_multiplier",
+                    f,
+                    "memory must grow: a factor > 1",
+                    accepted="1.5 or 2",
+                )
+            object.__setattr__(self, "oom_memory_multiplier", float(f))
+        if self.oom_memory_limit is not None:
+            if not isinstance(self.oom_memory_limit, Quantity | str):
+                raise SpecError(
+                    "RetryPolicy.oom_memory_limit",
+                    self.oom_memory_limit,
+                    "not a memory size",
+                    accepted="'64Gi'",
+                )
+            q = (
+                self.oom_memory_limit
+                if isinstance(self.oom_memory_limit, Quantity)
+                else Quantity.parse(self.oom_memory_limit, field="RetryPolicy.oom_memory_limit")
+            )
+            if q.value <= 0 or not q.is_integer:
+                raise SpecError(
+                    "RetryPolicy.oom_memory_limit", self.oom_memory_limit, "must be a positive whole byte count",
+                    accepted="'64Gi'",
+                )  # fmt: skip
+            if f is None:
+                raise SpecError(
+                    "RetryPolicy.oom_memory_limit",
+                    self.oom_memory_limit,
+                    "a memory cap needs oom_memory_multiplier",
+                    accepted="oom_memory_multiplier=2",
+                )
+            object.__setattr__(self, "oom_memory_limit", q)
+
+    @classmethod
+    def of(cls, value: object, *, field: str = "retries") -> RetryPolicy | None:
+        """Accept an int (retry count), a RetryPolicy, or ``None``."""
+        if value is None or isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise SpecError(field, value, "must be a whole number >= 0", accepted="3")
+            return cls(value)
+        raise SpecError(field, value, "not a retry setting", accepted="3 or fl.RetryPolicy(3, backoff='10s')")
+
+    def delay(self, retry: int) -> timedelta:
+        """The wait before retry number ``retry`` (1 for the first retry)."""
+        if retry < 1 or not self.backoff:
+            return timedelta(0)
+        seconds = self.backoff.total_seconds() * self.backoff_multiplier ** (retry - 1)
+        return min(timedelta(seconds=min(seconds, self.max_backoff.total_seconds())), self.max_backoff)
+
+    def escalate(self, memory: Quantity) -> Quantity:
+        """The memory for the attempt after an out-of-memory failure at ``memory``."""
+        if self.oom_memory_multiplier is None:
+            return memory
+        grown = memory.scale(Decimal(repr(self.oom_memory_multiplier)))
+        grown = Quantity.from_number(grown.ceil_to(1), memory.format)
+        if self.oom_memory_limit is not None and grown > self.oom_memory_limit:
+            return max(memory, self.oom_memory_limit)
+        return grown
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """How long a task may run (and, on remote platforms, wait in a queue) before it is cancelled.
+
+    Example:
+        >>> import flytelike as fl
+        >>> fl.Timeout("2h").max_runtime
+        datetime.timedelta(seconds=7200)
+    """
+
+    max_runtime: timedelta
+    max_queued_time: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        runtime = parse_duration(self.max_runtime, field="Timeout.max_runtime")
+        if not runtime:
+            raise SpecError("Timeout.max_runtime", self.max_runtime, "a zero timeout never runs", accepted="'2h'")
+        object.__setattr__(self, "max_runtime", runtime)
+        if self.max_queued_time is not None:
+            queued = parse_duration(self.max_queued_time, field="Timeout.max_queued_time")
+            object.__setattr__(self, "max_queued_time", queued)
+
+    @classmethod
+    def of(cls, value: object, *, field: str = "timeout") -> Timeout | None:
+        """Accept a Timeout, ``"2h"``, seconds or a timedelta (all meaning max_runtime), or ``None``."""
+        if value is None or isinstance(value, Timeout):
+            return value
+        try:
+            return cls(parse_duration(value, field=field))
+        except SpecError as e:
+            raise SpecError(field, value, e.problem, accepted=e.accepted) from None
+
+
+_SECRET_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,252}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret the task receives at run time, as an environment variable (default) or a file.
+
+    Args:
+        key: the secret's name in the secret store.
+        group: an optional namespace of keys (a Kubernetes Secret's name, an AWS secret's prefix).
+        env_var: the variable to expose it as; defaults to the key upper-cased, ``-`` and ``.`` as ``_``.
+        mount_path: expose it as a file at this absolute path instead of a variable.
+
+    Example:
+        >>> import flytelike as fl
+        >>> fl.Secret("hf-token").env_var
+        'HF_TOKEN'
+    """
+
+    key: str
+    group: str | None = None
+    env_var: str | None = None
+    mount_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not _SECRET_KEY.fullmatch(self.key):
+            raise SpecError("Secret.key", self.key, "not a secret name", accepted="letters, digits, '.', '_', '-'")
+        if self.group is not None and (not isinstance(self.group, str) or not _SECRET_KEY.fullmatch(self.group)):
+            raise SpecError("Secret.group", self.group, "not a group name", accepted="letters, digits, '.', '_', '-'")
+        if self.mount_path is not None:
+            if not isinstance(self.mount_path, str) or not self.mount_path.startswith("/"):
+                raise SpecError("Secret.mount_path", self.mount_path, "must be an absolute path", accepted="'/etc/x'")
+            if self.env_var is not None:
+                raise SpecError("Secret.env_var", self.env_var, "a secret is either a variable or a file, not both")
+            return
+        env = self.env_var if self.env_var is not None else re.sub(r"[.\-]", "_", self.key).upper()
+        if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+            raise SpecError("Secret.env_var", env, "not an environment variable name", accepted="'HF_TOKEN'")
+        object.__setattr__(self, "env_var", env)
+
+    @classmethod
+    def of(cls, value: object, *, field: str = "secrets") -> Secret:
+        """Accept a Secret or a key string."""
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise SpecError(field, value, "not a secret", accepted="'hf-token' or fl.Secret('hf-token')")

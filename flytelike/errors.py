@@ -1,0 +1,142 @@
+"""The one exception tree of flytelike.
+
+Every error flytelike raises on purpose derives from :class:`FlytelikeError`, so callers can catch the library's
+failures without catching their own. Definition mistakes are :class:`SpecError`, which is also a
+:class:`ValueError` so that ``except ValueError`` (as written against other task SDKs) keeps working.
+
+Example:
+    >>> import flytelike as fl
+    >>> try:
+    ...     fl.Resources(cpu=-1)
+    ... except ValueError as e:
+    ...     print(type(e).__name__, e.field)
+    SpecError cpu
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdmissionError",
+    "BackendError",
+    "CancelledError",
+    "ConfigError",
+    "FlytelikeError",
+    "LoadError",
+    "OutOfMemoryError",
+    "RunError",
+    "SpecError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "ValueConversionError",
+]
+
+
+class FlytelikeError(Exception):
+    """Base of every error flytelike raises on purpose."""
+
+
+class SpecError(FlytelikeError, ValueError):
+    """A definition is invalid: a resource, accelerator, platform, policy, task or environment.
+
+    Raised when the object is constructed, so the mistake surfaces where it was written. The message names the
+    field, the rejected value and what would be accepted; the same facts are kept as attributes.
+
+    Attributes:
+        field: dotted name of the offending field, for example ``"Resources.memory"``.
+        value: the rejected value, as given.
+        accepted: a short description or example of what would be accepted.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        problem: str,
+        *,
+        accepted: str | None = None,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        self.accepted = accepted
+        message = f"{field}={value!r}: {problem}"
+        if accepted:
+            message += f"; accepted: {accepted}"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments are not restored by the default pickling of exceptions, and errors must cross
+        # process boundaries intact.
+        return (_rebuild_spec_error, (type(self), self.field, self.value, self.problem, self.accepted))
+
+
+def _rebuild_spec_error(
+    cls: type[SpecError], field: str, value: object, problem: str, accepted: str | None
+) -> SpecError:
+    return cls(field, value, problem, accepted=accepted)
+
+
+class ConfigError(SpecError):
+    """The configuration file or an environment variable holds an invalid setting."""
+
+
+class LoadError(FlytelikeError):
+    """A user's file could not be imported, or does not define the requested task."""
+
+
+class ValueConversionError(FlytelikeError, TypeError):
+    """A value crossing a task boundary does not match the task's declared type."""
+
+
+class RunError(FlytelikeError):
+    """A run could not complete."""
+
+
+class AdmissionError(RunError):
+    """A task asks for more than the machine running it can ever provide; raised before anything starts."""
+
+
+class TaskFailedError(RunError):
+    """A task raised, after exhausting its retries.
+
+    Attributes:
+        task: the task's name.
+        action: the action id inside the run.
+        attempt: the attempt number that failed last (1-based).
+        cause_type: the qualified name of the exception the task raised.
+    """
+
+    def __init__(self, message: str, *, task: str, action: str, attempt: int, cause_type: str = "") -> None:
+        self.task = task
+        self.action = action
+        self.attempt = attempt
+        self.cause_type = cause_type
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_task_error,
+            (type(self), self.args[0], self.task, self.action, self.attempt, self.cause_type),
+        )
+
+
+def _rebuild_task_error(
+    cls: type[TaskFailedError], message: str, task: str, action: str, attempt: int, cause_type: str
+) -> TaskFailedError:
+    return cls(message, task=task, action=action, attempt=attempt, cause_type=cause_type)
+
+
+class TaskTimeoutError(TaskFailedError):
+    """A task ran longer than its timeout and was cancelled."""
+
+
+class OutOfMemoryError(TaskFailedError):
+    """A task exceeded its memory limit and was killed."""
+
+
+class CancelledError(RunError):
+    """The run was cancelled (Ctrl-C or an API call) and recorded as aborted."""
+
+
+class BackendError(FlytelikeError):
+    """A backend (Kubernetes, AWS Batch, local processes) failed to launch or track a task."""
