@@ -33,7 +33,6 @@ GpuValue: TypeAlias = int | str | Device | None
 
 _CPU_EXAMPLE = "cpu=2, cpu=0.5, cpu='500m' or cpu=('1', '2')"
 _SIZE_EXAMPLE = "'{}' (a Kubernetes quantity string such as '512Mi', '16Gi' or '1G')"
-_MILLI = Decimal("0.001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,10 @@ def _check_quantity(q: Quantity, field: str, given: object, kind: Literal["cpu",
     example = _CPU_EXAMPLE if kind == "cpu" else _SIZE_EXAMPLE.format("16Gi")
     if q.value < 0:
         raise SpecError(field, given, "must not be negative", accepted=example)
-    if kind == "cpu" and q.value % _MILLI:
+    # milli() is exact and tidy (no trailing zeros), so a negative exponent means a digit finer than 1m; the
+    # modulo it replaces ran in the default 28-digit context and raised InvalidOperation for cpu >= 1e25.
+    milli_exponent = q.milli().as_tuple().exponent
+    if kind == "cpu" and isinstance(milli_exponent, int) and milli_exponent < 0:
         raise SpecError(field, given, "cpu is counted in steps of 1m (0.001 cores)", accepted=example)
     if kind == "size" and not q.is_integer:
         raise SpecError(field, given, "a size must be a whole number of bytes", accepted=example)

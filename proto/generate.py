@@ -1,0 +1,245 @@
+"""Generate ``flytelike/_proto/`` from the ``.proto`` files under ``proto/``.
+
+This script is the only writer of ``flytelike/_proto/``. It runs ``protoc`` (from grpcio-tools) with the
+Python and mypy-protobuf generators, rewrites the generated imports so the modules import each other as
+``flytelike._proto.core.v1.*_pb2`` (protoc would write ``flytelike.core.v1``, a package that does not
+exist), and writes the result byte for byte the same on every run.
+
+Usage::
+
+    python proto/generate.py           # (re)write flytelike/_proto/
+    python proto/generate.py --check   # exit 1 and list the differences if flytelike/_proto/ is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.metadata
+import importlib.resources
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = REPO_ROOT / "proto"
+OUTPUT_DIR = REPO_ROOT / "flytelike" / "_proto"
+
+# The proto package directory (relative to PROTO_ROOT) and where its modules land (relative to OUTPUT_DIR).
+PROTO_PACKAGE_DIR = "flytelike/core/v1"
+OUTPUT_PACKAGE_DIR = "core/v1"
+# How protoc names the generated modules, and how they are imported once moved under flytelike._proto.
+GENERATED_MODULE_PREFIX = "flytelike.core.v1"
+IMPORT_MODULE_PREFIX = "flytelike._proto.core.v1"
+
+MYPY_PLUGIN = "protoc-gen-mypy"
+MAX_DIFF_LINES = 40
+
+# `from flytelike.core.v1 import x_pb2 as y` (.py and .pyi) and the module name protoc passes to the
+# descriptor builder ('flytelike.core.v1.x_pb2'), which becomes the classes' __module__.
+_MODULE_REFERENCE = re.compile(r"\bflytelike\.core\.v1(?=(?: import \w+_pb2\b)|(?:\.\w+_pb2\b))")
+# Anything that still names the non-existent package as a module after the rewrite is a bug here.
+_LEFTOVER_IMPORT = re.compile(r"^\s*(?:from|import)\s+flytelike\.core\b", re.MULTILINE)
+_GENCODE_VERSION = re.compile(r"^# Protobuf Python Version: (\S+)$", re.MULTILINE)
+
+
+class GenerationError(Exception):
+    """protoc failed, or its output was not what this script expects."""
+
+
+def proto_files() -> list[str]:
+    """Return the .proto files to compile, relative to PROTO_ROOT, in sorted order."""
+    files = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / PROTO_PACKAGE_DIR).glob("*.proto"))
+    if not files:
+        raise GenerationError(f"no .proto files found in {PROTO_ROOT / PROTO_PACKAGE_DIR}")
+    return files
+
+
+def find_mypy_plugin() -> Path:
+    """Locate mypy-protobuf's protoc plugin: next to this interpreter first, then on PATH."""
+    beside_python = Path(sys.executable).parent / MYPY_PLUGIN
+    if beside_python.is_file():
+        return beside_python
+    found = shutil.which(MYPY_PLUGIN)
+    if found is None:
+        raise GenerationError(f"{MYPY_PLUGIN} not found; install mypy-protobuf into this environment")
+    return Path(found)
+
+
+def well_known_types_include() -> Path:
+    """The directory holding google/protobuf/*.proto, as shipped inside grpcio-tools."""
+    include = Path(str(importlib.resources.files("grpc_tools") / "_proto"))
+    if not (include / "google" / "protobuf" / "duration.proto").is_file():
+        raise GenerationError(f"grpcio-tools well-known type protos not found under {include}")
+    return include
+
+
+def run_protoc(out_dir: Path) -> None:
+    """Compile every .proto file into out_dir with the Python and mypy-protobuf generators."""
+    command = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={well_known_types_include()}",
+        f"--plugin=protoc-gen-mypy={find_mypy_plugin()}",
+        f"--python_out={out_dir}",
+        f"--mypy_out={out_dir}",
+        *proto_files(),
+    ]
+    result = subprocess.run(command, cwd=PROTO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise GenerationError(f"protoc failed (exit {result.returncode}):\n{result.stderr.strip()}")
+
+
+def rewrite_imports(text: str, name: str) -> str:
+    """Point references to generated modules at flytelike._proto.core.v1 instead of flytelike.core.v1."""
+    rewritten = _MODULE_REFERENCE.sub(IMPORT_MODULE_PREFIX, text)
+    leftover = _LEFTOVER_IMPORT.search(rewritten)
+    if leftover is not None:
+        raise GenerationError(f"{name}: unexpected import left after rewriting: {leftover.group(0).strip()!r}")
+    return rewritten
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the generators, recorded in the package docstring so a version change shows in --check."""
+    return {name: importlib.metadata.version(name) for name in ("grpcio-tools", "mypy-protobuf")}
+
+
+def package_init(gencode_version: str) -> str:
+    versions = tool_versions()
+    return (
+        '"""Protobuf modules for the flytelike wire format (proto package flytelike.core.v1).\n'
+        "\n"
+        "GENERATED by proto/generate.py from proto/flytelike/core/v1/*.proto.\n"
+        "Do not edit this folder by hand: change the .proto files and run `python proto/generate.py`;\n"
+        "`python proto/generate.py --check` fails when this folder is out of date.\n"
+        "\n"
+        f"Generated with grpcio-tools {versions['grpcio-tools']}"
+        f" and mypy-protobuf {versions['mypy-protobuf']}.\n"
+        f"The modules need the protobuf runtime >= {gencode_version}.\n"
+        '"""\n'
+    )
+
+
+SUBPACKAGE_INIT = '"""GENERATED by proto/generate.py. Do not edit by hand."""\n'
+
+
+def render() -> dict[str, bytes]:
+    """Generate the full content of OUTPUT_DIR: relative POSIX path -> file bytes."""
+    files: dict[str, bytes] = {}
+    gencode_versions: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="flytelike-proto-") as tmp:
+        out_dir = Path(tmp)
+        run_protoc(out_dir)
+        generated_dir = out_dir / PROTO_PACKAGE_DIR
+        for path in sorted(generated_dir.iterdir()):
+            if path.suffix not in (".py", ".pyi"):
+                raise GenerationError(f"unexpected protoc output: {path.name}")
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".py":
+                match = _GENCODE_VERSION.search(text)
+                if match is None:
+                    raise GenerationError(f"{path.name}: no 'Protobuf Python Version' header")
+                gencode_versions.add(match.group(1))
+            files[f"{OUTPUT_PACKAGE_DIR}/{path.name}"] = rewrite_imports(text, path.name).encode("utf-8")
+        unexpected = sorted(p.name for p in out_dir.rglob("*") if p.is_file() and p.parent != generated_dir)
+        if unexpected:
+            raise GenerationError(f"unexpected protoc output outside {PROTO_PACKAGE_DIR}: {unexpected}")
+    if len(gencode_versions) != 1:
+        raise GenerationError(f"expected one gencode version, got {sorted(gencode_versions)}")
+    files["__init__.py"] = package_init(gencode_versions.pop()).encode("utf-8")
+    files["core/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
+    files[f"{OUTPUT_PACKAGE_DIR}/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
+    return dict(sorted(files.items()))
+
+
+def existing_files() -> dict[str, bytes]:
+    """The current content of OUTPUT_DIR, ignoring Python's bytecode caches."""
+    if not OUTPUT_DIR.is_dir():
+        return {}
+    return {
+        path.relative_to(OUTPUT_DIR).as_posix(): path.read_bytes()
+        for path in sorted(OUTPUT_DIR.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def describe_differences(expected: dict[str, bytes], actual: dict[str, bytes]) -> list[str]:
+    """Human-readable lines naming every missing, extra and changed file, with a short diff of each change."""
+    lines: list[str] = []
+    for name in sorted(expected.keys() - actual.keys()):
+        lines.append(f"missing: flytelike/_proto/{name}")
+    for name in sorted(actual.keys() - expected.keys()):
+        lines.append(f"extra:   flytelike/_proto/{name}")
+    for name in sorted(expected.keys() & actual.keys()):
+        if expected[name] == actual[name]:
+            continue
+        lines.append(f"changed: flytelike/_proto/{name}")
+        diff = list(
+            difflib.unified_diff(
+                actual[name].decode("utf-8", errors="replace").splitlines(),
+                expected[name].decode("utf-8", errors="replace").splitlines(),
+                fromfile=f"flytelike/_proto/{name} (on disk)",
+                tofile=f"flytelike/_proto/{name} (generated)",
+                lineterm="",
+            )
+        )
+        shown = diff[:MAX_DIFF_LINES]
+        lines.extend(f"    {line[:200]}" for line in shown)
+        if len(diff) > len(shown):
+            lines.append(f"    ... {len(diff) - len(shown)} more diff lines")
+    return lines
+
+
+def write(expected: dict[str, bytes], actual: dict[str, bytes]) -> list[str]:
+    """Make OUTPUT_DIR hold exactly `expected`; return one line per file created, updated or removed."""
+    changes: list[str] = []
+    for name in sorted(actual.keys() - expected.keys()):
+        (OUTPUT_DIR / name).unlink()
+        changes.append(f"removed: flytelike/_proto/{name}")
+    for name, content in expected.items():
+        if actual.get(name) != content:
+            target = OUTPUT_DIR / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            changes.append(f"{'updated' if name in actual else 'created'}: flytelike/_proto/{name}")
+    # Remove directories left empty by removed files (bytecode caches do not count as content).
+    for directory in sorted((p for p in OUTPUT_DIR.rglob("*") if p.is_dir()), reverse=True):
+        if directory.name != "__pycache__" and all(p.name == "__pycache__" for p in directory.iterdir()):
+            shutil.rmtree(directory)
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate flytelike/_proto/ from proto/*.proto.")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 and list the differences if flytelike/_proto/ is not up to date",
+    )
+    args = parser.parse_args(argv)
+    try:
+        expected = render()
+    except GenerationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    actual = existing_files()
+    if args.check:
+        differences = describe_differences(expected, actual)
+        if differences:
+            print("flytelike/_proto/ is out of date with proto/; run `python proto/generate.py`.", file=sys.stderr)
+            print("\n".join(differences), file=sys.stderr)
+            return 1
+        print(f"flytelike/_proto/ is up to date ({len(expected)} files).")
+        return 0
+    changes = write(expected, actual)
+    print("\n".join(changes) if changes else f"flytelike/_proto/ already up to date ({len(expected)} files).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
