@@ -1,0 +1,261 @@
+"""``flytelike runs``, ``flytelike runs show RUN`` and ``flytelike logs RUN [ACTION]``: earlier runs, from the records.
+
+Thin shells over :class:`~flytelike._storage.RecordStore`; the store is found through the settings
+(``Settings.db_path``), like everything else that depends on ``$FLYTELIKE_HOME``. Output is plain text (or JSON
+with ``-o json``), so it pipes and greps well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from flytelike._config import load_settings
+from flytelike._executor._model import ActionRecord, ActionState, RunRecord
+from flytelike._storage import RecordStore
+from flytelike.errors import FlytelikeError
+
+__all__ = ["logs", "runs"]
+
+# Exit code for "no such run/action", the same as click's usage errors: the argument was wrong.
+_NOT_FOUND = 2
+_FAILED_STATES = frozenset({ActionState.FAILED, ActionState.TIMED_OUT})
+_BINARY_UNITS = (("B", 1), ("Ki", 1024), ("Mi", 1024**2), ("Gi", 1024**3), ("Ti", 1024**4), ("Pi", 1024**5))
+
+_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+
+
+# --- formatting ----------------------------------------------------------------------------------------------------
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _bytes(n: int | None) -> str:
+    """Binary units as Kubernetes writes them (``1.5Gi``), one decimal at most; ``-`` for nothing."""
+    if not n:
+        return "-"
+    for unit, size in _BINARY_UNITS:
+        value = round(n / size, 1)
+        # Move up a unit when rounding reaches 1024, so 1023.96Mi prints as 1Gi rather than 1024Mi.
+        if value < 1024 or unit == _BINARY_UNITS[-1][0]:
+            text = f"{value:.1f}".removesuffix(".0")
+            return text + unit
+    raise AssertionError("unreachable: the last unit always returns")
+
+
+def _cpu(millis: int) -> str:
+    if not millis:
+        return "-"
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def _run_duration(run: RunRecord) -> float:
+    # A run still going (or whose process died without finishing it) shows the time elapsed so far.
+    return (run.ended or time.time()) - run.created
+
+
+def _error_summary(error: str) -> str:
+    """The line of an error worth one line: for a traceback its final exception line, else its first line."""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback"):
+        # The final exception's line is the first unindented line after the last frame ("  File ..."); frames'
+        # source and caret lines are indented. Searching from the last frame skips chained exceptions, and taking
+        # the first line after it keeps only the first line of a multi-line message.
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        for line in lines[frames[-1] + 1 if frames else 1 :]:
+            if not line[0].isspace():
+                return line
+        return lines[-1]
+    return lines[0]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+
+
+def _run_json(run: RunRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(run)
+    # inputs/outputs are stored as JSON text; nest them as JSON instead of as strings holding JSON.
+    for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs")):
+        text = data.pop(stored)
+        try:
+            data[name] = None if text is None else json.loads(text)
+        except ValueError:
+            data[name] = text
+    data["duration"] = _run_duration(run)
+    return data
+
+
+def _action_json(action: ActionRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(action)
+    del data["logs"]  # `flytelike logs` is the place for output; it can be large
+    data["duration"] = action.duration
+    return data
+
+
+# --- the store ---------------------------------------------------------------------------------------------------
+
+
+def _db_path() -> Path:
+    try:
+        return load_settings().db_path
+    except FlytelikeError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(_NOT_FOUND)
+
+
+@contextmanager
+def _run_records(run_id: str) -> Iterator[tuple[RecordStore, RunRecord]]:
+    """The open store and the run ``run_id`` (an id or a unique prefix); exits with code 2 if there is none."""
+    path = _db_path()
+    if not path.exists():  # checked so that looking never creates an empty records file
+        _fail(f"no run {run_id!r}: no runs recorded yet in {path}")
+    with RecordStore(path) as store:
+        run = store.run(run_id)
+        if run is None:
+            matches = store.run_ids(run_id) if run_id else []
+            if len(matches) > 1:
+                _fail(f"run id prefix {run_id!r} is ambiguous; it matches {', '.join(matches)}")
+            _fail(f"no run {run_id!r} in the run records (see `flytelike runs`)")
+        yield store, run
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True)
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs.")
+@_output_option
+@click.pass_context
+def runs(ctx: click.Context, limit: int, output: str) -> None:
+    """List recent runs, newest first (`runs show RUN` for one run's actions)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    path = _db_path()
+    records: list[RunRecord] = []
+    if path.exists():  # checked so that listing never creates an empty records file
+        with RecordStore(path) as store:
+            records = store.runs(limit=limit)
+    if output == "json":
+        click.echo(json.dumps([_run_json(r) for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no runs recorded yet")
+        return
+    rows = [
+        (r.id, r.task, r.state.value, _when(r.created), _duration(_run_duration(r)), str(r.actions)) for r in records
+    ]
+    click.echo("\n".join(_table(("ID", "TASK", "STATE", "STARTED", "DURATION", "ACTIONS"), rows)))
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@_output_option
+def show(run_id: str, output: str) -> None:
+    """Show one run's action tree: states, attempts, durations, resources requested and used.
+
+    RUN is a run id or a unique prefix of one.
+    """
+    with _run_records(run_id) as (store, run):
+        actions = store.actions(run.id)
+    if output == "json":
+        click.echo(json.dumps({"run": _run_json(run), "actions": [_action_json(a) for a in actions]}, indent=2))
+        return
+    click.echo(f"run       {run.id}")
+    click.echo(f"task      {run.task}")
+    click.echo(f"state     {run.state.value}")
+    click.echo(f"started   {_when(run.created)}")
+    click.echo(f"duration  {_duration(_run_duration(run))}")
+    click.echo(f"actions   {run.actions}")
+    if run.error:
+        click.echo(f"error     {_error_summary(run.error)}")
+    if not actions:
+        return
+    headers = ("ACTION", "TASK", "STATE", "ATTEMPTS", "DURATION", "CPU", "MEMORY", "GPU", "PEAK MEMORY", "CPU TIME")
+    rows: list[tuple[str, ...]] = []
+    errors: dict[int, str] = {}
+    for i, a in enumerate(actions):
+        indent = "  " * a.id.count(".")
+        rows.append(
+            (
+                indent + a.id,
+                a.task,
+                a.state.value,
+                str(a.attempts),
+                _duration(a.duration),
+                _cpu(a.cpu_millis),
+                _bytes(a.memory),
+                str(a.gpus) if a.gpus else "-",
+                _bytes(a.peak_memory),
+                _duration(a.cpu_time),
+            )
+        )
+        if a.state in _FAILED_STATES and a.error:
+            errors[i] = f"{indent}    error: {_error_summary(a.error)}"
+    lines = _table(headers, rows)
+    click.echo()
+    click.echo(lines[0])
+    for i, line in enumerate(lines[1:]):
+        click.echo(line)
+        if i in errors:
+            click.echo(errors[i])
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("action_id", metavar="[ACTION]", required=False)
+def logs(run_id: str, action_id: str | None) -> None:
+    """Print what a run's tasks printed (stdout and stderr, as captured).
+
+    RUN is a run id or a unique prefix of one. Without ACTION, every action that printed anything is shown under a
+    header line `== ACTION TASK ==`.
+    """
+    with _run_records(run_id) as (store, run):
+        if action_id is None:
+            text = store.logs(run.id)
+        else:
+            action = store.action(run.id, action_id)
+            if action is None:
+                _fail(f"run {run.id} has no action {action_id!r} (see `flytelike runs show {run.id}`)")
+            text = "".join(action.logs)
+    if not text:
+        click.echo("(no output captured)", err=True)
+        return
+    click.echo(text, nl=not text.endswith("\n"))

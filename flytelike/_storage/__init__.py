@@ -1,0 +1,6 @@
+"""Storage: run records and the local output cache (SQLite under ``$FLYTELIKE_HOME``)."""
+
+from flytelike._storage._cache import CacheStore
+from flytelike._storage._records import RecordStore
+
+__all__ = ["CacheStore", "RecordStore"]

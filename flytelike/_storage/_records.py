@@ -1,0 +1,386 @@
+"""Run records: runs and their actions in SQLite, written by the executor and read by the CLI and run handles.
+
+The executor writes from a worker thread every half second (the run plus the actions changed since the last
+write); ``flytelike runs``/``logs`` and run handles read the same file, often from another process while the run
+is still going. The file is in WAL mode so those readers never block the writer, nor the writer them.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from flytelike._executor._model import ActionRecord, RunRecord
+    >>> with tempfile.TemporaryDirectory() as d, RecordStore(pathlib.Path(d) / "runs.sqlite3") as store:
+    ...     store.write(RunRecord("r1", "main"), [ActionRecord("r1", "0", None, "main", "v1", logs=["hi\\n"])])
+    ...     print(store.run("r").id, store.logs("r1", "0"), end="")  # a unique prefix finds the run
+    r1 hi
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
+from flytelike.errors import FlytelikeError
+
+__all__ = ["ACTION_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "RecordStore", "connect", "natural_key"]
+
+# In dataclass field order, which a test pins: a field added to the model without a column here would otherwise
+# be dropped on write without a word.
+RUN_COLUMNS = (
+    "id",
+    "task",
+    "state",
+    "created",
+    "ended",
+    "error",
+    "platform",
+    "inputs_json",
+    "outputs_json",
+    "actions",
+)
+ACTION_COLUMNS = (
+    "run_id",
+    "id",
+    "parent",
+    "task",
+    "task_version",
+    "state",
+    "attempts",
+    "created",
+    "started",
+    "ended",
+    "cpu_millis",
+    "memory",
+    "gpus",
+    "peak_memory",
+    "cpu_time",
+    "error",
+    "error_type",
+    "platform",
+    "cache_key",
+    "logs",
+)
+
+# _MIGRATIONS[i] takes a database from schema version i to i + 1 (PRAGMA user_version). Append, never edit: a
+# file written by an older flytelike is brought forward statement by statement on open.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY NOT NULL,
+            task TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created REAL NOT NULL,
+            ended REAL,
+            error TEXT,
+            platform TEXT NOT NULL,
+            inputs_json TEXT NOT NULL,
+            outputs_json TEXT,
+            actions INTEGER NOT NULL
+        )""",
+        "CREATE INDEX runs_by_created ON runs (created)",
+        # A rowid table, not WITHOUT ROWID: logs can make rows large, which WITHOUT ROWID handles poorly.
+        """CREATE TABLE actions (
+            run_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            parent TEXT,
+            task TEXT NOT NULL,
+            task_version TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created REAL NOT NULL,
+            started REAL,
+            ended REAL,
+            cpu_millis INTEGER NOT NULL,
+            memory INTEGER NOT NULL,
+            gpus INTEGER NOT NULL,
+            peak_memory INTEGER,
+            cpu_time REAL,
+            error TEXT,
+            error_type TEXT,
+            platform TEXT NOT NULL,
+            cache_key TEXT,
+            logs TEXT NOT NULL,
+            PRIMARY KEY (run_id, id)
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+_UPSERT_RUN = _upsert_sql("runs", RUN_COLUMNS, ("id",))
+_UPSERT_ACTION = _upsert_sql("actions", ACTION_COLUMNS, ("run_id", "id"))
+_SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_SELECT_ACTION = f"SELECT {', '.join(ACTION_COLUMNS)} FROM actions"
+
+
+def connect(path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> sqlite3.Connection:
+    """Open (creating it and its directory if needed) a WAL-mode SQLite database at ``path`` and migrate it.
+
+    The connection is in autocommit mode (transactions are explicit) and may be used from any thread: callers
+    serialise access with their own lock. ``what`` names the file in errors.
+
+    Raises:
+        FlytelikeError: the file was written by a newer flytelike (its schema version is unknown here).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # timeout: another process (a second run, or a CLI reader upgrading the schema) may hold the write lock
+    # briefly; wait for it rather than fail.
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable against process crashes in WAL mode; only a power loss can drop the last commits,
+        # which for run records is an acceptable price for not syncing twice a second.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _migrate(conn, migrations, path, what)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]], path: Path, what: str) -> None:
+    target = len(migrations)
+    if _version(conn) == target:
+        return
+    # IMMEDIATE takes the write lock first, so two processes opening a new file do not both create the tables;
+    # the version is read again under the lock for the same reason.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn)
+        if version > target:
+            raise FlytelikeError(
+                f"{what} {path} has schema version {version}, newer than this flytelike understands ({target}); "
+                "upgrade flytelike or point FLYTELIKE_HOME elsewhere"
+            )
+        for step in migrations[version:]:
+            # execute() per statement, not executescript(), which would commit halfway through.
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # A failed COMMIT can leave the transaction open, and the next BEGIN would then fail too.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def natural_key(action_id: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key for dotted action ids, numeric per component: ``0.2`` before ``0.10``, a parent before its children.
+
+    Non-numeric components (not produced by the executor, but tolerated) sort after numeric ones, by text.
+    """
+    return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in action_id.split("."))
+
+
+def _run_row(r: RunRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.task,
+        r.state.value,
+        r.created,
+        r.ended,
+        r.error,
+        r.platform,
+        r.inputs_json,
+        r.outputs_json,
+        r.actions,
+    )
+
+
+def _action_row(a: ActionRecord) -> tuple[Any, ...]:
+    # Explicit attribute access rather than getattr over ACTION_COLUMNS: this runs for every action of every
+    # flush, and 10,000 actions must be written in well under 100 ms.
+    return (
+        a.run_id,
+        a.id,
+        a.parent,
+        a.task,
+        a.task_version,
+        a.state.value,
+        a.attempts,
+        a.created,
+        a.started,
+        a.ended,
+        a.cpu_millis,
+        a.memory,
+        a.gpus,
+        a.peak_memory,
+        a.cpu_time,
+        a.error,
+        a.error_type,
+        a.platform,
+        a.cache_key,
+        "".join(a.logs),
+    )
+
+
+def _run_from_row(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        task=row[1],
+        state=RunState(row[2]),
+        created=row[3],
+        ended=row[4],
+        error=row[5],
+        platform=row[6],
+        inputs_json=row[7],
+        outputs_json=row[8],
+        actions=row[9],
+    )
+
+
+def _action_from_row(row: Sequence[Any]) -> ActionRecord:
+    return ActionRecord(
+        run_id=row[0],
+        id=row[1],
+        parent=row[2],
+        task=row[3],
+        task_version=row[4],
+        state=ActionState(row[5]),
+        attempts=row[6],
+        created=row[7],
+        started=row[8],
+        ended=row[9],
+        cpu_millis=row[10],
+        memory=row[11],
+        gpus=row[12],
+        peak_memory=row[13],
+        cpu_time=row[14],
+        error=row[15],
+        error_type=row[16],
+        platform=row[17],
+        cache_key=row[18],
+        # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
+        logs=[row[19]] if row[19] else [],
+    )
+
+
+class RecordStore:
+    """Runs and actions in one SQLite file; implements the executor's ``Recorder`` and the queries the CLI uses.
+
+    Safe to share between threads (one connection behind a lock); open one store per process. Several processes
+    may read and write the same file at once.
+
+    Args:
+        path: the database file, usually ``Settings.db_path`` (``$FLYTELIKE_HOME/runs.sqlite3``); it and its
+            directory are created if missing.
+
+    Example:
+        >>> from flytelike._config import load_settings
+        >>> with RecordStore(load_settings().db_path) as store:  # doctest: +SKIP
+        ...     for run in store.runs(limit=5):
+        ...         print(run.id, run.state)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = connect(self.path, _MIGRATIONS, what="run records")
+
+    # --- writing (the executor's Recorder) ---------------------------------------------------------------------
+
+    def write(self, run: RunRecord, actions: Sequence[ActionRecord]) -> None:
+        """Insert or update ``run`` and ``actions`` (snapshots; the latest write of an action wins), atomically."""
+        run_row = _run_row(run)
+        action_rows = [_action_row(a) for a in actions]
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_UPSERT_RUN, run_row)
+                # One executemany in one transaction: a commit per row would cost a WAL append each.
+                conn.executemany(_UPSERT_ACTION, action_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    # --- queries -----------------------------------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The ``limit`` most recent runs, newest first."""
+        rows = self._fetch(f"{_SELECT_RUN} ORDER BY created DESC, id DESC LIMIT ?", (limit,))
+        return [_run_from_row(r) for r in rows]
+
+    def run_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of up to ``limit`` runs whose id starts with ``prefix`` (to explain an ambiguous prefix)."""
+        # substr() rather than LIKE, so that '%' and '_' in what a user typed are not wildcards.
+        rows = self._fetch(
+            "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created DESC LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return [r[0] for r in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """The run with this id, or else the only run whose id starts with it; None if none or several match."""
+        rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
+        if not rows and run_id:
+            rows = self._fetch(f"{_SELECT_RUN} WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id))
+        return _run_from_row(rows[0]) if len(rows) == 1 else None
+
+    def actions(self, run_id: str) -> list[ActionRecord]:
+        """Every action of the run (exact id), in natural id order: ``0``, ``0.0``, ``0.1``, ``0.2``, ``0.10``."""
+        rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ?", (run_id,))
+        rows.sort(key=lambda r: natural_key(r[1]))
+        return [_action_from_row(r) for r in rows]
+
+    def action(self, run_id: str, action_id: str) -> ActionRecord | None:
+        """One action of a run (exact ids), or None."""
+        rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ? AND id = ?", (run_id, action_id))
+        return _action_from_row(rows[0]) if rows else None
+
+    def logs(self, run_id: str, action_id: str | None = None) -> str:
+        """Captured output of one action; or, with no ``action_id``, of every action that printed anything, each
+        under a header line ``== ACTION TASK ==``, in natural id order. Empty if nothing was captured."""
+        if action_id is not None:
+            rows = self._fetch("SELECT logs FROM actions WHERE run_id = ? AND id = ?", (run_id, action_id))
+            return str(rows[0][0]) if rows else ""
+        rows = self._fetch("SELECT id, task, logs FROM actions WHERE run_id = ? AND logs != ''", (run_id,))
+        rows.sort(key=lambda r: natural_key(r[0]))
+        parts: list[str] = []
+        for aid, task, text in rows:
+            parts.append(f"== {aid} {task} ==\n")
+            parts.append(text if text.endswith("\n") else text + "\n")
+        return "".join(parts)
+
+    # --- lifetime ----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent); the store cannot be used afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RecordStore({str(self.path)!r})"
