@@ -11,6 +11,9 @@ Example:
     ...     return f"hello {name}"
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flytelike import errors
 from flytelike._accelerators import (
     GPU,
@@ -29,9 +32,35 @@ from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
 from flytelike._quantity import Quantity
 from flytelike._resources import Amount, Resources
 from flytelike._task import Task
+from flytelike._version import __version__
 from flytelike.errors import SpecError
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from flytelike._runner import RunHandle, Runner, run, run_async
+
+
+# Running pulls in the executor, protobuf and anyio; it is loaded on first use so that `import flytelike` (and
+# every definition file) stays fast.
+_LAZY = {
+    "RunHandle": "flytelike._runner",
+    "Runner": "flytelike._runner",
+    "run": "flytelike._runner",
+    "run_async": "flytelike._runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flytelike' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "GPU",
@@ -51,6 +80,8 @@ __all__ = [
     "Resources",
     "RetryPolicy",
     "ReusePolicy",
+    "RunHandle",
+    "Runner",
     "Secret",
     "SpecError",
     "Task",
@@ -62,4 +93,6 @@ __all__ = [
     "errors",
     "parse_platform_spec",
     "register_device",
+    "run",
+    "run_async",
 ]

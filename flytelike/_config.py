@@ -9,6 +9,7 @@ resolved once into a frozen :class:`Settings` that is passed down; nothing else 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,8 +76,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        files = [p for p in (_home() / "config.toml", Path("flytelike.toml")) if p.is_file()]
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=files))
+        # One source per file, project first: sources are deep-merged, so a table in ./flytelike.toml overrides
+        # the home file key by key instead of replacing the whole table (one multi-file source would do that).
+        files = [p for p in (Path("flytelike.toml"), _home() / "config.toml") if p.is_file()]
+        toml_sources: list[PydanticBaseSettingsSource] = []
+        for f in files:
+            try:
+                toml_sources.append(TomlConfigSettingsSource(settings_cls, toml_file=f))
+            except tomllib.TOMLDecodeError as e:  # else a bare decode error escapes, naming no file
+                raise ConfigError(
+                    f"config file {f}", str(f), f"not valid TOML: {e}", accepted="see https://toml.io"
+                ) from None
+        return (init_settings, env_settings, *toml_sources)
 
     def accelerator_specs(self) -> list[DeviceSpec]:
         return [DeviceSpec(a.name, a.device_class, a.max_quantity, a.partitions, a.aliases) for a in self.accelerators]

@@ -10,7 +10,7 @@ Example:
     ...     fl.Resources(cpu=-1)
     ... except ValueError as e:
     ...     print(type(e).__name__, e.field)
-    SpecError cpu
+    SpecError Resources.cpu
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "AdmissionError",
     "BackendError",
     "CancelledError",
+    "CapacityWarning",
     "ConfigError",
     "FlytelikeError",
     "LoadError",
@@ -32,7 +33,13 @@ __all__ = [
 
 
 class FlytelikeError(Exception):
-    """Base of every error flytelike raises on purpose."""
+    """Base of every error flytelike raises on purpose.
+
+    Attributes:
+        run_id: the run the error ended, when it ended one (``flytelike runs show RUN_ID``).
+    """
+
+    run_id: str | None = None
 
 
 class SpecError(FlytelikeError, ValueError):
@@ -140,3 +147,7 @@ class CancelledError(RunError):
 
 class BackendError(FlytelikeError):
     """A backend (Kubernetes, AWS Batch, local processes) failed to launch or track a task."""
+
+
+class CapacityWarning(UserWarning):
+    """A local task asks for more cpu or GPUs than this machine has; it runs anyway (slower, or without GPUs)."""

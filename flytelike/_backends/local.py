@@ -1,0 +1,98 @@
+"""The local backend: async tasks in this process, ``Local(process=True)`` tasks in a warm child process.
+
+In a child process the task's memory limit is enforced, its cpu is pinned when it asks for whole cores, and
+``CUDA_VISIBLE_DEVICES`` shows it the GPUs it was given (and none when it asked for none).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
+import anyio
+
+from flytelike._backends._process_pool import ProcessJob, ProcessPool, TaskProcessError
+from flytelike._executor import ActionRecord, Capacity, ExecTask, Run
+from flytelike.errors import OutOfMemoryError
+
+__all__ = ["LocalBackend"]
+
+
+class _Invoker(Protocol):
+    async def invoke(self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
+
+    def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]: ...
+
+    def code_file(self, task: ExecTask) -> str | None: ...
+
+
+class LocalBackend:
+    """Runs attempts on this machine."""
+
+    name = "local"
+
+    def __init__(self, invoker: _Invoker, capacity: Capacity, stack: AsyncExitStack, *, workers: int) -> None:
+        self.invoker = invoker
+        self.capacity = capacity
+        self._stack = stack
+        self._workers = workers
+        self._pool: ProcessPool | None = None
+        self._pool_lock = anyio.Lock()
+        self._free_cpus = set(range(capacity.cpu_millis // 1000))
+        self._free_gpus = set(range(capacity.gpus))
+
+    async def start_pool(self) -> ProcessPool:
+        """Start the warm workers (once); the run's exit stack stops them."""
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await self._stack.enter_async_context(ProcessPool(self._workers))
+            return self._pool
+
+    async def run_attempt(
+        self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
+    ) -> Mapping[str, Any]:
+        if not task.process:
+            return await self.invoker.invoke(run, action, task, values)  # type: ignore[no-any-return]
+        pool = self._pool or await self.start_pool()
+        cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
+        gpus = self._take(self._free_gpus, task.gpus)
+        env = {kv.key: kv.value for kv in task.template.container.env}
+        file = self.invoker.code_file(task)
+        job = ProcessJob(
+            action_id=action.id,
+            task=task.name,
+            file=file,
+            module=None if file else task.template.config.get("flytelike.module"),
+            inputs=pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL),
+            memory_limit=memory,
+            cpus=tuple(sorted(cpus)),
+            cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
+            env=env,
+        )
+        try:
+            result = await pool.run(job)
+        except OutOfMemoryError as e:
+            action.peak_memory = getattr(e, "peak_memory", None)
+            raise
+        except TaskProcessError as e:
+            if e.original is not None:
+                raise e.original from None
+            raise RuntimeError(f"{e.type_name}: {e.message}\n{e.traceback_text}") from None
+        finally:
+            self._free_cpus |= cpus
+            self._free_gpus |= gpus
+        action.peak_memory = result.peak_memory
+        action.cpu_time = result.cpu_time
+        if result.logs:
+            action.logs.append(result.logs)
+        return self.invoker.name_outputs(task, pickle.loads(result.outputs))
+
+    @staticmethod
+    def _take(free: set[int], n: int) -> set[int]:
+        if n <= 0 or n > len(free):
+            return set()
+        taken = set(sorted(free)[:n])
+        free -= taken
+        return taken

@@ -1,0 +1,127 @@
+"""``flytelike run FILE TASK [--input value ...]``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from flytelike._cli._params import task_command
+from flytelike._cli._progress import live_view, plain_view
+from flytelike._files import Dir, File
+from flytelike._loader import find_task, load_file
+from flytelike._runner import Runner
+from flytelike.errors import FlytelikeError, TaskFailedError
+
+__all__ = ["run"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, File | Dir):
+        return value.path
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    short_help="Run a task of a Python file.",
+)
+@click.option(
+    "--with",
+    "with_",
+    metavar="PLATFORM[:k=v,...]",
+    help="Run every task without a platform there: kubernetes, batch:cpu=8,memory=32768,queue=q, local.",
+)
+@click.option(
+    "--local-resources",
+    type=click.Choice(["check", "strict", "ignore"]),
+    default=None,
+    help="check (default): fail memory that can never fit here, warn for cpu/GPUs; strict: fail those too; "
+    "ignore: run anyway. Config: [local] resources.",
+)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", help="How to print outputs.")
+@click.option("--progress/--no-progress", default=True, help="Show the action tree while it runs (stderr).")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("task")
+@click.argument("inputs", nargs=-1, type=click.UNPROCESSED)
+def run(
+    with_: str | None,
+    local_resources: str | None,
+    output: str,
+    progress: bool,
+    file: str,
+    task: str,
+    inputs: tuple[str, ...],
+) -> None:
+    """Run TASK of FILE here (no server, no account), with its inputs as options.
+
+    \b
+    flytelike run examples/hello.py main --name you
+    flytelike run examples/train.py main --n 3 --with batch:queue=gpu
+    flytelike run examples/train.py main --help      # the task's inputs
+    """
+    warnings.showwarning = _showwarning
+    try:
+        module = load_file(file)
+        target = find_task(module, task, source=file)
+        command = task_command(
+            f"flytelike run {file} {task}", target.interface.inputs, target.full_name, target.fn.__doc__
+        )
+        values = command.main(list(inputs), standalone_mode=False, prog_name=f"flytelike run {file} {task}")
+        if not isinstance(values, dict):  # --help was printed
+            return
+        view = None
+        if progress:
+            view = live_view if sys.stderr.isatty() else plain_view
+        runner = Runner(platform=with_, local_resources=local_resources, progress=view)  # type: ignore[arg-type]
+        handle = runner.run(target, **values)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _fail("cancelled; the run is recorded as aborted (flytelike runs)", 130)
+        return
+    except TaskFailedError as e:
+        run_id = getattr(e, "run_id", None)
+        hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {e.action}" if run_id else ""
+        _fail(f"{e}{hint}")
+        return
+    except FlytelikeError as e:
+        _fail(str(e), 2 if not getattr(e, "run_id", None) else 1)
+        return
+    result = _jsonable(handle.outputs)
+    if output == "json":
+        click.echo(json.dumps({"run": handle.id, "task": handle.task, "outputs": result}, indent=2))
+    else:
+        click.echo(result if isinstance(result, str) else json.dumps(result))
