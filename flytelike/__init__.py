@@ -11,8 +11,9 @@ Example:
     ...     return f"hello {name}"
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from flytelike import errors
 from flytelike._accelerators import (
@@ -35,7 +36,7 @@ from flytelike._task import Task
 from flytelike._version import __version__
 from flytelike.errors import SpecError
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from flytelike._runner import RunHandle, Runner, run, run_async
 
 
@@ -49,11 +50,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flytelike' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -157,9 +157,14 @@ class _Catalog:
         with self._lock:
             return self._add(spec)
 
-    def get(self, name: str, partition: str | None = None) -> DeviceSpec | None:
+    def get(self, name: str, partition: str | None = None, quantity: object = None) -> DeviceSpec | None:
         spec = self._by_key.get(_key(name))
-        missing = spec is None or (partition is not None and partition not in spec.partitions)
+        # A count above the built-in maximum is a miss too: the configuration may raise that maximum.
+        missing = (
+            spec is None
+            or (partition is not None and partition not in spec.partitions)
+            or (isinstance(quantity, int | float) and quantity > spec.max_quantity)
+        )
         if missing and not self._extensions_loaded:
             self._load_extensions()
             spec = self._by_key.get(_key(name))
@@ -257,11 +262,15 @@ def _count(value: object, where: str, spec: DeviceSpec | None) -> int:
 
 
 def _lookup(
-    device: object, where: str, want: tuple[DeviceClass, ...] | None = None, partition: str | None = None
+    device: object,
+    where: str,
+    want: tuple[DeviceClass, ...] | None = None,
+    partition: str | None = None,
+    quantity: object = None,
 ) -> DeviceSpec:
     if not isinstance(device, str) or not device.strip():
         raise SpecError(where, device, "not a device name", accepted="'A100', 'H100', 'T4' or fl.Device(...)")
-    spec = _CATALOG.get(device, partition if isinstance(partition, str) else None)
+    spec = _CATALOG.get(device, partition if isinstance(partition, str) else None, quantity)
     if spec is None or (want is not None and spec.device_class not in want):
         kinds = want or tuple(DeviceClass)
         names = [n for k in kinds for n in _CATALOG.names(k)]
@@ -319,7 +328,7 @@ class GPU(Device):
     __slots__ = ()
 
     def __init__(self, device: str, quantity: int = 1, partition: str | None = None) -> None:
-        spec = _lookup(device, "GPU.device", (_NV, _AMD, _NEURON, _GAUDI), partition)
+        spec = _lookup(device, "GPU.device", (_NV, _AMD, _NEURON, _GAUDI), partition, quantity)
         qty = _count(quantity, "GPU.quantity", spec)
         if partition is not None:
             if not spec.partitions:
@@ -420,7 +429,7 @@ def parse_accelerator(value: object, *, field: str = "Resources.gpu") -> Device 
                 field,
                 value,
                 f"{spec.name} is a TPU and takes a topology",
-                accepted=f"fl.TPU({spec.name!r}, '2x2')",
+                accepted=f"fl.TPU({spec.name!r}, {spec.partitions[0] if spec.partitions else '2x2'!r})",
             )
         try:
             return GPU(spec.name, int(count_text) if sep else 1)

@@ -21,7 +21,7 @@ from flytelike._options import TaskOptions
 from flytelike._platforms import Platform
 from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
 from flytelike._resources import Resources
-from flytelike._task import Task
+from flytelike._task import TASK_NAME, Task
 from flytelike.errors import SpecError
 
 __all__ = ["TaskEnvironment"]
@@ -30,7 +30,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9_\-]{0,61}[a-z0-9])?")
-_TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class TaskEnvironment:
@@ -66,7 +65,7 @@ class TaskEnvironment:
         description: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            suggestion = re.sub(r"[^a-z0-9_\-]+", "-", str(name).lower()).strip("-_") or "my-env"
+            suggestion = re.sub(r"[^a-z0-9_\-]+", "-", str(name).lower())[:63].strip("-_") or "my-env"
             raise SpecError(
                 "TaskEnvironment.name",
                 name,
@@ -166,8 +165,9 @@ class TaskEnvironment:
             raise SpecError(f"{self.name}.task", fn, "not a function", accepted="a def or async def function")
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise SpecError(f"{self.name}.task", fn.__name__, "generators cannot be tasks", accepted="return a list")
-        name = options.pop("name", None) or fn.__name__
-        if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
+        # A callable object has no __name__: it then needs name=, and gets a SpecError rather than AttributeError.
+        name = options.pop("name", None) or getattr(fn, "__name__", None)
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
             raise SpecError(f"{self.name}.task.name", name, "not a task name", accepted="a Python identifier")
         if name in self.tasks:
             raise SpecError(

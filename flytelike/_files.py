@@ -25,6 +25,11 @@ def _uri(value: object, owner: str) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value or "\x00" in value:
         raise SpecError(f"{owner}.path", value, "not a path or URI", accepted="'data/x.csv' or 's3://bucket/x.csv'")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Paths travel as UTF-8 (templates, records, other machines); undecodable bytes would be lost there.
+        raise SpecError(f"{owner}.path", value, "not valid UTF-8 text", accepted="a path of valid characters") from None
     return value
 
 

@@ -36,6 +36,7 @@ class Param:
     name: str
     type: TypeSpec
     default: Any = NO_DEFAULT
+    keyword_only: bool = False
 
     @property
     def required(self) -> bool:
@@ -55,7 +56,12 @@ class Interface:
         try:
             hints = typing.get_type_hints(fn)
         except Exception as e:  # NameError, or any error raised while evaluating a string annotation
-            raise SpecError(f"{task} annotations", str(e), "cannot resolve the annotations") from None
+            raise SpecError(
+                f"{task} annotations",
+                str(e),
+                "cannot resolve the annotations",
+                accepted="types importable at module level (string annotations are evaluated in the module)",
+            ) from None
         inputs = []
         for p in inspect.signature(fn).parameters.values():
             where = f"{task}({p.name})"
@@ -66,8 +72,15 @@ class Interface:
             if p.name not in hints:
                 raise SpecError(where, p.name, "the input has no type annotation", accepted=f"{p.name}: int")
             spec = type_spec(hints[p.name], where=where)
-            default = NO_DEFAULT if p.default is p.empty else spec.check(p.default, f"{where} default")
-            inputs.append(Param(p.name, spec, default))
+            default = NO_DEFAULT
+            if p.default is not p.empty:
+                try:
+                    default = spec.check(p.default, f"{where} default")
+                except ValueConversionError as e:  # a wrong default is a definition mistake
+                    raise SpecError(
+                        f"{where} default", p.default, str(e), accepted=f"a default of type {spec}"
+                    ) from None
+            inputs.append(Param(p.name, spec, default, keyword_only=p.kind is p.KEYWORD_ONLY))
         if "return" not in hints:
             raise SpecError(f"{task} -> ?", None, "the return type is not annotated", accepted="-> int, or -> None")
         return cls(tuple(inputs), _outputs(hints["return"], task))
@@ -78,10 +91,13 @@ class Interface:
         Raises:
             ValueConversionError: a missing, unexpected or mistyped argument, naming the task and input.
         """
-        if len(args) > len(self.inputs):
-            raise ValueConversionError(f"{task}() takes {len(self.inputs)} inputs but {len(args)} were given")
+        positionals = [p for p in self.inputs if not p.keyword_only]
+        if len(args) > len(positionals):
+            raise ValueConversionError(
+                f"{task}() takes {len(positionals)} positional inputs but {len(args)} were given"
+            )
         values: dict[str, Any] = {}
-        for positional, value in zip(self.inputs, args, strict=False):
+        for positional, value in zip(positionals, args, strict=False):
             values[positional.name] = positional.type.check(value, f"{task}({positional.name})")
         for name, value in kwargs.items():
             param = self.input(name)

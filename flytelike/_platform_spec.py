@@ -54,9 +54,11 @@ def _split_top_level(text: str, field: str) -> list[str]:
     return parts
 
 
-def _value(raw: str) -> Any:
+def _value(raw: str, field: str) -> Any:
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise SpecError(field, raw, "the value is nested too deeply", accepted='\'tags={"a":"b"}\'') from None
     except ValueError:
         if len(raw) >= 2 and raw[0] == raw[-1] == "'":
             return raw[1:-1]
@@ -88,7 +90,7 @@ def parse_platform_spec(spec: str) -> Platform:
             raise SpecError(field, spec, f"{cls.name} has no attribute {key!r}", accepted=", ".join(accepted))
         if key in kwargs:
             raise SpecError(field, spec, f"{key!r} is given twice", accepted="each attribute once")
-        kwargs[key] = _value(raw.strip())
+        kwargs[key] = _value(raw.strip(), field)
     try:
         return cls(**kwargs)
     except SpecError as e:

@@ -130,9 +130,13 @@ class Toleration:
         if self.operator not in ("Exists", "Equal"):
             raise SpecError("Toleration.operator", self.operator, "unknown operator", accepted="'Exists', 'Equal'")
         if not self.key and self.operator != "Exists":
-            raise SpecError("Toleration.operator", self.operator, "an empty key needs operator 'Exists'")
+            raise SpecError(
+                "Toleration.operator", self.operator, "an empty key needs operator 'Exists'", accepted="'Exists'"
+            )
         if self.operator == "Exists" and self.value:
-            raise SpecError("Toleration.value", self.value, "must be empty when operator is 'Exists'")
+            raise SpecError(
+                "Toleration.value", self.value, "must be empty when operator is 'Exists'", accepted="operator='Equal'"
+            )
         if self.operator == "Equal":
             _label_value(self.value, "Toleration.value")
         if self.effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
@@ -185,7 +189,12 @@ class Platform:
     def overlay(self, base: Platform) -> Platform:
         """``self`` over ``base`` (same platform): attributes set here win, the rest come from ``base``."""
         if type(base) is not type(self):
-            raise SpecError("platform", base, f"cannot combine {base.name} settings with {self.name} settings")
+            raise SpecError(
+                "platform",
+                base,
+                f"cannot combine {base.name} settings with {self.name} settings",
+                accepted=f"another fl.{type(self).__name__}(...)",
+            )
         merged = {f.name: getattr(self, f.name) for f in fields(self) if self.is_set(f.name)}  # type: ignore[arg-type]
         return replace(base, **merged)  # type: ignore[type-var]
 

@@ -63,9 +63,14 @@ def parse_duration(value: object, *, field: str) -> timedelta:
         raise SpecError(field, value, f"a {type(value).__name__} is not a duration", accepted=_DURATION_EXAMPLE)
     if seconds < 0:
         raise SpecError(field, value, "must not be negative", accepted=_DURATION_EXAMPLE)
-    if seconds > _MAX_SECONDS:
-        raise SpecError(field, value, "is longer than any run can last", accepted=_DURATION_EXAMPLE)
-    return timedelta(seconds=float(seconds))
+    if isinstance(value, timedelta):
+        return value  # already exact; the float round trip below could round timedelta.max up and overflow
+    try:
+        if seconds > _MAX_SECONDS:
+            raise OverflowError
+        return timedelta(seconds=float(seconds))
+    except OverflowError:
+        raise SpecError(field, value, "is longer than any run can last", accepted=_DURATION_EXAMPLE) from None
 
 
 def _positive_int(value: object, field: str, example: str) -> int:
@@ -340,7 +345,12 @@ class Secret:
             if not isinstance(self.mount_path, str) or not self.mount_path.startswith("/"):
                 raise SpecError("Secret.mount_path", self.mount_path, "must be an absolute path", accepted="'/etc/x'")
             if self.env_var is not None:
-                raise SpecError("Secret.env_var", self.env_var, "a secret is either a variable or a file, not both")
+                raise SpecError(
+                    "Secret.env_var",
+                    self.env_var,
+                    "a secret is either a variable or a file, not both",
+                    accepted="env_var=None with mount_path, or no mount_path",
+                )
             return
         env = self.env_var if self.env_var is not None else re.sub(r"[.\-]", "_", self.key).upper()
         if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):

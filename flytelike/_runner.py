@@ -182,6 +182,8 @@ class Runner:
                 resource_policy=self.local_resources,
             )
             tasks = [index.exec_task(t) for t in reachable_tasks(task)]
+            for t in tasks:
+                executor.backend_for(t.platform or platform_name, task=t.name)
             executor.check_local(tasks)
             if any(t.process for t in tasks if t.platform in ("", "local")):
                 await local.start_pool()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -29,6 +30,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_RETRIES = RetryPolicy(0)
+TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""A task name: a Python identifier of at most 63 characters (it becomes part of pod and job names)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,8 @@ class Task(Generic[P, R]):
             Resources(cpu='2', memory='1Gi')
         """
         name = options.pop("name", self.name)
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+            raise SpecError(f"{self.full_name}.override.name", name, "not a task name", accepted="a Python identifier")
         layer = TaskOptions.build(f"{self.full_name}.override", **options)
         return Task(self.fn, self.env, name=name, options=self.options.merge(layer), interface=self.interface)
 

@@ -231,20 +231,23 @@ _CHECKERS: dict[str, Callable[[TypeSpec, object, str], Any]] = {
     "dir": _check_blob,
 }
 
-_cache: dict[object, TypeSpec] = {}
+_cache: dict[tuple[object, str], TypeSpec] = {}
 
 
 def type_spec(annotation: object, *, where: str) -> TypeSpec:
     """The TypeSpec of an annotation, or a SpecError naming ``where`` and listing what is supported."""
+    # Unions compare equal whatever their order (int | str == str | int), but the order is part of the spec
+    # (variants are tried in order, and it is what goes on the wire); the repr keeps them apart in the cache.
+    key = (annotation, repr(annotation))
     try:
-        cached = _cache.get(annotation)
+        cached = _cache.get(key)
     except TypeError:  # unhashable annotation objects are simply not cached
         cached = None
     if cached is not None:
         return cached
     spec = _build(annotation, where, ())
     with contextlib.suppress(TypeError):
-        _cache[annotation] = spec
+        _cache[key] = spec
     return spec
 
 

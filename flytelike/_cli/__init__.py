@@ -1,17 +1,46 @@
-"""The ``flytelike`` command: each subcommand is a thin shell over the library."""
+"""The ``flytelike`` command: each subcommand is a thin shell over the library.
+
+Subcommands are imported only when invoked, so ``flytelike --help`` does not load the runtime.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from flytelike._cli._run import run
-from flytelike._cli._runs import logs, runs
 from flytelike._version import __version__
 
 __all__ = ["cli", "main"]
 
+# name -> (module, attribute, one-line help shown by `flytelike --help`)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("flytelike._cli._run", "run", "Run a task of a Python file."),
+    "runs": ("flytelike._cli._runs", "runs", "List earlier runs; `runs show RUN` for one run's action tree."),
+    "logs": ("flytelike._cli._runs", "logs", "Print what a run's tasks wrote to stdout and stderr."),
+    "serialize": ("flytelike._cli._serialize", "serialize", "Write protobuf task templates of a file's tasks."),
+    "show": ("flytelike._cli._serialize", "show", "Print one task's template."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command = getattr(importlib.import_module(entry[0]), entry[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[2]) for name, entry in _COMMANDS.items()])
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="flytelike")
 def cli() -> None:
     """flytelike: typed async tasks that declare their compute once and run anywhere.
@@ -21,11 +50,6 @@ def cli() -> None:
     flytelike run --with kubernetes FILE TASK            every task as a pod
     flytelike runs / flytelike logs RUN [ACTION]         history and logs of earlier runs
     """
-
-
-cli.add_command(run)
-cli.add_command(runs)
-cli.add_command(logs)
 
 
 def main() -> None:

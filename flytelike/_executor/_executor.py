@@ -58,11 +58,14 @@ class Executor:
         self.resource_policy = resource_policy
         self._warned: set[tuple[str, str]] = set()
 
-    def backend_for(self, platform: str) -> Backend:
+    def backend_for(self, platform: str, *, task: str = "") -> Backend:
         backend = self.backends.get(platform)
         if backend is None:
+            who = f"task {task} runs on" if task else "this run uses"
             raise BackendError(
-                f"no {platform!r} backend is configured for this run; available: {', '.join(sorted(self.backends))}"
+                f"{who} platform {platform!r}, but no {platform} backend is available in this installation "
+                f"(available: {', '.join(sorted(self.backends))}); run it locally without --with, or pin it with "
+                "platform=fl.Local()"
             )
         return backend
 
