@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -79,7 +79,15 @@ def _positive_int(value: object, field: str, example: str) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+def _assign(obj: object, **values: object) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+DurationLike = str | int | float | timedelta
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Cache:
     """Reuse a task's outputs for the same inputs and task version.
 
@@ -96,12 +104,23 @@ class Cache:
         ('verbose',)
     """
 
-    ttl: timedelta | None = None
-    version: str | None = None
-    ignored_inputs: tuple[str, ...] = ()
-    enabled: bool = True
+    ttl: timedelta | None
+    version: str | None
+    ignored_inputs: tuple[str, ...]
+    enabled: bool
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        ttl: DurationLike | None = None,
+        *,
+        version: str | None = None,
+        ignored_inputs: Iterable[str] = (),
+        enabled: bool = True,
+    ) -> None:
+        _assign(self, ttl=ttl, version=version, ignored_inputs=ignored_inputs, enabled=enabled)
+        self._validate()
+
+    def _validate(self) -> None:
         if self.ttl is not None:
             ttl = parse_duration(self.ttl, field="Cache.ttl")
             if not ttl:
@@ -131,7 +150,7 @@ class Cache:
         raise SpecError(field, value, "not a cache setting", accepted="True, False, 'auto', 'disable', fl.Cache(...)")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ReusePolicy:
     """Keep warm replicas of an environment to run many tasks each, instead of one container per task.
 
@@ -146,11 +165,17 @@ class ReusePolicy:
         (1, 4)
     """
 
-    replicas: int | tuple[int, int] = 1
-    concurrency: int = 1
-    idle_ttl: timedelta | None = None
+    replicas: int | tuple[int, int]
+    concurrency: int
+    idle_ttl: timedelta | None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, replicas: int | tuple[int, int] = 1, *, concurrency: int = 1, idle_ttl: DurationLike | None = None
+    ) -> None:
+        _assign(self, replicas=replicas, concurrency=concurrency, idle_ttl=idle_ttl)
+        self._validate()
+
+    def _validate(self) -> None:
         r: object = self.replicas
         if isinstance(r, list):
             r = tuple(r)
@@ -177,7 +202,7 @@ class ReusePolicy:
         return self.replicas[1] if isinstance(self.replicas, tuple) else self.replicas
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RetryPolicy:
     """How often a failed task is tried again, how long to wait, and how memory grows after an out-of-memory kill.
 
@@ -196,14 +221,35 @@ class RetryPolicy:
         Quantity('8Gi')
     """
 
-    count: int = 0
-    backoff: timedelta = field(default=timedelta(0))
-    backoff_multiplier: float = 2.0
-    max_backoff: timedelta = field(default=timedelta(minutes=5))
-    oom_memory_multiplier: float | None = None
-    oom_memory_limit: Quantity | None = None
+    count: int
+    backoff: timedelta
+    backoff_multiplier: float
+    max_backoff: timedelta
+    oom_memory_multiplier: float | None
+    oom_memory_limit: Quantity | None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        count: int = 0,
+        *,
+        backoff: DurationLike = 0,
+        backoff_multiplier: float = 2.0,
+        max_backoff: DurationLike = "5m",
+        oom_memory_multiplier: float | None = None,
+        oom_memory_limit: str | Quantity | None = None,
+    ) -> None:
+        _assign(
+            self,
+            count=count,
+            backoff=backoff,
+            backoff_multiplier=backoff_multiplier,
+            max_backoff=max_backoff,
+            oom_memory_multiplier=oom_memory_multiplier,
+            oom_memory_limit=oom_memory_limit,
+        )
+        self._validate()
+
+    def _validate(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise SpecError("RetryPolicy.count", self.count, "must be a whole number >= 0", accepted="3")
         object.__setattr__(self, "backoff", parse_duration(self.backoff, field="RetryPolicy.backoff"))
@@ -278,7 +324,7 @@ class RetryPolicy:
         return grown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Timeout:
     """How long a task may run (and, on remote platforms, wait in a queue) before it is cancelled.
 
@@ -289,9 +335,13 @@ class Timeout:
     """
 
     max_runtime: timedelta
-    max_queued_time: timedelta | None = None
+    max_queued_time: timedelta | None
 
-    def __post_init__(self) -> None:
+    def __init__(self, max_runtime: DurationLike, *, max_queued_time: DurationLike | None = None) -> None:
+        _assign(self, max_runtime=max_runtime, max_queued_time=max_queued_time)
+        self._validate()
+
+    def _validate(self) -> None:
         runtime = parse_duration(self.max_runtime, field="Timeout.max_runtime")
         if not runtime:
             raise SpecError("Timeout.max_runtime", self.max_runtime, "a zero timeout never runs", accepted="'2h'")
