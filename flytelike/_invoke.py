@@ -68,6 +68,10 @@ class Submitter:
         self.loop_thread = loop_thread
 
     def submit(self, task: Task[..., Any], values: Mapping[str, Any]) -> Awaitable[Any]:
+        if threading.get_ident() != self.loop_thread:
+            # A sync task (in a worker thread) calling an async task cannot await it: run it on the run's loop
+            # and block for the result, as for a sync child. (The run's state is only touched on the loop.)
+            return self.submit_blocking(task, values)  # type: ignore[no-any-return]
         outputs = self.run.child(self.action, self.index.exec_task(task), values)
         return _result(task, outputs)
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/core/v1/security.proto\x12\x11\x66lytelike.core.v1\"Y\n\x0fSecurityContext\x12*\n\x07secrets\x18\x02 \x03(\x0b\x32\x19.flytelike.core.v1.SecretJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04R\x06run_asR\x06tokens\"\xb7\x01\n\x06Secret\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12>\n\x11mount_requirement\x18\x04 \x01(\x0e\x32#.flytelike.core.v1.Secret.MountType\x12\x0f\n\x07\x65nv_var\x18\x05 \x01(\t\"+\n\tMountType\x12\x07\n\x03\x41NY\x10\x00\x12\x0b\n\x07\x45NV_VAR\x10\x01\x12\x08\n\x04\x46ILE\x10\x02J\x04\x08\x02\x10\x03R\rgroup_versionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/core/v1/security.proto\x12\x11\x66lytelike.core.v1\"Y\n\x0fSecurityContext\x12*\n\x07secrets\x18\x02 \x03(\x0b\x32\x19.flytelike.core.v1.SecretJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04R\x06run_asR\x06tokens\"\xcb\x01\n\x06Secret\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12>\n\x11mount_requirement\x18\x04 \x01(\x0e\x32#.flytelike.core.v1.Secret.MountType\x12\x0f\n\x07\x65nv_var\x18\x05 \x01(\t\x12\x12\n\nmount_path\x18\x64 \x01(\t\"+\n\tMountType\x12\x07\n\x03\x41NY\x10\x00\x12\x0b\n\x07\x45NV_VAR\x10\x01\x12\x08\n\x04\x46ILE\x10\x02J\x04\x08\x02\x10\x03R\rgroup_versionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SECURITYCONTEXT']._serialized_start=55
   _globals['_SECURITYCONTEXT']._serialized_end=144
   _globals['_SECRET']._serialized_start=147
-  _globals['_SECRET']._serialized_end=330
-  _globals['_SECRET_MOUNTTYPE']._serialized_start=266
-  _globals['_SECRET_MOUNTTYPE']._serialized_end=309
+  _globals['_SECRET']._serialized_end=350
+  _globals['_SECRET_MOUNTTYPE']._serialized_start=286
+  _globals['_SECRET_MOUNTTYPE']._serialized_end=329
 # @@protoc_insertion_point(module_scope)

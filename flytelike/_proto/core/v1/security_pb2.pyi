@@ -80,6 +80,7 @@ class Secret(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     MOUNT_REQUIREMENT_FIELD_NUMBER: _builtins.int
     ENV_VAR_FIELD_NUMBER: _builtins.int
+    MOUNT_PATH_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     """Group (or namespace) of the secret in the secret store; may be empty."""
     key: _builtins.str
@@ -89,6 +90,11 @@ class Secret(_message.Message):
     """Name of the environment variable to set; empty means the backend's
     default name derived from group and key.
     """
+    mount_path: _builtins.str
+    """Absolute path of the file that holds the secret when mount_requirement
+    is FILE; empty means the backend's default location. flytelike's own
+    field (flyteidl keeps it as an unknown field).
+    """
     def __init__(
         self,
         *,
@@ -96,10 +102,11 @@ class Secret(_message.Message):
         key: _builtins.str = ...,
         mount_requirement: Global___Secret.MountType.ValueType = ...,
         env_var: _builtins.str = ...,
+        mount_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env_var", b"env_var", "group", b"group", "key", b"key", "mount_requirement", b"mount_requirement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env_var", b"env_var", "group", b"group", "key", b"key", "mount_path", b"mount_path", "mount_requirement", b"mount_requirement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
