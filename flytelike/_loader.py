@@ -91,6 +91,9 @@ def find_task(module: ModuleType, name: str, *, source: str | None = None) -> Ta
     tasks = tasks_in(module)
     task = tasks.get(name)
     if task is None:
-        names = sorted(n for n in tasks if "." not in n) or ["(none)"]
+        short = [n for n in tasks if "." not in n]
+        # A short name two environments share only finds the first; list the full names too, so both are reachable.
+        names = sorted({t.full_name if tasks[t.name] is not t else t.name for t in tasks.values()}) or ["(none)"]
+        del short
         raise LoadError(f"{source or module.__name__}: no task named {name!r}; tasks defined: {', '.join(names)}")
     return task

@@ -1,5 +1,6 @@
 """SDK objects and Python values to and from the protobuf wire format; the only code that sees both."""
 
+from flytelike._serde._decode import describe_template
 from flytelike._serde._literals import (
     decode_values,
     encode_values,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_IMAGE",
     "code_module",
     "decode_values",
+    "describe_template",
     "encode_values",
     "from_literal",
     "from_literal_map",

@@ -57,16 +57,26 @@ def code_module(task: Task[..., Any]) -> str:
     return module
 
 
-@functools.cache
 def _source_digest(module: str) -> str:
-    # The module's source is part of the version: editing the code must never reuse cached outputs.
+    """Hash of the module's source: editing the code must never reuse cached outputs."""
     mod = sys.modules.get(module) or sys.modules.get("__main__")
     file = getattr(mod, "__file__", None)
+    if not file:
+        return ""
     try:
-        data = Path(file).read_bytes() if file else b""
+        st = Path(file).stat()
     except OSError:
-        data = b""
-    return hashlib.sha256(data).hexdigest()
+        return ""
+    # Keyed by path, size and modification time, so an edited file is read again even within one process.
+    return _file_digest(str(Path(file).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _resources(r: Resources) -> tasks_pb2.Resources:
@@ -188,6 +198,7 @@ def task_template(
                         key=s.key,
                         mount_requirement=security_pb2.Secret.FILE if s.mount_path else security_pb2.Secret.ENV_VAR,
                         env_var=s.env_var or "",
+                        mount_path=s.mount_path or "",
                     )
                     for s in r.secrets
                 ]

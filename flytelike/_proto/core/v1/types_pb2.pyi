@@ -220,7 +220,7 @@ class EnumType(_message.Message):
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The allowed values, in declaration order, as the strings that go on the
-        wire (the members' values).
+        wire (the members' names).
         """
 
     def __init__(
@@ -276,7 +276,7 @@ class TypeStructure(_message.Message):
     TAG_FIELD_NUMBER: _builtins.int
     tag: _builtins.str
     """The variant tag of a union member: the Python type's name ("int", "str",
-    "none", "mymod.Point", ...).
+    "none", "Point", ...).
     """
     def __init__(
         self,

@@ -1,0 +1,349 @@
+"""The warm worker pool behind ``fl.Local(process=True)``: results, output capture, errors, memory limits, crashes,
+per-job environment and cpu pinning, reuse, concurrency, cancellation, and no orphan processes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from flytelike._backends._process_pool import ProcessJob, ProcessPool, ProcessResult, TaskProcessError
+from flytelike.errors import BackendError, OutOfMemoryError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pool reads /proc (Linux only)")
+
+TASKS = textwrap.dedent(
+    """
+    import asyncio
+    import os
+    import sys
+    import threading
+    import time
+
+    import flytelike as fl
+
+    env = fl.TaskEnvironment(name="t")
+    CALLS = []
+
+
+    class Custom(Exception):
+        pass
+
+
+    @env.task
+    async def add(x: int, y: int) -> int:
+        await asyncio.sleep(0)
+        return x + y
+
+
+    @env.task
+    def shout(words: list[str]) -> dict[str, int]:
+        return {w.upper(): len(w) for w in words}
+
+
+    @env.task
+    def chatty() -> None:
+        print("printed line")
+        os.write(1, b"raw stdout\\n")
+        print("to stderr", file=sys.stderr)
+        os.write(2, b"raw stderr\\n")
+
+
+    @env.task
+    def fails() -> None:
+        raise ValueError("bad value 42")
+
+
+    @env.task
+    async def fails_async() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("missing")
+
+
+    @env.task
+    def fails_unpicklable() -> None:
+        raise Custom(threading.Lock())
+
+
+    @env.task
+    def hog(total_mb: int, chunk_mb: int) -> int:
+        chunks = []
+        for _ in range(total_mb // chunk_mb):
+            chunk = bytearray(chunk_mb * 2**20)
+            chunk[::4096] = b"x" * len(chunk[::4096])
+            chunks.append(chunk)
+            time.sleep(0.01)
+        return len(chunks)
+
+
+    @env.task
+    def huge() -> int:
+        return len(bytearray(10**10))
+
+
+    @env.task
+    def suicide() -> None:
+        print("about to die")
+        os.kill(os.getpid(), 9)
+
+
+    @env.task
+    def environment() -> list[str | None]:
+        return [os.environ.get("POOL_TEST_VAR"), os.environ.get("CUDA_VISIBLE_DEVICES")]
+
+
+    @env.task
+    def affinity() -> list[int]:
+        return sorted(os.sched_getaffinity(0))
+
+
+    @env.task
+    def pid() -> int:
+        return os.getpid()
+
+
+    @env.task
+    def calls() -> int:
+        CALLS.append(1)
+        return len(CALLS)
+
+
+    @env.task
+    def reads_stdin() -> str:
+        return sys.stdin.read()
+
+
+    @env.task
+    async def nap(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+    @env.task
+    async def sleepy(pid_file: str) -> None:
+        with open(pid_file + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(pid_file + ".tmp", pid_file)
+        await asyncio.sleep(30)
+    """
+)
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> str:
+    path = tmp_path / "pool_tasks.py"
+    path.write_text(TASKS)
+    return str(path)
+
+
+def job(file: str, task: str, action: str = "a0", **inputs: Any) -> ProcessJob:
+    return ProcessJob(action_id=action, task=task, file=file, module=None, inputs=pickle.dumps(inputs))
+
+
+def value(result: ProcessResult) -> Any:
+    return pickle.loads(result.outputs)
+
+
+def children() -> set[int]:
+    """Pids (zombies included) whose parent is this process, read from /proc."""
+    found = set()
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces; the fields after its closing parenthesis are fixed.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+async def test_async_and_sync_tasks_round_trip_values(tasks_file: str) -> None:
+    async with ProcessPool(2) as pool:
+        assert value(await pool.run(job(tasks_file, "add", x=2, y=40))) == 42
+        result = await pool.run(job(tasks_file, "t.shout", words=["ab", "cde"]))
+    assert value(result) == {"AB": 2, "CDE": 3}
+    assert result.peak_memory > 1_000_000
+    assert result.cpu_time >= 0
+
+
+async def test_module_jobs_and_startup_env(tmp_path: Path, tasks_file: str) -> None:
+    async with ProcessPool(1, startup_env={"PYTHONPATH": str(tmp_path)}) as pool:
+        module_job = ProcessJob("a0", "t.calls", file=None, module="pool_tasks", inputs=pickle.dumps({}))
+        # The module is loaded once and kept: module-level state survives from one job to the next.
+        assert [value(await pool.run(module_job)) for _ in range(2)] == [1, 2]
+
+
+async def test_print_and_raw_fd_output_is_captured_per_job(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        logs = (await pool.run(job(tasks_file, "chatty"))).logs
+        assert logs.splitlines() == ["printed line", "raw stdout", "to stderr", "raw stderr"]
+        assert (await pool.run(job(tasks_file, "add", x=1, y=1))).logs == ""
+        # The task's stdin is /dev/null, never the request pipe.
+        assert value(await pool.run(job(tasks_file, "reads_stdin"))) == ""
+
+
+async def test_task_exception_carries_type_message_traceback_and_original(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        with pytest.raises(TaskProcessError) as caught:
+            await pool.run(job(tasks_file, "fails"))
+        error = caught.value
+        assert error.type_name == "ValueError"
+        assert error.message == "bad value 42"
+        assert "pool_tasks.py" in error.traceback_text
+        assert 'raise ValueError("bad value 42")' in error.traceback_text
+        assert isinstance(error.original, ValueError)
+        assert str(error.original) == "bad value 42"
+        assert pickle.loads(pickle.dumps(error)).traceback_text == error.traceback_text
+
+        with pytest.raises(TaskProcessError) as caught:
+            await pool.run(job(tasks_file, "fails_async"))
+        # The traceback starts at the task, not in the worker or asyncio.
+        assert caught.value.traceback_text.splitlines()[1].startswith(f'  File "{tasks_file}"')
+
+        with pytest.raises(TaskProcessError) as caught:
+            await pool.run(job(tasks_file, "fails_unpicklable"))
+        assert caught.value.type_name == "pool_tasks.Custom"
+        assert "lock" in caught.value.message
+        assert caught.value.original is None
+        # The worker survives a failing task.
+        assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
+
+
+async def test_missing_task_is_a_backend_error(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        with pytest.raises(BackendError, match="no task named 'nope'"):
+            await pool.run(job(tasks_file, "nope"))
+
+
+async def test_memory_limit_kills_a_growing_task_and_reports_the_peak(tasks_file: str) -> None:
+    limit = 150 * 2**20
+    async with ProcessPool(1) as pool:
+        hog = job(tasks_file, "hog", action="a7", total_mb=300, chunk_mb=10)
+        with pytest.raises(OutOfMemoryError) as caught:
+            await pool.run(replace(hog, memory_limit=limit))
+        error = caught.value
+        assert "memory limit of 150.0 MiB" in str(error)
+        assert "peak resident memory" in str(error)
+        assert (error.task, error.action, error.attempt) == ("hog", "a7", 0)
+        peak = error.peak_memory  # type: ignore[attr-defined]
+        assert peak > limit * 0.9
+        assert f"{peak / 2**20:.1f} MiB" in str(error)
+        # The next job gets a fresh, working worker.
+        assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
+
+
+async def test_one_huge_allocation_fails_fast_as_out_of_memory(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        started = time.monotonic()
+        with pytest.raises(OutOfMemoryError, match=r"memory limit of 100\.0 MiB"):
+            await pool.run(replace(job(tasks_file, "huge"), memory_limit=100 * 2**20))
+        assert time.monotonic() - started < 5
+        # The address-space cap is lifted after the job.
+        assert value(await pool.run(job(tasks_file, "hog", total_mb=200, chunk_mb=100))) == 2
+
+
+async def test_a_worker_killed_mid_job_is_a_backend_error_and_is_replaced(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        first = value(await pool.run(job(tasks_file, "pid")))
+        with pytest.raises(BackendError, match=r"suicide.*SIGKILL") as caught:
+            await pool.run(job(tasks_file, "suicide"))
+        assert "about to die" in caught.value.logs  # type: ignore[attr-defined]
+        assert not alive(first)
+        second = value(await pool.run(job(tasks_file, "pid")))
+        assert second != first
+
+
+async def test_env_vars_and_cuda_devices_apply_to_one_job_only(tasks_file: str) -> None:
+    assert "POOL_TEST_VAR" not in os.environ
+    base = job(tasks_file, "environment")
+    async with ProcessPool(1) as pool:
+        with_env = replace(base, env={"POOL_TEST_VAR": "yes"}, cuda_visible_devices="1,3")
+        assert value(await pool.run(with_env)) == ["yes", "1,3"]
+        hidden = replace(base, cuda_visible_devices="")
+        assert value(await pool.run(hidden)) == [None, ""]
+        assert value(await pool.run(job(tasks_file, "environment"))) == [None, os.environ.get("CUDA_VISIBLE_DEVICES")]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs more than one cpu")
+async def test_cpu_pinning_applies_to_one_job_only(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        pinned = replace(job(tasks_file, "affinity"), cpus=(0,))
+        assert value(await pool.run(pinned)) == [0]
+        assert value(await pool.run(job(tasks_file, "affinity"))) == sorted(os.sched_getaffinity(0))
+
+
+async def test_workers_are_reused(tasks_file: str) -> None:
+    async with ProcessPool(2) as pool:
+        pids = [value(await pool.run(job(tasks_file, "pid"))) for _ in range(5)]
+    assert len(set(pids)) == 1
+    assert pids[0] != os.getpid()
+
+
+async def test_size_jobs_run_in_parallel_and_the_rest_wait(tasks_file: str) -> None:
+    async with ProcessPool(2) as pool:
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(pool.run, job(tasks_file, "nap", seconds=0.5))
+        assert time.monotonic() - started < 0.9
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(pool.run, job(tasks_file, "nap", seconds=0.3))
+        assert time.monotonic() - started >= 0.6
+
+
+async def test_cancelling_a_job_kills_its_worker(tmp_path: Path, tasks_file: str) -> None:
+    pid_file = tmp_path / "sleepy.pid"
+    async with ProcessPool(1) as pool:
+        # The deadline is long for a loaded machine; the job is cancelled as soon as it is known to be running.
+        with anyio.move_on_after(10) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.run, job(tasks_file, "sleepy", pid_file=str(pid_file)))
+                while not pid_file.exists():
+                    await anyio.sleep(0.01)
+                scope.cancel()
+        assert scope.cancel_called
+        pid = int(pid_file.read_text())
+        assert not alive(pid)
+        assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
+
+
+async def test_exit_reaps_every_worker(tasks_file: str) -> None:
+    before = children()
+    async with ProcessPool(3) as pool:
+        pids = {value(await pool.run(job(tasks_file, "pid")))}
+        assert len(children() - before) == 3
+    assert children() == before
+    assert not any(alive(p) for p in pids)
+
+
+async def test_a_worker_that_cannot_start_is_a_backend_error(tmp_path: Path) -> None:
+    before = children()
+    with pytest.raises(BackendError, match="failed to start"):
+        async with ProcessPool(2, startup_env={"PYTHONPATH": str(tmp_path)}, python=_broken_python(tmp_path)):
+            pass
+    assert children() == before
+
+
+def _broken_python(tmp_path: Path) -> str:
+    script = tmp_path / "broken-python"
+    script.write_text("#!/bin/sh\necho 'no interpreter here' >&2\nexit 3\n")
+    script.chmod(0o755)
+    return str(script)
