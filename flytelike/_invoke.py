@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,9 @@ class Invoker:
             if sdk.is_async:
                 result = await sdk.fn(**values)
             else:
-                result = await anyio.to_thread.run_sync(lambda: sdk.fn(**values))
+                # A thread cannot be interrupted: on a timeout or cancellation the attempt ends at once and the
+                # thread is left to finish on its own (its result is dropped), rather than delaying the run.
+                result = await anyio.to_thread.run_sync(lambda: _timed(action, sdk.fn, values), abandon_on_cancel=True)
         finally:
             sink.reset(log_token)
             _context.reset(token)
@@ -116,6 +119,15 @@ class Invoker:
     def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]:
         sdk = self.index.sdk_task(task)
         return sdk.interface.check_outputs(value, task=sdk.full_name)
+
+
+def _timed(action: ActionRecord, fn: Any, values: Mapping[str, Any]) -> Any:
+    """Call a sync task in its worker thread, recording the cpu time that thread spent on it."""
+    start = time.thread_time()
+    try:
+        return fn(**values)
+    finally:
+        action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
 
 
 class ValueCodec:

@@ -146,11 +146,18 @@ class Runner:
         progress: Callable[[Run], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.progress = progress
+        self._active: set[Run] = set()
         self.settings = settings or load_settings()
         self.platform = parse_platform_spec(platform) if isinstance(platform, str) else platform
         if self.platform is not None and not isinstance(self.platform, Platform):
             raise SpecError("platform", platform, "not a platform", accepted="'kubernetes', 'batch:queue=q'")
         self.local_resources: ResourcePolicy = local_resources or self.settings.local.resources
+
+    def cancel(self) -> None:
+        """Cancel the runs this runner is executing: every running action stops and each run is recorded as
+        aborted (their ``run_async`` raises CancelledError). Call it from the event loop the runs execute on."""
+        for run in list(self._active):
+            run.cancel_scope.cancel()
 
     def run(self, task: Task[..., Any], /, *args: Any, **inputs: Any) -> RunHandle:
         """Run ``task`` to completion and return its handle; raises the task's error if it failed."""
@@ -188,17 +195,21 @@ class Runner:
             if any(t.process for t in tasks if t.platform in ("", "local")):
                 await local.start_pool()
             run = executor.new_run(_run_id(), root, platform=platform_name, inputs_json=_json(values))
+            self._active.add(run)
             failure: Exception | None = None
-            with capturing():
-                async with anyio.create_task_group() as tg:
-                    if self.progress is not None:
-                        tg.start_soon(self.progress, run)
-                    try:
-                        outputs = await executor.execute(run, root, values)
-                    except Exception as e:  # re-raised below, outside the task group, unwrapped
-                        failure = e
-                    finally:
-                        tg.cancel_scope.cancel()
+            try:
+                with capturing():
+                    async with anyio.create_task_group() as tg:
+                        if self.progress is not None:
+                            tg.start_soon(self.progress, run)
+                        try:
+                            outputs = await executor.execute(run, root, values)
+                        except Exception as e:  # re-raised below, outside the task group, unwrapped
+                            failure = e
+                        finally:
+                            tg.cancel_scope.cancel()
+            finally:
+                self._active.discard(run)
             if failure is not None:
                 raise failure
             result = task.interface.result(outputs)
