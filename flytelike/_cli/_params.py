@@ -119,9 +119,12 @@ def _option(p: Param, task: str) -> click.Option:
     required = p.required
     default = None if required else p.default
     shown = json.dumps(default) if isinstance(default, list | dict) else default
+    # No default at all for a required input: click (>= 8.3) counts an explicit default=None as a value and would
+    # then never report the option as missing.
+    no_default: dict[str, Any] = {} if required else {"default": default}
     if p.type.kind == "bool":
         return click.Option(
-            [f"--{dashed}/--no-{dashed}"], default=default, required=required, show_default=True, help="bool"
+            [f"--{dashed}/--no-{dashed}"], required=required, show_default=True, help="bool", **no_default
         )
     help_text = str(p.type)
     if p.type.kind in ("list", "dict", "dataclass", "model", "union"):
@@ -129,10 +132,11 @@ def _option(p: Param, task: str) -> click.Option:
     enum_cls = p.type.py
     if p.type.kind == "enum" and enum_cls is not None and issubclass(enum_cls, enum.Enum):
         choices = list(enum_cls.__members__)
+        enum_default: dict[str, Any] = {} if required else {"default": default.name if default is not None else None}
         return click.Option(
             names,
             type=click.Choice(choices),
-            default=default.name if default is not None else None,
+            **enum_default,
             required=required,
             show_default=True,
             help=help_text,
@@ -143,7 +147,7 @@ def _option(p: Param, task: str) -> click.Option:
     return click.Option(
         names,
         type=_Typed(p.type, f"{task}({p.name})"),
-        default=default,
+        **no_default,
         required=required,
         show_default=shown if not required else False,
         help=help_text,

@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -47,6 +49,11 @@ def _jsonable(value: Any) -> Any:
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def _lingering_threads() -> bool:
+    main = threading.main_thread()
+    return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
 def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -110,8 +117,13 @@ def run(
         e.show()
         sys.exit(2)
     except KeyboardInterrupt:
-        _fail("cancelled; the run is recorded as aborted (flytelike runs)", 130)
-        return
+        click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
+        if _lingering_threads():
+            # A sync task's thread cannot be interrupted; exiting normally would wait for it to finish.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        sys.exit(130)
     except TaskFailedError as e:
         run_id = getattr(e, "run_id", None)
         hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {e.action}" if run_id else ""

@@ -203,6 +203,8 @@ class Run:
                     live.held = _NOTHING
                 live.want = _NOTHING
             if failure is None:
+                # Earlier attempts' errors are history; a succeeded action shows none.
+                record.error = record.error_type = None
                 record.state = ActionState.SUCCEEDED
                 record.ended = time.time()
                 self.mark(record)
