@@ -166,11 +166,11 @@ class _Catalog:
             or (isinstance(quantity, int | float) and quantity > spec.max_quantity)
         )
         if missing and not self._extensions_loaded:
-            self._load_extensions()
+            self.load_extensions()
             spec = self._by_key.get(_key(name))
         return spec
 
-    def _load_extensions(self) -> None:
+    def load_extensions(self) -> None:
         # Only a miss pays for reading the configuration: the built-in catalog answers almost every lookup, and
         # importing the settings machinery at definition time would slow down `import flytelike`.
         with self._lock:
@@ -194,13 +194,14 @@ _CATALOG = _Catalog(_BUILTIN)
 
 
 def catalog() -> list[DeviceSpec]:
-    """Every device the catalog knows, built-in and registered, sorted by class and name.
+    """Every device the catalog knows: built-in, registered and from the configuration, sorted by class and name.
 
     Example:
         >>> import flytelike as fl
         >>> "H100" in [d.name for d in fl.catalog()]
         True
     """
+    _CATALOG.load_extensions()
     return list(_CATALOG)
 
 

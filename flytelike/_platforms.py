@@ -96,9 +96,9 @@ def _labels(value: object, field: str) -> dict[str, str]:
     }
 
 
-def _nonneg_int(value: object, field: str, *, unit: str = "") -> int:
+def _nonneg_int(value: object, field: str, *, unit: str = "", example: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(field, value, "must be a whole number >= 0", accepted=f"e.g. 1024{unit}")
+        raise SpecError(field, value, "must be a whole number >= 0", accepted=f"e.g. {example}{unit}")
     return value
 
 
@@ -377,7 +377,7 @@ class Batch(Platform):
                 _str(getattr(self, name), f"Batch.{name}", "a name or an ARN")
         for name in ("shared_memory", "max_swap", "tmpfs_size"):
             if getattr(self, name) is not None:
-                _nonneg_int(getattr(self, name), f"Batch.{name}", unit=" (MiB)")
+                _nonneg_int(getattr(self, name), f"Batch.{name}", unit=" (MiB)", example=1024)
         for name in ("inferentia", "trainium", "efa", "gpu"):
             if getattr(self, name) is not None:
                 _nonneg_int(getattr(self, name), f"Batch.{name}")

@@ -106,7 +106,8 @@ def _amount(value: object, field: str, kind: Literal["cpu", "size"]) -> Amount |
         value = tuple(value)
     if isinstance(value, tuple):
         if len(value) != 2:
-            raise SpecError(field, value, "a range is exactly (request, limit)", accepted="('1Gi', '4Gi')")
+            example = "('1', '2')" if kind == "cpu" else "('1Gi', '4Gi')"
+            raise SpecError(field, value, "a range is exactly (request, limit)", accepted=example)
         request = _scalar(value[0], field, kind)
         limit = _scalar(value[1], field, kind)
         if request > limit:

@@ -164,7 +164,8 @@ class Task(Generic[P, R]):
                 platform = platform.overlay(with_platform)
             resources = resources.combine_max(with_platform.resources())
         return Resolved(
-            image=o.image,
+            # A platform's own image (Metaflow's @batch(image=...)) wins over the environment's.
+            image=getattr(platform, "image", None) or o.image,
             resources=resources,
             platform=platform,
             retries=o.retries or _NO_RETRIES,

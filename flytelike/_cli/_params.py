@@ -85,7 +85,9 @@ def _from_text(spec: TypeSpec, text: str, where: str) -> Any:
                 raise ValueConversionError(f"{where}: {text!r} is not one of {', '.join(members)}")
             case "optional" if text.lower() in ("none", "null"):
                 return None
-            case "optional" if spec.args[0].kind in ("str", "int", "float", "enum", "file", "dir"):
+            case "optional" if spec.args[0].kind in (
+                "str", "int", "float", "enum", "file", "dir", "datetime", "timedelta", "bytes"
+            ):  # fmt: skip
                 return _from_text(spec.args[0], text, where)
     except (ValueError, SpecError) as e:
         if isinstance(e, ValueConversionError):

@@ -75,7 +75,7 @@ class Executor:
         """Fail before anything starts if a task can never run here; warn (once) for cpu and GPUs it lacks."""
         for task in tasks:
             if task.platform in ("", "local"):
-                self.local_request(task, Request(task.cpu_millis, task.memory_limit or task.memory, task.gpus), "")
+                self.local_request(task, Request(task.cpu_millis, task.memory, task.gpus), "")
 
     def local_request(self, task: ExecTask, request: Request, action: str) -> Request:
         """The request to admit locally, after the resource policy; raises AdmissionError if it can never fit."""

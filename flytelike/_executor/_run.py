@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from flytelike._executor._admission import Request
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
@@ -118,6 +119,10 @@ class Run:
         )
         self.actions[action_id] = record
         self.record.actions += 1
+        # Inline children complete without yielding to the event loop; yield now and then so that Ctrl-C,
+        # cancellation and the record flusher are not held off by a long chain.
+        if self.record.actions % 64 == 0:
+            await anyio.lowlevel.checkpoint()
         self.mark(record)
         live = _Live(record)
         self._live[action_id] = live
@@ -157,11 +162,14 @@ class Run:
         record = live.record
         executor = self.executor
         backend = executor.backend_for(record.platform)
+        # `memory` is the attempt's limit (what a child process is held to), `reserved` what admission books;
+        # both grow after an out-of-memory failure.
         memory = task.memory_limit or task.memory
+        reserved = task.memory
         total = task.retries + 1
         for attempt in range(1, total + 1):
             record.attempts = attempt
-            request = Request(task.cpu_millis, task.memory if attempt == 1 else memory, task.gpus)
+            request = Request(task.cpu_millis, reserved, task.gpus)
             if record.platform == "local" and request:
                 request = executor.local_request(task, request, record.id)
                 live.want = request
@@ -216,7 +224,8 @@ class Run:
                 self.mark(record)
                 if kind == "oom":
                     memory = task.escalated_memory(memory)
-                    record.memory = memory
+                    reserved = min(task.escalated_memory(reserved), memory)
+                    record.memory = reserved
                 delay = task.backoff(attempt)
                 if delay:
                     await anyio.sleep(delay)
