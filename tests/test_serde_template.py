@@ -235,6 +235,15 @@ def test_describe_shows_retry_policies_and_reuse() -> None:
     assert shown["cache"] == {"version": "v2", "ignored_inputs": [], "ttl_seconds": None}
 
 
+def test_timeouts_carry_run_and_queue_limits() -> None:
+    env = fl.TaskEnvironment(name="t")
+    limited = env.task(timeout=fl.Timeout("2h", max_queued_time="10m"))(work)
+    shown = describe_template(task_template(limited))
+    assert (shown["timeout_seconds"], shown["max_queued_seconds"]) == (7200, 600)
+    plain = describe_template(task_template(fl.TaskEnvironment(name="u").task(timeout="1h")(work)))
+    assert (plain["timeout_seconds"], plain["max_queued_seconds"]) == (3600, None)
+
+
 class Mode(enum.Enum):
     FAST = 1
     SLOW = 2

@@ -80,6 +80,7 @@ def describe_template(t: tasks_pb2.TaskTemplate) -> dict[str, Any]:
         "shm": _shm(t),
         "retries": _retries(md.retries),
         "timeout_seconds": _seconds(md.timeout) if md.HasField("timeout") else None,
+        "max_queued_seconds": _seconds(md.max_queued_time) if md.HasField("max_queued_time") else None,
         "cache": _cache(md),
         "reuse": _reuse(t),
         "platform": _platform(t),

@@ -150,6 +150,8 @@ def _metadata(task: Task[..., Any], r: Resolved) -> tasks_pb2.TaskMetadata:
     md.retries.CopyFrom(retries)
     if r.timeout is not None:
         md.timeout.CopyFrom(_duration(r.timeout.max_runtime))
+        if r.timeout.max_queued_time is not None:
+            md.max_queued_time.CopyFrom(_duration(r.timeout.max_queued_time))
     if r.cache is not None:
         md.cache_enabled = True
         md.cache_version = r.cache.version or ""

@@ -552,6 +552,7 @@ class TaskMetadata(_message.Message):
     CACHE_TTL_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MAX_QUEUED_TIME_FIELD_NUMBER: _builtins.int
     cache_enabled: _builtins.bool
     """Cache the task's outputs by its inputs (flyteidl: discoverable)."""
     cache_version: _builtins.str
@@ -585,6 +586,13 @@ class TaskMetadata(_message.Message):
         (flyteidl2: cache_max_age).
         """
 
+    @_builtins.property
+    def max_queued_time(self) -> _duration_pb2.Duration:
+        """How long an attempt may wait in a remote platform's queue (a pending
+        pod, a RUNNABLE Batch job) before it is cancelled; unset means no limit.
+        Local runs admit in order and do not use it.
+        """
+
     def __init__(
         self,
         *,
@@ -597,10 +605,11 @@ class TaskMetadata(_message.Message):
         cache_ttl: _duration_pb2.Duration | None = ...,
         environment: _builtins.str = ...,
         description: _builtins.str = ...,
+        max_queued_time: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_enabled", b"cache_enabled", "cache_ignored_inputs", b"cache_ignored_inputs", "cache_ttl", b"cache_ttl", "cache_version", b"cache_version", "description", b"description", "environment", b"environment", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_enabled", b"cache_enabled", "cache_ignored_inputs", b"cache_ignored_inputs", "cache_ttl", b"cache_ttl", "cache_version", b"cache_version", "description", b"description", "environment", b"environment", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
