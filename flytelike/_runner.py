@@ -19,12 +19,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import shutil
 import time
 import types
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ import anyio
 
 from flytelike._backends.local import LocalBackend
 from flytelike._config import ResourcePolicy, Settings, load_settings
-from flytelike._executor import Capacity, Executor, Run, RunRecord
+from flytelike._executor import Capacity, ExecTask, Executor, Run, RunRecord
 from flytelike._executor._capture import capturing
 from flytelike._invoke import Invoker, TaskIndex, ValueCodec
 from flytelike._platform_spec import parse_platform_spec
@@ -110,6 +113,46 @@ def _closure(fn: Any) -> dict[str, Any]:
         except ValueError:  # an empty cell
             continue
     return out
+
+
+def _in_process_env(tasks: list[ExecTask], run_platform: str) -> dict[str, str]:
+    """The env_vars of the tasks this run executes in this process, which share one process environment.
+
+    Process-isolated and remote tasks get their own variables; in-process tasks get them for the whole run, as
+    long as no two of them disagree on a value (then the variable is left alone, with a warning).
+    """
+    values: dict[str, set[str]] = {}
+    for t in tasks:
+        if (t.platform or run_platform) != "local" or t.process:
+            continue
+        for kv in t.template.container.env:
+            values.setdefault(kv.key, set()).add(kv.value)
+    env = {}
+    for key, options in sorted(values.items()):
+        if len(options) == 1:
+            env[key] = options.pop()
+        else:
+            warnings.warn(
+                f"tasks of this run set {key} to different values ({', '.join(sorted(options))}); in-process tasks "
+                f"share one environment, so {key} is left as it is. Give them fl.Local(process=True) to isolate them.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return env
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 async def _gpu_names() -> tuple[str, ...]:
@@ -194,6 +237,7 @@ class Runner:
             executor.check_local(tasks)
             if any(t.process for t in tasks if t.platform in ("", "local")):
                 await local.start_pool()
+            stack.enter_context(_environment(_in_process_env(tasks, platform_name)))
             run = executor.new_run(_run_id(), root, platform=platform_name, inputs_json=_json(values))
             self._active.add(run)
             failure: Exception | None = None

@@ -412,3 +412,41 @@ def test_runs_are_listed_newest_first() -> None:
     second = fl.run(add, 2)
     with records() as store:
         assert [r.id for r in store.runs()] == [second.id, first.id]
+
+
+envs = fl.TaskEnvironment(name="envs", env_vars={"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "a"})
+other = fl.TaskEnvironment(name="other", env_vars={"FLT_TEST_MODE": "b"})
+
+
+@envs.task
+async def read_env() -> dict[str, str]:
+    import os
+
+    return {k: os.environ.get(k, "<unset>") for k in ("FLT_TEST_CACHE_DIR", "FLT_TEST_MODE")}
+
+
+@other.task
+async def other_mode() -> str:
+    return "b"
+
+
+@envs.task
+async def both() -> dict[str, str]:
+    await other_mode()
+    return await read_env()
+
+
+def test_env_vars_reach_in_process_tasks_for_the_run_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("FLT_TEST_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FLT_TEST_MODE", raising=False)
+    assert fl.run(read_env).outputs == {"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "a"}
+    assert "FLT_TEST_CACHE_DIR" not in os.environ
+
+
+def test_conflicting_env_vars_of_in_process_tasks_warn_and_stay_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLT_TEST_MODE", raising=False)
+    with pytest.warns(UserWarning, match="FLT_TEST_MODE to different values"):
+        outputs = fl.run(both).outputs
+    assert outputs == {"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "<unset>"}
