@@ -14,13 +14,10 @@ Example:
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from flytelike._storage._records import connect
+from flytelike._storage._sqlite import SQLiteFile
 
 __all__ = ["CacheStore"]
 
@@ -30,7 +27,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
-class CacheStore:
+class CacheStore(SQLiteFile):
     """Implements the executor's ``CacheStore`` over SQLite; safe to share between threads.
 
     Expiry is the executor's business (it compares the stored time with the task's TTL), so nothing is evicted
@@ -41,9 +38,7 @@ class CacheStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn = connect(self.path, _MIGRATIONS, what="cache")
+        super().__init__(path, _MIGRATIONS, what="cache")
 
     def get(self, key: str) -> tuple[bytes, float] | None:
         """The stored outputs and the time (epoch seconds) they were stored, or None."""
@@ -59,19 +54,3 @@ class CacheStore:
                 "ON CONFLICT (key) DO UPDATE SET data = excluded.data, stored = excluded.stored",
                 (key, data, time.time()),
             )
-
-    def close(self) -> None:
-        """Close the connection (idempotent); the store cannot be used afterwards."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"CacheStore({str(self.path)!r})"

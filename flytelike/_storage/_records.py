@@ -15,17 +15,14 @@ Example:
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
-from flytelike.errors import FlytelikeError
+from flytelike._storage._sqlite import SQLiteFile, rollback
 
-__all__ = ["ACTION_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "RecordStore", "connect", "natural_key"]
+__all__ = ["ACTION_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "RecordStore", "natural_key"]
 
 # In dataclass field order, which a test pins: a field added to the model without a column here would otherwise
 # be dropped on write without a word.
@@ -124,66 +121,6 @@ _SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _SELECT_ACTION = f"SELECT {', '.join(ACTION_COLUMNS)} FROM actions"
 
 
-def connect(path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> sqlite3.Connection:
-    """Open (creating it and its directory if needed) a WAL-mode SQLite database at ``path`` and migrate it.
-
-    The connection is in autocommit mode (transactions are explicit) and may be used from any thread: callers
-    serialise access with their own lock. ``what`` names the file in errors.
-
-    Raises:
-        FlytelikeError: the file was written by a newer flytelike (its schema version is unknown here).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # timeout: another process (a second run, or a CLI reader upgrading the schema) may hold the write lock
-    # briefly; wait for it rather than fail.
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable against process crashes in WAL mode; only a power loss can drop the last commits,
-        # which for run records is an acceptable price for not syncing twice a second.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        _migrate(conn, migrations, path, what)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]], path: Path, what: str) -> None:
-    target = len(migrations)
-    if _version(conn) == target:
-        return
-    # IMMEDIATE takes the write lock first, so two processes opening a new file do not both create the tables;
-    # the version is read again under the lock for the same reason.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = _version(conn)
-        if version > target:
-            raise FlytelikeError(
-                f"{what} {path} has schema version {version}, newer than this flytelike understands ({target}); "
-                "upgrade flytelike or point FLYTELIKE_HOME elsewhere"
-            )
-        for step in migrations[version:]:
-            # execute() per statement, not executescript(), which would commit halfway through.
-            for statement in step:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # A failed COMMIT can leave the transaction open, and the next BEGIN would then fail too.
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
 def natural_key(action_id: str) -> tuple[tuple[int, int, str], ...]:
     """Sort key for dotted action ids, numeric per component: ``0.2`` before ``0.10``, a parent before its children.
 
@@ -275,7 +212,7 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
     )
 
 
-class RecordStore:
+class RecordStore(SQLiteFile):
     """Runs and actions in one SQLite file; implements the executor's ``Recorder`` and the queries the CLI uses.
 
     Safe to share between threads (one connection behind a lock); open one store per process. Several processes
@@ -293,9 +230,7 @@ class RecordStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn = connect(self.path, _MIGRATIONS, what="run records")
+        super().__init__(path, _MIGRATIONS, what="run records")
 
     # --- writing (the executor's Recorder) ---------------------------------------------------------------------
 
@@ -312,7 +247,7 @@ class RecordStore:
                 conn.executemany(_UPSERT_ACTION, action_rows)
                 conn.execute("COMMIT")
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
 
     # --- queries -----------------------------------------------------------------------------------------------
@@ -366,21 +301,3 @@ class RecordStore:
             parts.append(f"== {aid} {task} ==\n")
             parts.append(text if text.endswith("\n") else text + "\n")
         return "".join(parts)
-
-    # --- lifetime ----------------------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connection (idempotent); the store cannot be used afterwards."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"RecordStore({str(self.path)!r})"
