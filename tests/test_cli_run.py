@@ -194,16 +194,16 @@ def test_help_lists_the_inputs_with_types_and_defaults(tasks_file: Path) -> None
     out = result.stdout
     assert "Echo the typed inputs back." in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("--")}
-    assert "int" in lines["--n"]
+    assert "--n INT" in lines["--n"]
     assert "required" in lines["--n"]
-    assert "float" in lines["--scale"]
-    assert "1.5" in lines["--scale"]
+    assert "--scale FLOAT" in lines["--scale"]
+    assert "[default: 1.5]" in lines["--scale"]
     assert "--no-loud" in lines["--loud"]
     assert "[RED|BLUE]" in lines["--color"]
     assert "RED" in lines["--color"].split("[RED|BLUE]")[1]
-    assert "list[str] (JSON)" in lines["--tags"]
-    assert '["a"]' in lines["--tags"]
-    assert "Box(w=1.0, h=2.0)" in lines["--box"]
+    assert "--tags list[str]" in lines["--tags"]
+    assert 'JSON  [default: ["a"]]' in lines["--tags"]
+    assert '[default: {"w": 1.0, "h": 2.0}]' in lines["--box"]
     assert recorded_runs() == []  # nothing ran
 
 

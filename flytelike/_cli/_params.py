@@ -120,7 +120,6 @@ def _option(p: Param, task: str) -> click.Option:
     names = [f"--{dashed}"] + ([f"--{p.name}"] if dashed != p.name else [])
     required = p.required
     default = None if required else p.default
-    shown = json.dumps(default) if isinstance(default, list | dict) else default
     # No default at all for a required input: click (>= 8.3) counts an explicit default=None as a value and would
     # then never report the option as missing.
     no_default: dict[str, Any] = {} if required else {"default": default}
@@ -128,9 +127,7 @@ def _option(p: Param, task: str) -> click.Option:
         return click.Option(
             [f"--{dashed}/--no-{dashed}"], required=required, show_default=True, help="bool", **no_default
         )
-    help_text = str(p.type)
-    if p.type.kind in ("list", "dict", "dataclass", "model", "union"):
-        help_text += " (JSON)"
+    help_text = "JSON" if p.type.kind in ("list", "dict", "dataclass", "model", "union") else ""
     enum_cls = p.type.py
     if p.type.kind == "enum" and enum_cls is not None and issubclass(enum_cls, enum.Enum):
         choices = list(enum_cls.__members__)
@@ -144,16 +141,33 @@ def _option(p: Param, task: str) -> click.Option:
             help=help_text,
             callback=lambda _c, _p, v: None if v is None else enum_cls.__members__[v],
         )
-    if dataclasses.is_dataclass(default) or hasattr(default, "model_dump"):
-        shown = repr(default)
+    if not required:
+        help_text = f"{help_text}  [default: {_shown(default)}]".strip()
+    scalar = p.type.kind in ("int", "float", "str", "bytes", "datetime", "timedelta", "file", "dir")
     return click.Option(
         names,
         type=_Typed(p.type, f"{task}({p.name})"),
+        metavar=str(p.type).upper() if scalar else str(p.type),
         **no_default,
         required=required,
-        show_default=shown if not required else False,
-        help=help_text,
+        help=help_text or None,
     )
+
+
+def _shown(value: Any) -> str:
+    """A default as the user would type it on the command line."""
+    if value is None or isinstance(value, str | int | float):
+        return "none" if value is None else str(value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if hasattr(value, "model_dump"):
+        return json.dumps(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) or isinstance(value, list | dict):
+        try:
+            return json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, default=str)  # type: ignore[arg-type]
+        except TypeError:
+            return repr(value)
+    return str(value)
 
 
 def task_command(name: str, inputs: tuple[Param, ...], task: str, doc: str | None) -> click.Command:
