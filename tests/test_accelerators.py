@@ -1,4 +1,4 @@
-"""Accelerators: the catalog of design.md §3, GPU/TPU/Device requests, the "NAME:N" shorthand and extensions."""
+"""Accelerators: the device catalog, GPU/TPU/Device requests, the "NAME:N" shorthand and extensions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TaskEnvironment and tasks: design.md §1, calling tasks outside a run, and env <- task <- override resolution."""
+"""TaskEnvironment and tasks: the README example, calling tasks outside a run, and env <- task <- override resolution."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import flytelike as fl
 from flytelike import SpecError, parse_platform_spec
 
-# --- design.md §1, verbatim apart from the bodies ---
+# --- the README training example, verbatim apart from the bodies ---
 
 
 def build_design_example() -> tuple[fl.TaskEnvironment, Any, Any, Any]:

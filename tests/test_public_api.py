@@ -44,7 +44,7 @@ PUBLIC_API = [
     "run_async",
 ]
 
-# Heavy or optional dependencies that the SDK objects must not pull in (design.md §2, and the import-time budget).
+# Heavy or optional dependencies that the SDK objects must not pull in (the layering rules, and the import-time budget).
 HEAVY_MODULES = [
     "google.protobuf",
     "grpc",

@@ -1,4 +1,4 @@
-"""Resources: the acceptance list of issue 2, quantities, requests/limits, merging and max-combination."""
+"""Resources: definition mistakes, quantities, requests/limits, merging and max-combination."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import flytelike as fl
 from flytelike import Quantity, SpecError
 
-# --- issue 2 acceptance: each mistake is a SpecError naming the field, the value and an accepted alternative ---
+# --- each definition mistake is a SpecError naming the field, the value and an accepted alternative ---
 
 ACCEPTANCE: list[tuple[str, Callable[[], object], str, object, str]] = [
     ("cpu-negative", lambda: fl.Resources(cpu=-1), "Resources.cpu", -1, "cpu='500m'"),

@@ -114,7 +114,7 @@ def test_unsupported_annotations(annotation: object, problem: str) -> None:
     assert "list[T]" in str(info.value.accepted)  # names the supported alternatives
 
 
-# --- unsupported annotations are caught when a task is defined (issue 2 acceptance) ---
+# --- unsupported annotations are caught when a task is defined ---
 
 
 def _set_input(x: set[int]) -> int: ...
