@@ -13,7 +13,7 @@ from flytelike import Quantity, SpecError
 
 # --- each definition mistake is a SpecError naming the field, the value and an accepted alternative ---
 
-ACCEPTANCE: list[tuple[str, Callable[[], object], str, object, str]] = [
+DEFINITION_MISTAKES: list[tuple[str, Callable[[], object], str, object, str]] = [
     ("cpu-negative", lambda: fl.Resources(cpu=-1), "Resources.cpu", -1, "cpu='500m'"),
     ("gpu-unknown", lambda: fl.Resources(gpu="InvalidGPU:1"), "Resources.gpu", "InvalidGPU:1", "A100"),
     ("memory-GiB", lambda: fl.Resources(memory="4GiB"), "Resources.memory", "4GiB", "'4Gi'"),
@@ -31,10 +31,10 @@ ACCEPTANCE: list[tuple[str, Callable[[], object], str, object, str]] = [
 
 @pytest.mark.parametrize(
     ("build", "field", "value", "accepted"),
-    [case[1:] for case in ACCEPTANCE],
-    ids=[case[0] for case in ACCEPTANCE],
+    [case[1:] for case in DEFINITION_MISTAKES],
+    ids=[case[0] for case in DEFINITION_MISTAKES],
 )
-def test_acceptance_errors_name_field_value_and_alternative(
+def test_definition_mistakes_name_field_value_and_alternative(
     build: Callable[[], object], field: str, value: object, accepted: str
 ) -> None:
     with pytest.raises(SpecError) as info:
