@@ -1,4 +1,4 @@
-"""TaskEnvironment and tasks: the README example, calling tasks outside a run, and env <- task <- override resolution."""
+"""TaskEnvironment and tasks: the README example, calling tasks outside a run, and env <- task <- override."""
 
 from __future__ import annotations
 

@@ -43,6 +43,13 @@ def _from_json(spec: TypeSpec, value: Any, where: str) -> Any:
             except TypeError as e:
                 raise ValueConversionError(f"{where}: {e}") from None
         case "union":
+            # A value that already is one of the variants stays as it is ("7" in JSON is a str, not an int);
+            # only then are conversions tried, in the variants' order.
+            for variant in spec.args:
+                try:
+                    return variant.check(value, where)
+                except ValueConversionError:
+                    continue
             for variant in spec.args:
                 try:
                     return variant.check(_from_json(variant, value, where), where)
@@ -96,6 +103,8 @@ def _from_text(spec: TypeSpec, text: str, where: str) -> Any:
     try:
         decoded = json.loads(text)
     except ValueError:
+        if spec.kind == "union" and any(v.kind == "str" for v in spec.args):
+            return text  # plain words for an `int | str` input mean the string
         raise ValueConversionError(f"{where}: expected JSON for {spec}, got {text!r}") from None
     return _from_json(spec, decoded, where)
 
