@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from flytelike._frozendict import FrozenDict
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
 from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
@@ -58,7 +59,7 @@ def _env_vars(value: object, where: str) -> dict[str, str] | None:
             raise SpecError(f"{where} key", k, "not an environment variable name", accepted="'HF_HOME'")
         if not isinstance(v, str):
             raise SpecError(f"{where}[{k!r}]", v, "values must be strings", accepted=f"{k!r}: {str(v)!r}")
-    return dict(value)
+    return FrozenDict(value)
 
 
 def _secrets(value: object, where: str) -> tuple[Secret, ...] | None:
@@ -130,7 +131,7 @@ class TaskOptions:
         platform = over.platform if over.platform is not None else self.platform
         if over.platform is not None and self.platform is not None and type(over.platform) is type(self.platform):
             platform = over.platform.overlay(self.platform)
-        env_vars = over.env_vars if self.env_vars is None else {**self.env_vars, **(over.env_vars or {})}
+        env_vars = over.env_vars if self.env_vars is None else FrozenDict({**self.env_vars, **(over.env_vars or {})})
 
         def pick(name: str) -> Any:
             value = getattr(over, name)

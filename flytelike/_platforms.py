@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
+from flytelike._frozendict import FrozenDict
 from flytelike._resources import Resources, cpu_amount, size_amount
 from flytelike.errors import SpecError
 
@@ -252,7 +253,7 @@ class Kubernetes(Platform):
         if self.namespace is not None:
             _dns(self.namespace, "Kubernetes.namespace", subdomain=False)
         if self.node_selector is not None:
-            set_("node_selector", _labels(self.node_selector, "Kubernetes.node_selector"))
+            set_("node_selector", FrozenDict(_labels(self.node_selector, "Kubernetes.node_selector")))
         if self.tolerations is not None:
             if isinstance(self.tolerations, str | Mapping | Toleration):
                 raise SpecError(
@@ -265,7 +266,7 @@ class Kubernetes(Platform):
         if self.service_account is not None:
             _dns(self.service_account, "Kubernetes.service_account", subdomain=True)
         if self.labels is not None:
-            set_("labels", _labels(self.labels, "Kubernetes.labels"))
+            set_("labels", FrozenDict(_labels(self.labels, "Kubernetes.labels")))
         if self.annotations is not None:
             notes = _mapping(self.annotations, "Kubernetes.annotations")
             for k, v in notes.items():
@@ -274,7 +275,7 @@ class Kubernetes(Platform):
                     raise SpecError(f"Kubernetes.annotations[{k!r}]", v, "must be a string", accepted="'text'")
             if sum(len(k) + len(v) for k, v in notes.items()) > 256 * 1024:
                 raise SpecError("Kubernetes.annotations", "...", "total size exceeds 256 KiB", accepted="less text")
-            set_("annotations", dict(sorted(notes.items())))
+            set_("annotations", FrozenDict(sorted(notes.items())))
         if self.image_pull_policy not in (None, "Always", "IfNotPresent", "Never"):
             raise SpecError(
                 "Kubernetes.image_pull_policy",
@@ -293,7 +294,7 @@ class Kubernetes(Platform):
                         "the mount path must be absolute",
                         accepted="'/data'",
                     )
-            set_("persistent_volume_claims", dict(sorted(claims.items())))
+            set_("persistent_volume_claims", FrozenDict(sorted(claims.items())))
         if self.qos not in (None, "Guaranteed", "Burstable"):
             raise SpecError("Kubernetes.qos", self.qos, "unknown QoS class", accepted="'Guaranteed', 'Burstable'")
         if self.image is not None:
@@ -330,7 +331,7 @@ def _aws_tags(value: object) -> dict[str, str]:
                 "not a valid AWS tag value",
                 accepted="0-256 letters, digits, spaces, _.:/=+-@",
             )
-    return dict(sorted(tags.items()))
+    return FrozenDict(sorted(tags.items()))
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -18,6 +18,11 @@ MODULES = [
     "flytelike._environment",
     "flytelike._files",
     "flytelike._platform_spec",
+    "flytelike._frozendict",
+    "flytelike._quantity",
+    "flytelike._runner",
+    "flytelike._storage._records",
+    "flytelike._storage._cache",
 ]
 
 

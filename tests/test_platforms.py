@@ -394,3 +394,19 @@ def test_platforms_pickle() -> None:
 def test_platform_names() -> None:
     assert (fl.Kubernetes.name, fl.Batch.name, fl.Local.name) == ("kubernetes", "batch", "local")
     assert fl.Local().resources().is_empty()
+
+
+def test_platform_mappings_are_immutable_and_platforms_hashable() -> None:
+    import pickle
+
+    k = fl.Kubernetes(labels={"team": "ml"}, node_selector="pool=gpu", annotations={"a": "b"})
+    b = fl.Batch(tags={"Project": "x"})
+    for mapping in (k.labels, k.node_selector, k.annotations, b.tags):
+        with pytest.raises(TypeError, match="immutable"):
+            mapping["new"] = "value"  # type: ignore[index]
+    assert hash(k) == hash(fl.Kubernetes(labels={"team": "ml"}, node_selector={"pool": "gpu"}, annotations={"a": "b"}))
+    assert len({b, fl.Batch(tags={"Project": "x"})}) == 1
+    assert pickle.loads(pickle.dumps(k)) == k
+    env = fl.TaskEnvironment(name="frozen", env_vars={"A": "1"})
+    with pytest.raises(TypeError, match="immutable"):
+        env.options.env_vars["B"] = "2"  # type: ignore[index]
