@@ -101,8 +101,36 @@ class Settings(BaseSettings):
         return self.home / "store"
 
 
+def _variable_names(model: type[BaseModel], prefix: str) -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        names.append(prefix + name.upper())
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            names.extend(_variable_names(sub, f"{prefix}{name.upper()}__"))
+    return names
+
+
+# Read by the project's own test suites (to opt into real cloud accounts), never by the library.
+_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS"})
+
+
+def _check_variables() -> None:
+    """A mistyped FLYTELIKE_ variable would otherwise be ignored without a word."""
+    known = set(_variable_names(Settings, "FLYTELIKE_")) | _NOT_SETTINGS
+    for key in os.environ:
+        if key.startswith("FLYTELIKE_") and key.upper() not in known:
+            raise ConfigError(
+                f"environment variable {key}",
+                os.environ[key],
+                "is not a flytelike setting",
+                accepted=", ".join(sorted(known)),
+            )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings from files, environment and ``overrides``; errors name the setting and its source."""
+    _check_variables()
     try:
         return Settings(**overrides)
     except ValidationError as e:

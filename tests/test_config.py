@@ -170,3 +170,14 @@ def test_settings_are_frozen() -> None:
         s.local = s.local  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError):
         s.local.resources = "strict"  # type: ignore[misc]
+
+
+def test_a_mistyped_flytelike_variable_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYTELIKE_LOCAL__RESOURCE", "strict")
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    assert "FLYTELIKE_LOCAL__RESOURCE" in str(e.value)
+    assert "FLYTELIKE_LOCAL__RESOURCES" in (e.value.accepted or "")
+    monkeypatch.delenv("FLYTELIKE_LOCAL__RESOURCE")
+    monkeypatch.setenv("FLYTELIKE_LOCAL__RESOURCES", "strict")
+    assert load_settings().local.resources == "strict"
