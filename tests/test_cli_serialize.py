@@ -149,14 +149,6 @@ def test_show_yaml_describes_the_task_in_sdk_terms(tmp_path: Path) -> None:
     assert shown == describe_template(json_format.Parse(json_result.output, tasks_pb2.TaskTemplate()))
 
 
-def test_show_yaml_without_pyyaml_suggests_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    flow = write(tmp_path, "cli_flow_no_yaml.py", FLOW)
-    monkeypatch.setitem(sys.modules, "yaml", None)  # makes `import yaml` raise ImportError
-    result = invoke(show, [str(flow), "train", "-o", "yaml"])
-    assert result.exit_code == 2
-    assert "use -o json, or `pip install pyyaml`" in result.output
-
-
 def test_show_offers_only_the_template_view_for_now(tmp_path: Path) -> None:
     flow = write(tmp_path, "cli_flow_as.py", FLOW)
     result = CliRunner().invoke(show, [str(flow), "train", "--as", "kubernetes"])

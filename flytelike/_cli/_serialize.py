@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import click
+import yaml
 from google.protobuf import json_format
 
 from flytelike._loader import find_task, load_file, tasks_in
@@ -112,7 +113,7 @@ def serialize(file: str, output_dir: str) -> None:
     type=click.Choice(["json", "yaml"]),
     default="json",
     show_default=True,
-    help="json: protobuf's JSON mapping; yaml: a readable summary in SDK terms (needs PyYAML).",
+    help="json: protobuf's JSON mapping; yaml: a readable summary in SDK terms.",
 )
 def show(file: str, task: str, as_: str, output: str) -> None:
     """Print TASK of FILE as it would be sent to a backend.
@@ -130,9 +131,4 @@ def show(file: str, task: str, as_: str, output: str) -> None:
     if output == "json":
         click.echo(template_json(template), nl=False)
         return
-    try:
-        # PyYAML is optional (only the test extras install it), so it is imported when -o yaml asks for it.
-        import yaml
-    except ImportError:
-        _fail("-o yaml needs PyYAML, which is not installed; use -o json, or `pip install pyyaml`")
     click.echo(yaml.safe_dump(describe_template(template), sort_keys=False, allow_unicode=True), nl=False)
