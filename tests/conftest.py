@@ -7,8 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from flytelike import _accelerators
+
+# Property tests are about correctness, not speed: a slow, shared CI machine must not fail them on a per-example
+# deadline (speed lives in benchmarks/).
+settings.register_profile("flytelike", deadline=None)
+settings.load_profile("flytelike")
 
 # The catalog as the package ships it, taken before any test can register a device or load a config file.
 _PRISTINE_BY_KEY = dict(_accelerators._CATALOG._by_key)
