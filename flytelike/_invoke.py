@@ -19,7 +19,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from flytelike import _context
-from flytelike._executor import ExecTask, Run
+from flytelike._executor import ExecTask, Spawner
 from flytelike._executor._capture import sink
 from flytelike._executor._model import ActionRecord
 from flytelike._platforms import Platform
@@ -62,7 +62,7 @@ class Submitter:
 
     __slots__ = ("action", "index", "loop_thread", "run")
 
-    def __init__(self, run: Run, action: ActionRecord, index: TaskIndex, loop_thread: int) -> None:
+    def __init__(self, run: Spawner, action: ActionRecord, index: TaskIndex, loop_thread: int) -> None:
         self.run = run
         self.action = action
         self.index = index
@@ -97,7 +97,7 @@ class Invoker:
         self.index = index
         self.loop_thread = threading.get_ident()
 
-    async def invoke(self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any:
+    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any:
         sdk = self.index.sdk_task(task)
         token = _context.use(Submitter(run, action, self.index, self.loop_thread))
         log_token = sink.set(action.logs)

@@ -14,14 +14,14 @@ from typing import Any, Protocol
 import anyio
 
 from flytelike._backends._process_pool import ProcessJob, ProcessPool, TaskProcessError
-from flytelike._executor import ActionRecord, Capacity, ExecTask, Run
+from flytelike._executor import ActionRecord, Capacity, ExecTask, Spawner
 from flytelike.errors import OutOfMemoryError
 
 __all__ = ["LocalBackend"]
 
 
 class _Invoker(Protocol):
-    async def invoke(self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
+    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
 
     def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]: ...
 
@@ -51,7 +51,7 @@ class LocalBackend:
             return self._pool
 
     async def run_attempt(
-        self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
+        self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
     ) -> Mapping[str, Any]:
         if not task.process:
             return await self.invoker.invoke(run, action, task, values)  # type: ignore[no-any-return]

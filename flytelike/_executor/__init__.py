@@ -3,7 +3,7 @@
 from flytelike._executor._admission import Admission, Capacity, Request
 from flytelike._executor._executor import Executor, ResourcePolicy
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
-from flytelike._executor._protocols import Backend, CacheStore, Codec, Invoker, Recorder
+from flytelike._executor._protocols import Backend, CacheStore, Codec, Host, Invoker, Recorder, Spawner
 from flytelike._executor._run import Run
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Codec",
     "ExecTask",
     "Executor",
+    "Host",
     "Invoker",
     "Recorder",
     "Request",
@@ -23,4 +24,5 @@ __all__ = [
     "Run",
     "RunRecord",
     "RunState",
+    "Spawner",
 ]

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, Protocol
 
+from flytelike._executor._admission import Admission, Request
 from flytelike._executor._model import ActionRecord, ExecTask, RunRecord
 
-if TYPE_CHECKING:
-    from flytelike._executor._run import Run
+__all__ = ["Backend", "CacheStore", "Codec", "Host", "Invoker", "Recorder", "Spawner"]
 
-__all__ = ["Backend", "CacheStore", "Codec", "Invoker", "Recorder"]
+
+class Spawner(Protocol):
+    """The part of a run that backends and invokers see: its id, and starting child actions."""
+
+    id: str
+
+    def child(self, parent: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Coroutine[Any, Any, Any]:
+        """A child action of ``parent``; its id is taken at the call, so ids follow the order of calls."""
+        ...
 
 
 class Invoker(Protocol):
     """Runs a task's code in this process, with the run's submitter current so that it can call tasks."""
 
-    async def invoke(self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
+    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
 
 
 class Backend(Protocol):
@@ -25,7 +33,7 @@ class Backend(Protocol):
     name: str
 
     async def run_attempt(
-        self, run: Run, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
+        self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
     ) -> Mapping[str, Any]:
         """Run the attempt; return its named outputs. ``memory`` is this attempt's memory in bytes (it grows
         after an out-of-memory failure). Raise OutOfMemoryError for an out-of-memory kill."""
@@ -56,3 +64,15 @@ class CacheStore(Protocol):
         ...
 
     def put(self, key: str, data: bytes) -> None: ...
+
+
+class Host(Protocol):
+    """What a run needs from the executor that runs it."""
+
+    admission: Admission
+    codec: Codec
+    cache: CacheStore
+
+    def backend_for(self, platform: str, *, task: str = "") -> Backend: ...
+
+    def local_request(self, task: ExecTask, request: Request, action: str) -> Request: ...

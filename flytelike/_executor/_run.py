@@ -14,13 +14,14 @@ import time
 import traceback
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from flytelike._executor._admission import Request
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
+from flytelike._executor._protocols import Host
 from flytelike.errors import (
     AdmissionError,
     BackendError,
@@ -28,9 +29,6 @@ from flytelike.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-
-if TYPE_CHECKING:
-    from flytelike._executor._executor import Executor
 
 __all__ = ["Run"]
 
@@ -52,7 +50,7 @@ class _Live:
 class Run:
     """The state of one run while it executes."""
 
-    def __init__(self, executor: Executor, record: RunRecord, platform: str) -> None:
+    def __init__(self, executor: Host, record: RunRecord, platform: str) -> None:
         self.executor = executor
         self.record = record
         self.id = record.id
