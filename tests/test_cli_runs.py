@@ -267,3 +267,35 @@ def test_error_summary_is_the_final_exception_line() -> None:
     assert _error_summary(text) == "ValueError: bad shard s1"
     assert _error_summary("task failed: boom\nsecond") == "task failed: boom"
     assert _error_summary("") == ""
+
+
+def test_show_folds_wide_fan_outs_but_lists_every_failure(isolated_config: Path) -> None:
+    children = [
+        ActionRecord(
+            "fan001",
+            f"0.{i}",
+            "0",
+            "work",
+            "v1",
+            ActionState.FAILED if i in (7, 12) else ActionState.SUCCEEDED,
+            1,
+            T0,
+            T0,
+            T0 + 0.1,
+            error="Traceback (most recent call last):\nValueError: bad shard" if i in (7, 12) else None,
+        )
+        for i in range(15)
+    ]
+    root = ActionRecord("fan001", "0", None, "main", "v1", ActionState.FAILED, 1, T0, T0, T0 + 1)
+    with RecordStore(load_settings().db_path) as store:
+        store.write(
+            RunRecord("fan001", "main", RunState.FAILED, created=T0, ended=T0 + 1, actions=16), [root, *children]
+        )
+    folded = invoke(runs, "show", "fan001").stdout
+    ids = [line.split()[0] for line in folded.splitlines() if line.startswith("  0.")]
+    assert ids == ["0.0", "0.1", "0.2", "0.7", "0.12"]
+    assert "... 10 more work: 10 succeeded (--all lists them)" in folded
+    assert folded.count("error: ValueError: bad shard") == 2
+    every = invoke(runs, "show", "--all", "fan001").stdout
+    assert len([line for line in every.splitlines() if line.startswith("  0.")]) == 15
+    assert "more work" not in every

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = ["logs", "runs"]
 # Exit code for "no such run/action", the same as click's usage errors: the argument was wrong.
 _NOT_FOUND = 2
 _FAILED_STATES = frozenset({ActionState.FAILED, ActionState.TIMED_OUT})
+_QUIET_STATES = frozenset({ActionState.SUCCEEDED, ActionState.CACHED})
 _BINARY_UNITS = (("B", 1), ("Ki", 1024), ("Mi", 1024**2), ("Gi", 1024**3), ("Ti", 1024**4), ("Pi", 1024**5))
 
 _output_option = click.option(
@@ -185,10 +187,47 @@ def runs(ctx: click.Context, limit: int, output: str) -> None:
     click.echo("\n".join(_table(("ID", "TASK", "STATE", "STARTED", "DURATION", "ACTIONS"), rows)))
 
 
+_FOLD_OVER = 10
+_FOLD_KEEP = 3
+
+
+def _folded(actions: Sequence[ActionRecord]) -> list[ActionRecord | str]:
+    """The action tree in order, with wide fan-outs folded: of more than 10 siblings running the same task, the
+    first 3 and every one that did not succeed are listed, the rest summed up in one line (descendants of hidden
+    actions are hidden with them)."""
+    children: dict[str | None, list[ActionRecord]] = {}
+    for a in actions:
+        children.setdefault(a.parent, []).append(a)
+    out: list[ActionRecord | str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        by_task: dict[str, list[ActionRecord]] = {}
+        for a in children.get(parent, []):
+            by_task.setdefault(a.task, []).append(a)
+        for task, group in by_task.items():
+            if len(group) <= _FOLD_OVER:
+                shown, hidden = group, []
+            else:
+                shown = [a for i, a in enumerate(group) if i < _FOLD_KEEP or a.state not in _QUIET_STATES]
+                kept = {a.id for a in shown}
+                hidden = [a for a in group if a.id not in kept]
+            for a in shown:
+                out.append(a)
+                walk(a.id, depth + 1)
+            if hidden:
+                counts = Counter(a.state.value for a in hidden)
+                summary = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items()))
+                out.append(f"{'  ' * depth}... {len(hidden):,} more {task}: {summary} (--all lists them)")
+
+    walk(None, 0)
+    return out
+
+
 @runs.command()
 @click.argument("run_id", metavar="RUN")
+@click.option("--all", "show_all", is_flag=True, help="List every action, without folding wide fan-outs.")
 @_output_option
-def show(run_id: str, output: str) -> None:
+def show(run_id: str, show_all: bool, output: str) -> None:
     """Show one run's action tree: states, attempts, durations, resources requested and used.
 
     RUN is a run id or a unique prefix of one.
@@ -211,7 +250,12 @@ def show(run_id: str, output: str) -> None:
     headers = ("ACTION", "TASK", "STATE", "ATTEMPTS", "DURATION", "CPU", "MEMORY", "GPU", "PEAK MEMORY", "CPU TIME")
     rows: list[tuple[str, ...]] = []
     errors: dict[int, str] = {}
-    for i, a in enumerate(actions):
+    notes: dict[int, list[str]] = {}
+    for entry in list(actions) if show_all else _folded(actions):
+        if isinstance(entry, str):
+            notes.setdefault(len(rows) - 1, []).append(entry)
+            continue
+        a, i = entry, len(rows)
         indent = "  " * a.id.count(".")
         rows.append(
             (
@@ -236,6 +280,8 @@ def show(run_id: str, output: str) -> None:
         click.echo(line)
         if i in errors:
             click.echo(errors[i])
+        for note in notes.get(i, ()):
+            click.echo(note)
 
 
 @click.command()
