@@ -22,9 +22,11 @@ from flytelike import _context
 from flytelike._executor import ExecTask, Spawner
 from flytelike._executor._capture import sink
 from flytelike._executor._model import ActionRecord
+from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
+from flytelike.errors import BackendError
 
 __all__ = ["Invoker", "Submitter", "TaskIndex", "ValueCodec"]
 
@@ -115,6 +117,24 @@ class Invoker:
 
     def code_file(self, task: ExecTask) -> str | None:
         return self.index.code_file(task)
+
+    def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask:
+        """The task ``env.task`` that ``caller`` called from its worker process, compiled for this run.
+
+        The worker sends only the name (after checking it is the task declared under that name), so it is found
+        through the environments the caller can see: its own, those it depends on, and those its module holds.
+        """
+        env_name, _, short = name.rpartition(".")
+        sdk = self.index.sdk_task(caller)
+        module = sys.modules.get(sdk.fn.__module__)
+        seen = tasks_in(module).values() if module is not None else ()
+        for env in (sdk.env, *sdk.env.depends_on, *(t.env for t in seen)):
+            if env.name == env_name and short in env.tasks:
+                return self.index.exec_task(env.tasks[short])
+        raise BackendError(
+            f"task {name}, called by task {caller.name} in its worker process, is not defined in this process: "
+            f"import it into the module that defines {caller.name}"
+        )
 
     def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]:
         sdk = self.index.sdk_task(task)

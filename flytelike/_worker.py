@@ -9,6 +9,13 @@ Frames are an 8-byte big-endian length followed by a pickled dict. The first fra
 ``{"kind": "ready", "pid": ...}``; then each request is answered by exactly one reply whose ``kind`` is ``ok``,
 ``error`` (the task raised), ``oom`` (a MemoryError) or ``setup`` (the job could not be started). End of input
 means stop.
+
+While a job whose request has ``"calls": True`` runs, the task's calls to other tasks go to the parent, which runs
+them as child actions of the job's action: the worker sends ``{"kind": "call", "call": n, "task": "env.task",
+"inputs": <pickled values>}`` (``n`` counts up over the worker's life) and gets back ``{"kind": "result", "call": n,
+"outputs": <pickled named outputs>}`` or ``{"kind": "call_error", "call": n, "exception": ..., ...}``; a call the task
+stops waiting for is withdrawn with ``{"kind": "cancel", "call": n}``. A reader thread and a writer thread own the
+pipes, so an async task can have many calls outstanding without its event loop ever blocking on a pipe.
 """
 
 from __future__ import annotations
@@ -18,23 +25,29 @@ import contextlib
 import ctypes
 import inspect
 import io
+import itertools
 import os
 import pickle
+import queue
 import re
 import resource
 import signal
-import struct
 import sys
-import traceback
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flytelike import _context
+from flytelike._backends import _frames
 from flytelike._loader import find_task, load_file, load_module
+from flytelike.errors import BackendError, SpecError
+
+if TYPE_CHECKING:
+    from flytelike._task import Task
 
 __all__ = ["main"]
 
-_HEADER = struct.Struct(">Q")
 # The whole log is returned with the reply; past this size only the tail is kept so a chatty task cannot
 # exhaust the parent's memory.
 _MAX_LOG_BYTES = 8 * 1024 * 1024
@@ -42,34 +55,198 @@ _PR_SET_PDEATHSIG = 1
 _PLUMBING = (__file__, os.path.dirname(asyncio.__file__))
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = os.read(fd, remaining)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+Deliver = Callable[[dict[str, Any]], None]
 
 
-def _receive(fd: int) -> dict[str, Any] | None:
-    header = _read_exactly(fd, _HEADER.size)
-    if header is None:
+class _Channel:
+    """The pipes to the parent, shared by the job loop, the tasks' calls and two threads.
+
+    The reader thread takes every frame off the request pipe: answers to calls go to whoever waits for them, job
+    requests to the main thread (``jobs``; ``None`` at end of input). The writer thread writes frames in the order
+    they were queued, so neither an event loop nor a task's thread blocks on a full pipe. Frames are pickled by the
+    thread that queues them, where a failure (or a MemoryError under the job's memory cap) reaches the task.
+    """
+
+    def __init__(self, requests: int, replies: int) -> None:
+        self.jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._out: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Deliver] = {}
+        self._numbers = itertools.count()
+        self._ended = False
+        self._writer = threading.Thread(target=self._write_all, args=(replies,), name="flytelike-out", daemon=True)
+        self._writer.start()
+        threading.Thread(target=self._read_all, args=(requests,), name="flytelike-in", daemon=True).start()
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self._out.put(_frames.encode(message))
+
+    def call(self, task: str, inputs: bytes, deliver: Deliver) -> int:
+        """Send a call; ``deliver`` gets the answer, on the reader thread. Returns the call's number."""
+        with self._lock:
+            if self._ended:
+                raise BackendError(f"task {task} cannot be called: the run this worker served has ended")
+            number = next(self._numbers)
+            self._waiting[number] = deliver
+            # Queued under the lock: calls leave in the order they were numbered, which is the order in which the
+            # parent numbers the child actions.
+            self._out.put(_frames.encode({"kind": "call", "call": number, "task": task, "inputs": inputs}))
+        return number
+
+    def withdraw(self, number: int) -> None:
+        """Nobody waits for the call any more: tell the parent to cancel it (unless it was answered already)."""
+        with self._lock:
+            if self._waiting.pop(number, None) is None:
+                return
+        self.send({"kind": "cancel", "call": number})
+
+    def abandon(self, numbers: Iterable[int], reason: str) -> None:
+        """Fail the calls among ``numbers`` still unanswered, without a word to the parent."""
+        with self._lock:
+            left = [(n, d) for n in numbers if (d := self._waiting.pop(n, None)) is not None]
+        for number, deliver in left:
+            deliver(_lost(number, reason))
+
+    def close(self) -> None:
+        self._out.put(None)
+        self._writer.join(timeout=5)
+
+    def _write_all(self, fd: int) -> None:
+        while (data := self._out.get()) is not None:
+            try:
+                _frames.write(fd, data)
+            except OSError:
+                return  # the parent is gone; the reader sees the end of input and the worker stops
+
+    def _read_all(self, fd: int) -> None:
+        try:
+            while (message := _frames.read(fd)) is not None:
+                if message.get("kind") in ("result", "call_error"):
+                    with self._lock:
+                        deliver = self._waiting.pop(message["call"], None)
+                    if deliver is not None:  # None: a call its job no longer waits for
+                        deliver(message)
+                else:
+                    self.jobs.put(message)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass
+        finally:
+            with self._lock:
+                self._ended = True
+                waiting, self._waiting = self._waiting, {}
+            for number, deliver in waiting.items():
+                deliver(_lost(number, "the run this worker served has ended"))
+            self.jobs.put(None)
+
+
+def _lost(number: int, reason: str) -> dict[str, Any]:
+    return {"kind": "call_error", "call": number, "exception": pickle.dumps(BackendError(reason))}
+
+
+class _Calls:
+    """The run context of one job (a :class:`flytelike._context.Submitter`): calling a task sends it to the
+    parent, which runs it as a child action of the job's action, exactly as for a call in the parent's process."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
+        self._numbers: set[int] = set()
+        self._open = True
+
+    def submit(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
+        loop = _running_loop()
+        if loop is None:
+            # A sync task (or a thread) calling an async task cannot await it: block for the result, as in-process.
+            return self.submit_blocking(task, values)
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def deliver(answer: dict[str, Any]) -> None:
+            # RuntimeError: the loop has closed, as the job ended without awaiting this call.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, task, answer)
+
+        number = self._start(task, values, deliver)
+
+        def withdraw(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                self._channel.withdraw(number)
+
+        future.add_done_callback(withdraw)
+        return future
+
+    def submit_blocking(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
+        answered = threading.Event()
+        answers: list[dict[str, Any]] = []
+
+        def deliver(answer: dict[str, Any]) -> None:
+            answers.append(answer)
+            answered.set()
+
+        self._start(task, values, deliver)
+        answered.wait()
+        return _outcome(task, answers[0])
+
+    def in_event_loop_thread(self) -> bool:
+        return _running_loop() is not None
+
+    def close(self) -> None:
+        """The job ended: later calls fail, and threads still waiting for an answer get an error."""
+        self._open = False
+        # A copy taken at once: a thread the task left running may still be adding a call.
+        self._channel.abandon(frozenset(self._numbers), "the task that made this call has returned")
+
+    def _start(self, task: Task[..., Any], values: Mapping[str, Any], deliver: Deliver) -> int:
+        if not self._open:
+            raise BackendError(f"task {task.full_name} was called after the task running in this process returned")
+        _check_by_name(task)
+        inputs = pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL)
+        number = self._channel.call(task.full_name, inputs, deliver)
+        self._numbers.add(number)
+        return number
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
         return None
-    body = _read_exactly(fd, _HEADER.unpack(header)[0])
-    if body is None:
-        return None
-    message: dict[str, Any] = pickle.loads(body)
-    return message
 
 
-def _send(fd: int, message: Mapping[str, Any]) -> None:
-    body = pickle.dumps(dict(message), protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(body)) + body)
-    while view:
-        view = view[os.write(fd, view) :]
+def _check_by_name(task: Task[..., Any]) -> None:
+    """The parent finds a called task by its name: refuse a variant that the name would not find."""
+    declared = task.env.tasks.get(task.name)
+    if declared is task or (declared is not None and declared.options == task.options):
+        return
+    raise SpecError(
+        task.full_name,
+        task,
+        "a process-isolated task calls tasks by name, and this is not the task declared under that name "
+        "(an override(...) made in the task or at module level)",
+        accepted=f"a task declared with @{task.env.name}.task(name=..., ...), or call it from a task that is not "
+        "process-isolated",
+    )
+
+
+def _settle(future: asyncio.Future[Any], task: Task[..., Any], answer: dict[str, Any]) -> None:
+    if future.done():
+        return  # the task stopped waiting (cancelled) before the answer came
+    try:
+        future.set_result(_outcome(task, answer))
+    except Exception as e:
+        future.set_exception(e)
+
+
+def _outcome(task: Task[..., Any], answer: Mapping[str, Any]) -> Any:
+    if answer["kind"] == "result":
+        return task.interface.result(pickle.loads(answer["outputs"]))
+    raise _call_error(answer)
+
+
+def _call_error(answer: Mapping[str, Any]) -> BaseException:
+    """The child's error as the parent raised it; a RuntimeError with its text when it does not unpickle here."""
+    error = _frames.unpickle_error(answer.get("exception"))
+    if error is not None:
+        return error
+    return RuntimeError(f"{answer.get('type_name')}: {answer.get('message')}\n{answer.get('traceback', '')}")
 
 
 def _status_kib(field: str) -> int:
@@ -166,8 +343,9 @@ def _read_log(log_fd: int) -> str:
 
 
 class _Worker:
-    def __init__(self, log_fd: int) -> None:
+    def __init__(self, log_fd: int, channel: _Channel) -> None:
         self.log_fd = log_fd
+        self.channel = channel
         self.modules: dict[tuple[str, str], ModuleType] = {}
 
     def _load(self, request: Mapping[str, Any]) -> Callable[..., Any]:
@@ -192,7 +370,8 @@ class _Worker:
                 reply = _failure("setup", e)
             else:
                 cpus = tuple(request.get("cpus") or ())
-                reply = self._run(fn, inputs, env, cpus, int(request.get("memory_limit", 0)))
+                calls = _Calls(self.channel) if request.get("calls") else None
+                reply = self._run(fn, inputs, env, cpus, int(request.get("memory_limit", 0)), calls)
             finally:
                 # A task that changed directory must not move the next one.
                 with contextlib.suppress(OSError):
@@ -201,16 +380,23 @@ class _Worker:
         return reply
 
     def _run(
-        self, fn: Callable[..., Any], inputs: dict[str, Any], env: dict[str, str], cpus: tuple[int, ...], limit: int
+        self,
+        fn: Callable[..., Any],
+        inputs: dict[str, Any],
+        env: dict[str, str],
+        cpus: tuple[int, ...],
+        limit: int,
+        calls: _Calls | None,
     ) -> dict[str, Any]:
         try:
-            with _environment(env), _affinity(cpus):
+            with _environment(env), _affinity(cpus), _current(calls):
                 _reset_peak_rss()
                 cpu_start = _cpu_seconds()
                 try:
                     with _address_space_limit(limit):
                         value = fn(**inputs)
                         if inspect.iscoroutine(value):
+                            # The coroutine's tasks copy this context, and with it the job's calls.
                             value = asyncio.run(value)
                         outputs = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
                 except MemoryError as e:
@@ -227,23 +413,23 @@ class _Worker:
             return _failure("setup", e)
 
 
+@contextlib.contextmanager
+def _current(calls: _Calls | None) -> Iterator[None]:
+    token = _context.use(calls)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+        if calls is not None:
+            calls.close()
+
+
 def _failure(kind: str, error: BaseException) -> dict[str, Any]:
-    cls = type(error)
     # The leading frames are the worker's and asyncio's calls into the task; users only need theirs.
     tb: TracebackType | None = error.__traceback__
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PLUMBING):
         tb = tb.tb_next
-    try:
-        pickled: bytes | None = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pickled = None
-    return {
-        "kind": kind,
-        "type_name": f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__,
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(cls, error, tb)),
-        "exception": pickled,
-    }
+    return {"kind": kind, **_frames.error_fields(error, tb)}
 
 
 def _die_with_parent(parent: int) -> None:
@@ -272,10 +458,12 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
-    worker = _Worker(log_fd)
-    _send(replies, {"kind": "ready", "pid": os.getpid()})
-    while (request := _receive(requests)) is not None:
-        _send(replies, worker.handle(request))
+    channel = _Channel(requests, replies)
+    worker = _Worker(log_fd, channel)
+    channel.send({"kind": "ready", "pid": os.getpid()})
+    while (request := channel.jobs.get()) is not None:
+        channel.send(worker.handle(request))
+    channel.close()
 
 
 if __name__ == "__main__":

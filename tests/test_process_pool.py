@@ -1,5 +1,6 @@
 """The warm worker pool behind ``fl.Local(process=True)``: results, output capture, errors, memory limits, crashes,
-per-job environment and cpu pinning, reuse, concurrency, cancellation, and no orphan processes."""
+per-job environment and cpu pinning, reuse, concurrency, cancellation, no orphan processes, and the calls a task
+makes to other tasks (served by ``on_call``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import pickle
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -125,6 +127,25 @@ TASKS = textwrap.dedent(
     async def nap(seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
+
+
+    @env.task
+    async def fan_add(n: int) -> list[int]:
+        return list(await asyncio.gather(*(add(i, 10 * i) for i in range(n))))
+
+
+    @env.task
+    def sync_calls(x: int) -> list[int]:
+        return [add(x, 1), add(x, 2)]
+
+
+    @env.task
+    async def call_fails() -> str:
+        try:
+            await add(1, 2)
+        except Exception as e:
+            return f"{type(e).__name__}: {e}"
+        return "no error"
 
 
     @env.task
@@ -347,3 +368,58 @@ def _broken_python(tmp_path: Path) -> str:
     script.write_text("#!/bin/sh\necho 'no interpreter here' >&2\nexit 3\n")
     script.chmod(0o755)
     return str(script)
+
+
+class Calls:
+    """An ``on_call`` that answers calls of ``t.add`` after all ``expect`` of them have arrived, in any order."""
+
+    def __init__(self, expect: int = 1, error: Exception | None = None) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.expect = expect
+        self.error = error
+        self.all_arrived = anyio.Event()
+
+    async def __call__(self, task: str, inputs: bytes) -> bytes:
+        values = pickle.loads(inputs)
+        self.seen.append((task, values))
+        arrived = len(self.seen)
+        if arrived == self.expect:
+            self.all_arrived.set()
+        if self.error is not None:
+            raise self.error
+        # Every call waits until all have arrived: they can only succeed if the pool serves them concurrently.
+        await self.all_arrived.wait()
+        # Earlier calls are answered last: answers must find their callers whatever their order.
+        await anyio.sleep(0.002 * max(0, self.expect - arrived))
+        return pickle.dumps({"o0": values["x"] + values["y"] + 1000})
+
+
+async def test_calls_go_to_on_call_concurrently_in_call_order(tasks_file: str) -> None:
+    calls = Calls(expect=8)
+    async with ProcessPool(1) as pool:
+        with anyio.fail_after(20):
+            result = await pool.run(job(tasks_file, "fan_add", n=8), on_call=calls)
+    assert value(result) == [1000 + 11 * i for i in range(8)]
+    assert calls.seen == [("t.add", {"x": i, "y": 10 * i}) for i in range(8)]
+
+
+async def test_a_sync_task_waits_for_each_call(tasks_file: str) -> None:
+    calls = Calls()
+    async with ProcessPool(1) as pool:
+        assert value(await pool.run(job(tasks_file, "sync_calls", x=5), on_call=calls)) == [1006, 1007]
+
+
+async def test_an_error_of_on_call_is_raised_where_the_task_called(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        failing = job(tasks_file, "call_fails")
+        assert value(await pool.run(failing, on_call=Calls(error=KeyError("gone")))) == "KeyError: 'gone'"
+        # An error that does not pickle arrives as a RuntimeError with its type, message and traceback.
+        unpicklable = Calls(error=BackendError(threading.Lock()))
+        text = value(await pool.run(failing, on_call=unpicklable))
+        assert text.startswith("RuntimeError: flytelike.errors.BackendError: <unlocked _thread.lock object")
+        assert "Traceback" in text
+
+
+async def test_without_on_call_calls_are_plain_function_calls(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        assert value(await pool.run(job(tasks_file, "fan_add", n=3))) == [0, 11, 22]

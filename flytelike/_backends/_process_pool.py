@@ -7,6 +7,10 @@ the task's own stdin/stdout/stderr never touch the protocol. Output of a job (in
 per-worker log file in a directory the pool owns, which the worker returns with the reply and which the pool
 reads itself when a worker dies mid-job.
 
+While a job runs, its task may call other tasks: the worker sends ``call`` frames, which the pool serves with the
+job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends._calls`). A job waiting only for
+its calls gives up its place, so nested isolated tasks never deadlock the pool.
+
 Memory limits are enforced twice: the pool polls the worker's resident memory while the job runs and SIGKILLs it
 past the limit, and the worker caps its address space so one allocation that can never fit fails at once.
 
@@ -26,7 +30,6 @@ import pickle
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,11 +43,12 @@ import anyio.abc
 import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from flytelike._backends._calls import JobCalls, OnCall, Place
+from flytelike._backends._frames import HEADER, encode, unpickle_error
 from flytelike.errors import BackendError, OutOfMemoryError
 
-__all__ = ["ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
+__all__ = ["OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
 
-_HEADER = struct.Struct(">Q")
 _POLL_SECONDS = 0.02
 _STOP_GRACE_SECONDS = 2.0
 _START_TIMEOUT_SECONDS = 60.0
@@ -132,13 +136,16 @@ class _Worker:
         assert process.stdout is not None
         self._requests = process.stdin
         self._replies = BufferedByteReceiveStream(process.stdout)
+        # Replies to concurrent calls of one job are written by their own tasks; a frame must go out whole.
+        self._sending = anyio.Lock()
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        body = pickle.dumps(dict(message), protocol=pickle.HIGHEST_PROTOCOL)
-        await self._requests.send(_HEADER.pack(len(body)) + body)
+        data = encode(message)
+        async with self._sending:
+            await self._requests.send(data)
 
     async def receive(self) -> dict[str, Any]:
-        (size,) = _HEADER.unpack(await self._replies.receive_exactly(_HEADER.size))
+        (size,) = HEADER.unpack(await self._replies.receive_exactly(HEADER.size))
         message: dict[str, Any] = pickle.loads(await self._replies.receive_exactly(size))
         return message
 
@@ -224,17 +231,6 @@ def _exit_description(code: int | None) -> str:
         return f"killed by signal {-code}"
 
 
-def _unpickle_error(data: bytes | None) -> BaseException | None:
-    if data is None:
-        return None
-    try:
-        error = pickle.loads(data)
-    except Exception:
-        # The class may live in a module only the worker can import.
-        return None
-    return error if isinstance(error, BaseException) else None
-
-
 def _annotate(error: BaseException, **attributes: object) -> None:
     for name, value in attributes.items():
         setattr(error, name, value)
@@ -242,6 +238,9 @@ def _annotate(error: BaseException, **attributes: object) -> None:
 
 class ProcessPool:
     """``size`` warm worker processes; at most ``size`` jobs run at once, the rest wait in order.
+
+    A job whose task only waits for the tasks it called does not count (it gives its place to them), so the pool
+    can hold more than ``size`` workers while such jobs wait; only ``size`` are kept warm afterwards.
 
     Args:
         size: number of workers, and of jobs that run at the same time.
@@ -302,8 +301,14 @@ class ProcessPool:
                 folder, self._dir = self._dir, None
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
 
-    async def run(self, job: ProcessJob) -> ProcessResult:
+    async def run(self, job: ProcessJob, on_call: OnCall | None = None) -> ProcessResult:
         """Run ``job`` on a free worker and return what it produced.
+
+        Args:
+            job: what to run.
+            on_call: serves the tasks the job's task calls (``on_call(task_name, pickled_values)`` returns the
+                pickled named outputs, or raises); the job is cancelled with them. Without it, calls inside the
+                task are plain function calls.
 
         Raises:
             TaskProcessError: the task raised.
@@ -315,19 +320,28 @@ class ProcessPool:
         if self._slots is None or self._dir is None:
             raise RuntimeError("ProcessPool.run() called outside `async with ProcessPool(...)`")
         # The worker gets plain values: it must not need to import this module (and anyio) to read them.
-        request = {f.name: getattr(job, f.name) for f in fields(ProcessJob)} | {"env": dict(job.env)}
-        async with self._slots:
+        request = {f.name: getattr(job, f.name) for f in fields(ProcessJob)} | {
+            "env": dict(job.env),
+            "calls": on_call is not None,
+        }
+        place = Place(self._slots)
+        await place.take()
+        try:
             worker = await self._checkout()
             keep = False
             try:
-                reply, peak_seen = await self._exchange(worker, job, request)
+                calls = JobCalls(worker.send, on_call, place)
+                reply, peak_seen = await self._exchange(worker, job, request, calls)
                 # A MemoryError can leave the worker's heap fragmented and large: start the next job afresh.
                 keep = reply["kind"] != "oom"
             finally:
-                if keep:
+                # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
+                if keep and len(self._idle) < self.size:
                     self._idle.append(worker)
                 else:
                     await self._discard(worker)
+        finally:
+            place.give_back()
         return _result(job, reply, peak_seen)
 
     async def _checkout(self) -> _Worker:
@@ -375,23 +389,23 @@ class ProcessPool:
         return worker
 
     async def _exchange(
-        self, worker: _Worker, job: ProcessJob, request: Mapping[str, Any]
+        self, worker: _Worker, job: ProcessJob, request: Mapping[str, Any], calls: JobCalls
     ) -> tuple[dict[str, Any], int]:
         watch = _MemoryWatch(worker, job.memory_limit) if job.memory_limit else None
         reply: dict[str, Any] | None = None
         try:
-            if watch is None:
-                await worker.send(request)
-                return await worker.receive(), 0
-            await anyio.to_thread.run_sync(_reset_peak, worker.pid)
+            if watch is not None:
+                await anyio.to_thread.run_sync(_reset_peak, worker.pid)
             await worker.send(request)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch.run)
+                if watch is not None:
+                    tg.start_soon(watch.run)
                 try:
-                    reply = await worker.receive()
+                    reply = await calls.until_reply(worker.receive, tg)
                 except _LOST:
                     pass  # handled below; raising here would wrap it in an ExceptionGroup
                 finally:
+                    # The memory watch stops, and calls the task made but did not wait for are cancelled.
                     tg.cancel_scope.cancel()
         except _LOST:
             pass
@@ -452,7 +466,7 @@ def _result(job: ProcessJob, reply: Mapping[str, Any], peak_seen: int) -> Proces
         raise _out_of_memory(job, peak, logs, allocation_failed=kind == "oom")
     if kind == "ok":
         return ProcessResult(outputs=reply["outputs"], peak_memory=peak, cpu_time=reply["cpu_time"], logs=logs)
-    original = _unpickle_error(reply.get("exception"))
+    original = unpickle_error(reply.get("exception"))
     if kind == "error":
         raise TaskProcessError(
             reply["message"],

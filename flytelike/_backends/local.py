@@ -1,7 +1,8 @@
 """The local backend: async tasks in this process, ``Local(process=True)`` tasks in a warm child process.
 
 In a child process the task's memory limit is enforced, its cpu is pinned when it asks for whole cores, and
-``CUDA_VISIBLE_DEVICES`` shows it the GPUs it was given (and none when it asked for none).
+``CUDA_VISIBLE_DEVICES`` shows it the GPUs it was given (and none when it asked for none). Tasks it calls come back
+to this process as child actions of its action, run here or in another worker like any other action.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from flytelike._backends._process_pool import ProcessJob, ProcessPool, TaskProcessError
+from flytelike._backends._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
 from flytelike._executor import ActionRecord, Capacity, ExecTask, Spawner
 from flytelike.errors import OutOfMemoryError
 
@@ -26,6 +27,8 @@ class _Invoker(Protocol):
     def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]: ...
 
     def code_file(self, task: ExecTask) -> str | None: ...
+
+    def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask: ...
 
 
 class LocalBackend:
@@ -42,6 +45,7 @@ class LocalBackend:
         self._pool_lock = anyio.Lock()
         self._free_cpus = set(range(capacity.cpu_millis // 1000))
         self._free_gpus = set(range(capacity.gpus))
+        self._called: dict[tuple[str, str], ExecTask] = {}
 
     async def start_pool(self) -> ProcessPool:
         """Start the warm workers (once); the run's exit stack stops them."""
@@ -72,7 +76,7 @@ class LocalBackend:
             env=env,
         )
         try:
-            result = await pool.run(job)
+            result = await pool.run(job, on_call=self._calls_from(run, action, task))
         except OutOfMemoryError as e:
             action.peak_memory = getattr(e, "peak_memory", None)
             raise
@@ -88,6 +92,24 @@ class LocalBackend:
         if result.logs:
             action.logs.append(result.logs)
         return self.invoker.name_outputs(task, pickle.loads(result.outputs))
+
+    def _calls_from(self, run: Spawner, action: ActionRecord, caller: ExecTask) -> OnCall:
+        """Runs the calls a process-isolated attempt makes as child actions of its action."""
+
+        async def on_call(name: str, inputs: bytes) -> bytes:
+            task = self._called_task(caller, name)
+            # run.child() takes the child's id before the first await, and the pool starts calls one at a time in
+            # the order the worker made them: ids follow the order of the calls, as for an in-process parent.
+            outputs = await run.child(action, task, pickle.loads(inputs))
+            return pickle.dumps(dict(outputs), protocol=pickle.HIGHEST_PROTOCOL)
+
+        return on_call
+
+    def _called_task(self, caller: ExecTask, name: str) -> ExecTask:
+        found = self._called.get((caller.key, name))
+        if found is None:
+            found = self._called[(caller.key, name)] = self.invoker.exec_task_named(name, caller)
+        return found
 
     @staticmethod
     def _take(free: set[int], n: int) -> set[int]:
