@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from flytelike._backends._process_pool import ProcessJob, ProcessPool
+from flytelike._backends.local._process_pool import ProcessJob, ProcessPool
 
 TASKS = 200
 WORKERS = 2

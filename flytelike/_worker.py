@@ -1,6 +1,6 @@
 """A warm worker process for process-isolated local tasks: ``python -m flytelike._worker LOG_PATH``.
 
-The parent (:mod:`flytelike._backends._process_pool`) sends length-prefixed pickle frames on this process's stdin
+The parent (:mod:`flytelike._backends.local._process_pool`) sends length-prefixed pickle frames on this process's stdin
 and reads replies on its stdout. At start-up both descriptors are moved off fds 0 and 1, which then point at
 ``/dev/null``: fds 0, 1 and 2 belong to the task, and a task that prints or reads input must never corrupt the
 protocol. During a job fds 1 and 2 point at ``LOG_PATH`` so that output written by C code is captured too.
@@ -39,7 +39,7 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from flytelike import _context
-from flytelike._backends import _frames
+from flytelike._backends.local import _frames
 from flytelike._loader import find_task, load_file, load_module
 from flytelike.errors import BackendError, SpecError
 

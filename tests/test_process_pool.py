@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flytelike._backends._process_pool import ProcessJob, ProcessPool, ProcessResult, TaskProcessError
+from flytelike._backends.local._process_pool import ProcessJob, ProcessPool, ProcessResult, TaskProcessError
 from flytelike.errors import BackendError, OutOfMemoryError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pool reads /proc (Linux only)")

@@ -8,7 +8,7 @@ per-worker log file in a directory the pool owns, which the worker returns with 
 reads itself when a worker dies mid-job.
 
 While a job runs, its task may call other tasks: the worker sends ``call`` frames, which the pool serves with the
-job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends._calls`). A job waiting only for
+job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends.local._calls`). A job waiting only for
 its calls gives up its place, so nested isolated tasks never deadlock the pool.
 
 Memory limits are enforced twice: the pool polls the worker's resident memory while the job runs and SIGKILLs it
@@ -43,8 +43,8 @@ import anyio.abc
 import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from flytelike._backends._calls import JobCalls, OnCall, Place
-from flytelike._backends._frames import HEADER, encode, unpickle_error
+from flytelike._backends.local._calls import JobCalls, OnCall, Place
+from flytelike._backends.local._frames import HEADER, encode, unpickle_error
 from flytelike.errors import BackendError, OutOfMemoryError
 
 __all__ = ["OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]

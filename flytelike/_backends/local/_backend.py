@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from flytelike._backends._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
+from flytelike._backends.local._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
 from flytelike._executor import ActionRecord, Capacity, ExecTask, Spawner
 from flytelike.errors import OutOfMemoryError
 

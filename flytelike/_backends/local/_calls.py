@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from flytelike._backends._frames import error_fields
+from flytelike._backends.local._frames import error_fields
 from flytelike.errors import BackendError
 
 __all__ = ["JobCalls", "OnCall", "Place"]
