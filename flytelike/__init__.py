@@ -25,6 +25,7 @@ from flytelike._accelerators import (
     catalog,
     register_device,
 )
+from flytelike._context import TaskContext, ctx
 from flytelike._environment import TaskEnvironment
 from flytelike._files import Dir, File
 from flytelike._platform_spec import parse_platform_spec
@@ -86,11 +87,13 @@ __all__ = [
     "Secret",
     "SpecError",
     "Task",
+    "TaskContext",
     "TaskEnvironment",
     "Timeout",
     "Toleration",
     "__version__",
     "catalog",
+    "ctx",
     "errors",
     "parse_platform_spec",
     "register_device",

@@ -8,12 +8,38 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from flytelike.errors import FlytelikeError
 
 if TYPE_CHECKING:
     from flytelike._task import Task
 
-__all__ = ["Submitter", "current", "use"]
+__all__ = ["Submitter", "TaskContext", "ctx", "current", "use"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Where the running task is: its run, action and attempt, and its environment variables.
+
+    Attributes:
+        run_id: the run (``flytelike runs show RUN``).
+        action_id: the action inside the run (``0``, ``0.3``).
+        attempt: 1 for the first attempt.
+        task: the task's ``env.task`` name.
+        platform: where it runs (``local``, ``kubernetes``, ``batch``).
+        env: the process environment with the task's ``env_vars`` over it. Tasks that run in this process share
+            its environment, so their ``env_vars`` are here rather than in ``os.environ``; a process-isolated or
+            remote task has them in ``os.environ`` too.
+    """
+
+    run_id: str
+    action_id: str
+    attempt: int
+    task: str
+    platform: str
+    env: Mapping[str, str]
 
 
 class Submitter(Protocol):
@@ -47,3 +73,31 @@ def use(submitter: Submitter | None) -> contextvars.Token[Submitter | None]:
 
 def reset(token: contextvars.Token[Submitter | None]) -> None:
     _current.reset(token)
+
+
+def ctx() -> TaskContext:
+    """The context of the task running now: run and action ids, attempt, task name, platform, environment.
+
+    Raises:
+        FlytelikeError: called outside a running task (a task called as a plain function has no run).
+
+    Example:
+        >>> import flytelike as fl
+        >>> env = fl.TaskEnvironment(name="doc-ctx", env_vars={"MODE": "fast"})
+        >>> @env.task
+        ... async def where() -> str:
+        ...     c = fl.ctx()
+        ...     return f"{c.task} {c.action_id} {c.env['MODE']}"
+        >>> fl.run(where).outputs
+        'doc-ctx.where 0 fast'
+    """
+    submitter = _current.get()
+    # A submitter that cannot tell (one serving a process that has no run context) has no `context` method.
+    context = getattr(submitter, "context", None)
+    if context is None:
+        raise FlytelikeError(
+            "fl.ctx() is only available inside a running task (fl.run, flytelike run); this code is not running "
+            "as a task of a run"
+        )
+    result: TaskContext = context()
+    return result

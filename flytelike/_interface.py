@@ -91,7 +91,11 @@ class Interface:
         Raises:
             ValueConversionError: a missing, unexpected or mistyped argument, naming the task and input.
         """
-        positionals = [p for p in self.inputs if not p.keyword_only]
+        inputs = self.inputs
+        if not kwargs and len(args) == len(inputs) and not any(p.keyword_only for p in inputs):
+            # Every input given by position, the common call inside a fan-out: no name lookups, no defaults.
+            return {p.name: p.type.check(v, f"{task}({p.name})") for p, v in zip(inputs, args, strict=True)}
+        positionals = [p for p in inputs if not p.keyword_only]
         if len(args) > len(positionals):
             raise ValueConversionError(
                 f"{task}() takes {len(positionals)} positional inputs but {len(args)} were given"
@@ -102,12 +106,12 @@ class Interface:
         for name, value in kwargs.items():
             param = self.input(name)
             if param is None:
-                names = ", ".join(p.name for p in self.inputs) or "none"
+                names = ", ".join(p.name for p in inputs) or "none"
                 raise ValueConversionError(f"{task}() got an unexpected input {name!r}; its inputs are: {names}")
             if name in values:
                 raise ValueConversionError(f"{task}() got input {name!r} twice")
             values[name] = param.type.check(value, f"{task}({name})")
-        for param in self.inputs:
+        for param in inputs:
             if param.name not in values:
                 if param.required:
                     raise ValueConversionError(f"{task}() is missing required input {param.name!r}: {param.type}")

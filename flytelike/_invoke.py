@@ -1,17 +1,20 @@
-"""The bridge between SDK tasks and the executor: task index, in-process invoker, submitter and value codec.
+"""The bridge between SDK tasks and the executor: task index, in-process invoker and submitter.
 
-The executor speaks templates and values; this module is the one place that maps a template back to the Python
-function it came from, sets the run context so that nested calls become child actions, and turns values into
-their wire form for the cache and for other processes.
+The executor speaks templates and literal values; this module is the one place that maps a template back to the
+Python function it came from, sets the run context so that nested calls become child actions, and gives values
+their encoder so that bytes are made only when something needs them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Mapping
+from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -19,42 +22,85 @@ import anyio.from_thread
 import anyio.to_thread
 
 from flytelike import _context
-from flytelike._executor import ExecTask, Spawner
-from flytelike._executor._capture import sink
-from flytelike._executor._model import ActionRecord
+from flytelike._context import TaskContext
+from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Values
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
 from flytelike.errors import BackendError
 
-__all__ = ["Invoker", "Submitter", "TaskIndex", "ValueCodec"]
+__all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
+
+
+class Compiled:
+    """One SDK task as a run sees it: its executor view, and how its values are encoded and decoded."""
+
+    __slots__ = ("encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
+
+    def __init__(self, sdk: Task[..., Any], compiled: ExecTask) -> None:
+        self.sdk = sdk
+        self.exec = compiled
+        interface = sdk.interface
+        self.encode_inputs = partial(_encode, params=interface.inputs, where=sdk.full_name)
+        self.encode_outputs = partial(_encode, params=interface.outputs, where=f"{sdk.full_name} outputs")
+        self.single_output = interface.outputs[0].name if len(interface.outputs) == 1 else None
+
+    def inputs(self, values: Values) -> Mapping[str, Any]:
+        python = values.python
+        if python is None:
+            python = decode_values(values.data(), self.sdk.interface.inputs, where=self.sdk.full_name)
+        return python
+
+    def outputs(self, values: Values) -> Mapping[str, Any]:
+        python = values.python
+        if python is None:
+            python = decode_values(values.data(), self.sdk.interface.outputs, where=f"{self.sdk.full_name} outputs")
+        return python
+
+    def result(self, values: Values) -> Any:
+        """The Python return value of a call, from its output values."""
+        python = values.python
+        name = self.single_output
+        if python is not None and name is not None:
+            return python[name]
+        return self.sdk.interface.result(self.outputs(values))
+
+
+def _encode(values: Mapping[str, Any], *, params: Any, where: str) -> bytes:
+    return encode_values(values, params, where=where)
 
 
 class TaskIndex:
-    """SDK tasks of one run and their compiled executor views, built once per task."""
+    """SDK tasks of one run and their compiled views, built once per task."""
 
     def __init__(self, with_platform: Platform | None = None) -> None:
         self.with_platform = with_platform
-        self._by_task: dict[int, ExecTask] = {}
-        self._by_key: dict[str, Task[..., Any]] = {}
+        self._by_task: dict[int, Compiled] = {}
+        self._by_key: dict[str, Compiled] = {}
+
+    def compiled(self, task: Task[..., Any]) -> Compiled:
+        found = self._by_task.get(id(task))
+        if found is None:
+            template = task_template(task, task.resolved(self.with_platform))
+            found = Compiled(task, ExecTask.from_template(template))
+            self._by_task[id(task)] = found
+            # The task object is kept alive by the entry, so its id() cannot be reused by another task.
+            self._by_key[found.exec.key] = found
+        return found
 
     def exec_task(self, task: Task[..., Any]) -> ExecTask:
-        found = self._by_task.get(id(task))
-        if found is not None:
-            return found
-        template = task_template(task, task.resolved(self.with_platform))
-        compiled = ExecTask.from_template(template)
-        self._by_task[id(task)] = compiled
-        self._by_key[compiled.key] = task
-        return compiled
+        return self.compiled(task).exec
 
-    def sdk_task(self, task: ExecTask) -> Task[..., Any]:
-        return self._by_key[task.key]
+    def of(self, task: ExecTask) -> Compiled:
+        found = self._by_key.get(task.key)
+        if found is None:
+            raise BackendError(f"task {task.key} is not a task of this run's code")
+        return found
 
     def code_file(self, task: ExecTask) -> str | None:
         """The file defining a task's module, so a worker process can import it the same way."""
-        module = sys.modules.get(self.sdk_task(task).fn.__module__)
+        module = sys.modules.get(self.of(task).sdk.fn.__module__)
         file = getattr(module, "__file__", None)
         return str(Path(file).resolve()) if file else None
 
@@ -62,11 +108,15 @@ class TaskIndex:
 class Submitter:
     """What tasks running inside an action call through (see flytelike._context.Submitter)."""
 
-    __slots__ = ("action", "index", "loop_thread", "run")
+    __slots__ = ("action", "attempt", "index", "logs", "loop_thread", "run", "task")
 
-    def __init__(self, run: Spawner, action: ActionRecord, index: TaskIndex, loop_thread: int) -> None:
-        self.run = run
-        self.action = action
+    def __init__(self, attempt: AttemptInput, index: TaskIndex, loop_thread: int) -> None:
+        self.run = attempt.run
+        self.action = action = attempt.action
+        self.attempt = attempt.attempt
+        self.task = attempt.task
+        # Where what the action prints goes (flytelike._capture reads it).
+        self.logs = action.logs
         self.index = index
         self.loop_thread = loop_thread
 
@@ -75,8 +125,8 @@ class Submitter:
             # A sync task (in a worker thread) calling an async task cannot await it: run it on the run's loop
             # and block for the result, as for a sync child. (The run's state is only touched on the loop.)
             return self.submit_blocking(task, values)  # type: ignore[no-any-return]
-        outputs = self.run.child(self.action, self.index.exec_task(task), values)
-        return _result(task, outputs)
+        entry = self.index.compiled(task)
+        return self.run.call(self.action, entry.exec, Values(values, encode=entry.encode_inputs), entry.result)  # type: ignore[no-any-return]
 
     def submit_blocking(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
         async def call() -> Any:
@@ -87,22 +137,34 @@ class Submitter:
     def in_event_loop_thread(self) -> bool:
         return threading.get_ident() == self.loop_thread
 
-
-async def _result(task: Task[..., Any], outputs: Awaitable[Mapping[str, Any]]) -> Any:
-    return task.interface.result(await outputs)
+    def context(self) -> TaskContext:
+        env = {**os.environ, **{kv.key: kv.value for kv in self.task.template.container.env}}
+        return TaskContext(
+            run_id=self.run.id,
+            action_id=self.action.id,
+            attempt=self.attempt,
+            task=self.task.name,
+            platform=self.action.platform,
+            env=MappingProxyType(env),
+        )
 
 
 class Invoker:
-    """Runs a task's function in this process with the run context and per-action log capture in place."""
+    """Runs a task's function in this process with the run context and per-action log capture in place.
+
+    It is the local backend's ``InProcess``: the only code that calls users' functions in the controller's process.
+    """
 
     def __init__(self, index: TaskIndex) -> None:
         self.index = index
         self.loop_thread = threading.get_ident()
 
-    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any:
-        sdk = self.index.sdk_task(task)
-        token = _context.use(Submitter(run, action, self.index, self.loop_thread))
-        log_token = sink.set(action.logs)
+    async def invoke(self, attempt: AttemptInput) -> AttemptResult:
+        entry = self.index.of(attempt.task)
+        action = attempt.action
+        sdk = entry.sdk
+        values = entry.inputs(attempt.inputs)
+        token = _context.use(Submitter(attempt, self.index, self.loop_thread))
         try:
             if sdk.is_async:
                 result = await sdk.fn(**values)
@@ -111,9 +173,26 @@ class Invoker:
                 # thread is left to finish on its own (its result is dropped), rather than delaying the run.
                 result = await anyio.to_thread.run_sync(lambda: _timed(action, sdk.fn, values), abandon_on_cancel=True)
         finally:
-            sink.reset(log_token)
             _context.reset(token)
-        return sdk.interface.check_outputs(result, task=sdk.full_name)
+        named = sdk.interface.check_outputs(result, task=sdk.full_name)
+        return AttemptResult(Values(named, encode=entry.encode_outputs))
+
+    # --- the process-isolated path's view of values and tasks ----------------------------------------------------
+
+    def python_inputs(self, task: ExecTask, inputs: Values) -> Mapping[str, Any]:
+        return self.index.of(task).inputs(inputs)
+
+    def python_outputs(self, task: ExecTask, outputs: Values) -> Mapping[str, Any]:
+        return self.index.of(task).outputs(outputs)
+
+    def outputs(self, task: ExecTask, value: Any) -> Values:
+        """A task's return value as its checked, named output Values."""
+        entry = self.index.of(task)
+        named = entry.sdk.interface.check_outputs(value, task=entry.sdk.full_name)
+        return Values(named, encode=entry.encode_outputs)
+
+    def inputs(self, task: ExecTask, named: Mapping[str, Any]) -> Values:
+        return Values(named, encode=self.index.of(task).encode_inputs)
 
     def code_file(self, task: ExecTask) -> str | None:
         return self.index.code_file(task)
@@ -125,7 +204,7 @@ class Invoker:
         through the environments the caller can see: its own, those it depends on, and those its module holds.
         """
         env_name, _, short = name.rpartition(".")
-        sdk = self.index.sdk_task(caller)
+        sdk = self.index.of(caller).sdk
         module = sys.modules.get(sdk.fn.__module__)
         seen = tasks_in(module).values() if module is not None else ()
         for env in (sdk.env, *sdk.env.depends_on, *(t.env for t in seen)):
@@ -136,10 +215,6 @@ class Invoker:
             f"import it into the module that defines {caller.name}"
         )
 
-    def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]:
-        sdk = self.index.sdk_task(task)
-        return sdk.interface.check_outputs(value, task=sdk.full_name)
-
 
 def _timed(action: ActionRecord, fn: Any, values: Mapping[str, Any]) -> Any:
     """Call a sync task in its worker thread, recording the cpu time that thread spent on it."""
@@ -148,22 +223,3 @@ def _timed(action: ActionRecord, fn: Any, values: Mapping[str, Any]) -> Any:
         return fn(**values)
     finally:
         action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
-
-
-class ValueCodec:
-    """Deterministic wire bytes of a task's inputs and outputs (literal maps)."""
-
-    def __init__(self, index: TaskIndex) -> None:
-        self.index = index
-
-    def encode_inputs(self, task: ExecTask, values: Mapping[str, Any]) -> bytes:
-        sdk = self.index.sdk_task(task)
-        return encode_values(values, sdk.interface.inputs, where=sdk.full_name)
-
-    def encode_outputs(self, task: ExecTask, outputs: Mapping[str, Any]) -> bytes:
-        sdk = self.index.sdk_task(task)
-        return encode_values(outputs, sdk.interface.outputs, where=f"{sdk.full_name} outputs")
-
-    def decode_outputs(self, task: ExecTask, data: bytes) -> dict[str, Any]:
-        sdk = self.index.sdk_task(task)
-        return decode_values(data, sdk.interface.outputs, where=f"{sdk.full_name} outputs")

@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from flytelike._quantity import Quantity
+from flytelike._retries import escalate_memory, retry_delay
 from flytelike.errors import SpecError
 
 __all__ = ["Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout", "parse_duration"]
@@ -307,21 +308,27 @@ class RetryPolicy:
         raise SpecError(field, value, "not a retry setting", accepted="3 or fl.RetryPolicy(3, backoff='10s')")
 
     def delay(self, retry: int) -> timedelta:
-        """The wait before retry number ``retry`` (1 for the first retry)."""
-        if retry < 1 or not self.backoff:
-            return timedelta(0)
-        seconds = self.backoff.total_seconds() * self.backoff_multiplier ** (retry - 1)
-        return min(timedelta(seconds=min(seconds, self.max_backoff.total_seconds())), self.max_backoff)
+        """The wait before retry number ``retry`` (1 for the first retry).
+
+        Raises:
+            SpecError: ``retry`` is negative.
+        """
+        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+            raise SpecError("RetryPolicy.delay(retry)", retry, "must be a whole number >= 0", accepted="1")
+        seconds = retry_delay(
+            retry,
+            initial=self.backoff.total_seconds(),
+            multiplier=self.backoff_multiplier,
+            maximum=self.max_backoff.total_seconds(),
+        )
+        return min(timedelta(seconds=seconds), self.max_backoff) if seconds else timedelta(0)
 
     def escalate(self, memory: Quantity) -> Quantity:
         """The memory for the attempt after an out-of-memory failure at ``memory``."""
         if self.oom_memory_multiplier is None:
             return memory
-        grown = memory.scale(Decimal(repr(self.oom_memory_multiplier)))
-        grown = Quantity.from_number(grown.ceil_to(1), memory.format)
-        if self.oom_memory_limit is not None and grown > self.oom_memory_limit:
-            return max(memory, self.oom_memory_limit)
-        return grown
+        cap = self.oom_memory_limit.ceil_to(1) if self.oom_memory_limit is not None else None
+        return Quantity.from_number(escalate_memory(memory.ceil_to(1), self.oom_memory_multiplier, cap), memory.format)
 
 
 @dataclass(frozen=True, slots=True, init=False)

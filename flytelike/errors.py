@@ -26,6 +26,7 @@ __all__ = [
     "OutOfMemoryError",
     "RunError",
     "SpecError",
+    "TaskCodeError",
     "TaskFailedError",
     "TaskTimeoutError",
     "ValueConversionError",
@@ -100,7 +101,38 @@ class RunError(FlytelikeError):
 
 
 class AdmissionError(RunError):
-    """A task asks for more than the machine running it can ever provide; raised before anything starts."""
+    """A task asks for more than the machine running it can ever provide; raised before anything starts.
+
+    The message states the facts; what to do about them (run it elsewhere, or anyway) is phrased by whoever shows
+    the error (the CLI names its flags), from the attributes.
+
+    Attributes:
+        task: the task's name.
+        action: the action id, when the request showed up during the run ("" before it starts).
+        resource: ``memory``, ``cpu`` or ``gpu``.
+        requested: what the task asks for (bytes, millicores or devices).
+        capacity: what this machine has, in the same unit.
+        strict: the request would run (slower, or without GPUs) but strict mode refuses it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str = "",
+        action: str = "",
+        resource: str = "",
+        requested: int = 0,
+        capacity: int = 0,
+        strict: bool = False,
+    ) -> None:
+        self.task = task
+        self.action = action
+        self.resource = resource
+        self.requested = requested
+        self.capacity = capacity
+        self.strict = strict
+        super().__init__(message)
 
 
 class TaskFailedError(RunError):
@@ -139,6 +171,24 @@ class TaskTimeoutError(TaskFailedError):
 
 class OutOfMemoryError(TaskFailedError):
     """A task exceeded its memory limit and was killed."""
+
+
+class TaskCodeError(RunError):
+    """The task's code raised in another process (a warm worker, a pod, a job).
+
+    Exceptions do not travel between processes (nothing is unpickled), so the error describes the original one.
+
+    Attributes:
+        type_name: the qualified name of the exception's class (``ValueError``, ``mymodule.MyError``).
+        message: ``str()`` of the exception.
+        traceback_text: the traceback as the task's process formatted it.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+        super().__init__(f"{type_name}: {message}" if message else type_name)
 
 
 class CancelledError(RunError):

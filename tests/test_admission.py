@@ -15,8 +15,10 @@ import anyio
 import pytest
 
 import flytelike as fl
+from flytelike._backends.local._admission import Admission, Request
+from flytelike._backends.local._capacity import Capacity
+from flytelike._cli._run import admission_hint
 from flytelike._config import load_settings
-from flytelike._executor import Admission, Capacity, Request
 from flytelike._storage import RecordStore
 from flytelike.errors import AdmissionError, CapacityWarning
 
@@ -27,7 +29,7 @@ MiB = 1024**2
 
 
 def machine(cpu: int = 2000, memory: int = GiB, gpus: int = 0) -> Admission:
-    return Admission(Capacity(cpu, memory, gpus))
+    return Admission(cpu, memory, gpus)
 
 
 async def _wait_admitted(gate: Admission, request: Request, order: list[str], name: str) -> None:
@@ -264,10 +266,20 @@ def test_memory_that_can_never_fit_fails_before_anything_starts() -> None:
     assert "admission.needs_4gi" in message
     assert "4.0 GiB" in message  # the request
     assert "1.0 GiB" in message  # the capacity
-    assert "--with kubernetes" in message
-    assert "--with batch" in message
-    assert "--local-resources ignore" in message  # how to run it anyway: a flag ...
-    assert '[local] resources = "ignore"' in message  # ... and a setting
+    error = caught.value
+    assert (error.task, error.resource, error.requested, error.capacity) == (
+        "admission.needs_4gi",
+        "memory",
+        4 * GiB,
+        GiB,
+    )
+    assert not error.strict
+    # What to do about it is the CLI's to say, with its flags: run it elsewhere, or here anyway.
+    hint = admission_hint(error)
+    assert "--with kubernetes" in hint
+    assert "--with batch" in hint
+    assert "--local-resources ignore" in hint  # how to run it anyway: a flag ...
+    assert '[local] resources = "ignore"' in hint  # ... and a setting
     assert RAN == []  # not even the parent started
     assert runs_recorded() == []
 
@@ -314,7 +326,9 @@ def test_strict_turns_the_warning_into_an_error(task: Any) -> None:
     with pytest.raises(AdmissionError) as caught:
         runner.run(task)
     assert "strict" in str(caught.value)
-    assert "--with kubernetes" in str(caught.value)
+    assert caught.value.strict
+    assert caught.value.resource == ("cpu" if task is three_wide else "gpu")
+    assert "--with kubernetes" in admission_hint(caught.value)
     assert RAN == []
     assert runs_recorded() == []
 

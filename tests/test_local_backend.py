@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import flytelike as fl
-from flytelike import _runner
+from flytelike._backends.local import _backend
 from flytelike._loader import find_task, load_file
 
 TASKS = textwrap.dedent(
@@ -59,10 +59,10 @@ def test_whole_cores_are_pinned_and_fractions_are_not(tasks: dict[str, fl.Task[.
 def test_gpus_are_shown_only_to_tasks_that_asked(
     tasks: dict[str, fl.Task[..., Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def two_gpus() -> tuple[str, ...]:
+    def two_gpus(home: object = None) -> tuple[str, ...]:
         return ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB")
 
-    monkeypatch.setattr(_runner, "_gpu_names", two_gpus)
+    monkeypatch.setattr(_backend, "probe_gpus", two_gpus)
     assert fl.run(tasks["with_gpu"]).outputs in ("0", "1")
     assert fl.run(tasks["without_gpu"]).outputs == ""
 

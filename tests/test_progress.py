@@ -7,7 +7,7 @@ import io
 
 import flytelike as fl
 from flytelike._cli._progress import live_view, plain_view
-from flytelike._executor import Run
+from flytelike._runtime import RunHandle
 
 env = fl.TaskEnvironment(name="prog")
 
@@ -31,7 +31,7 @@ async def root(n: int = 20) -> int:
 def _render(view: str) -> str:
     out = io.StringIO()
 
-    async def progress(run: Run) -> None:
+    async def progress(run: RunHandle) -> None:
         await (live_view if view == "live" else plain_view)(run, out)
 
     assert fl.Runner(progress=progress).run(root, 20).outputs == sum(range(20)) + 3

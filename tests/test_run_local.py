@@ -420,33 +420,36 @@ other = fl.TaskEnvironment(name="other", env_vars={"FLT_TEST_MODE": "b"})
 
 @envs.task
 async def read_env() -> dict[str, str]:
-    import os
-
-    return {k: os.environ.get(k, "<unset>") for k in ("FLT_TEST_CACHE_DIR", "FLT_TEST_MODE")}
+    env = fl.ctx().env
+    return {k: env.get(k, "<unset>") for k in ("FLT_TEST_CACHE_DIR", "FLT_TEST_MODE")}
 
 
 @other.task
 async def other_mode() -> str:
-    return "b"
+    return fl.ctx().env["FLT_TEST_MODE"]
 
 
 @envs.task
 async def both() -> dict[str, str]:
-    await other_mode()
-    return await read_env()
+    mode = await other_mode()
+    return {**await read_env(), "other": mode}
 
 
-def test_env_vars_reach_in_process_tasks_for_the_run_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_vars_reach_in_process_tasks_through_their_context_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     monkeypatch.delenv("FLT_TEST_CACHE_DIR", raising=False)
     monkeypatch.delenv("FLT_TEST_MODE", raising=False)
+    before = dict(os.environ)
     assert fl.run(read_env).outputs == {"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "a"}
-    assert "FLT_TEST_CACHE_DIR" not in os.environ
+    assert dict(os.environ) == before  # the process environment is never changed by a run
 
 
-def test_conflicting_env_vars_of_in_process_tasks_warn_and_stay_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FLT_TEST_MODE", raising=False)
-    with pytest.warns(UserWarning, match="FLT_TEST_MODE to different values"):
-        outputs = fl.run(both).outputs
-    assert outputs == {"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "<unset>"}
+def test_in_process_tasks_each_see_their_own_env_vars() -> None:
+    outputs = fl.run(both).outputs
+    assert outputs == {"FLT_TEST_CACHE_DIR": "/cache", "FLT_TEST_MODE": "a", "other": "b"}
+
+
+def test_ctx_outside_a_run_is_a_clear_error() -> None:
+    with pytest.raises(fl.errors.FlytelikeError, match="only available inside a running task"):
+        fl.ctx()

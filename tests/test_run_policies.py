@@ -297,7 +297,7 @@ async def test_cancelling_run_async_aborts_the_run_and_its_running_actions() -> 
 def test_cancelling_the_live_run_raises_cancelled_error() -> None:
     async def cancel_soon(run: Any) -> None:
         await anyio.sleep(0.2)
-        run.cancel_scope.cancel()
+        run.cancel()
 
     started = time.monotonic()
     with pytest.raises(CancelledError) as caught:

@@ -1,7 +1,8 @@
 """Progress of a running run on stderr: a live action tree on a terminal, plain lines otherwise.
 
-Large fan-outs are folded: siblings running the same task show as one line with counts per state, so a
-10,000-way ``asyncio.gather`` stays a few lines tall.
+Both follow the run's events (the same events a watch of a remote run streams): the plain view prints one line per
+transition, the live view redraws the tree when something changed. Large fan-outs are folded: siblings running the
+same task show as one line with counts per state, so a 10,000-way ``asyncio.gather`` stays a few lines tall.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import TextIO
 
 import anyio
 
-from flytelike._executor import ActionRecord, ActionState, Run
+from flytelike._executor import ActionRecord, ActionState, Event
+from flytelike._runtime import RunHandle
 
 __all__ = ["live_view", "plain_view"]
 
@@ -26,9 +28,9 @@ def _dur(r: ActionRecord) -> str:
     return "" if d is None else f"{d:.2f}s"
 
 
-def _tree(run: Run, width: int) -> list[str]:
+def _tree(run: RunHandle, width: int) -> list[str]:
     children: dict[str | None, list[ActionRecord]] = defaultdict(list)
-    for r in run.actions.values():
+    for r in list(run.actions().values()):
         children[r.parent].append(r)
     lines: list[str] = []
 
@@ -53,49 +55,59 @@ def _tree(run: Run, width: int) -> list[str]:
     return lines
 
 
-async def live_view(run: Run, stream: TextIO = sys.stderr) -> None:
-    """Redraw the action tree in place a few times a second until cancelled."""
+async def live_view(run: RunHandle, stream: TextIO = sys.stderr) -> None:
+    """Redraw the action tree in place, at most five times a second and only after a change, until cancelled."""
     drawn = 0
-    try:
-        while True:
-            lines = _tree(run, 110)[:40]
-            out = ("\x1b[1A\x1b[2K" * drawn) + "".join(line + "\n" for line in lines)
-            stream.write(out)
-            stream.flush()
-            drawn = len(lines)
-            await anyio.sleep(0.2)
-    finally:
+    changed = anyio.Event()
+
+    async def watch() -> None:
+        nonlocal changed
+        async for _ in run.events():
+            changed.set()
+
+    def draw() -> None:
+        nonlocal drawn
         lines = _tree(run, 110)[:40]
         stream.write(("\x1b[1A\x1b[2K" * drawn) + "".join(line + "\n" for line in lines))
         stream.flush()
+        drawn = len(lines)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            while True:
+                await changed.wait()
+                changed = anyio.Event()
+                draw()
+                await anyio.sleep(0.2)
+    finally:
+        draw()
 
 
-async def plain_view(run: Run, stream: TextIO = sys.stderr) -> None:
+async def plain_view(run: RunHandle, stream: TextIO = sys.stderr) -> None:
     """One line per action state change (up to a limit, then a periodic summary), for logs and pipes."""
-    seen: dict[str, ActionState] = {}
     printed = 0
     start = time.monotonic()
     last_summary = start
+    actions = run.actions()
 
-    def emit() -> None:
+    def emit(event: Event) -> None:
         nonlocal printed, last_summary
-        for r in list(run.actions.values()):
-            if seen.get(r.id) is r.state:
-                continue
-            seen[r.id] = r.state
-            if printed < _PLAIN_LINES and r.state not in (ActionState.QUEUED,):
-                stream.write(f"[{time.monotonic() - start:7.2f}s] {r.id} {r.task} {r.state.value} {_dur(r)}\n")
-                printed += 1
+        if event.state == ActionState.QUEUED:
+            return
+        if printed < _PLAIN_LINES:
+            record = actions.get(event.action)
+            task = record.task if record is not None else "?"
+            took = _dur(record) if record is not None and ActionState(event.state).done else ""
+            stream.write(f"[{time.monotonic() - start:7.2f}s] {event.action} {task} {event.state} {took}\n")
+            printed += 1
+            return
         now = time.monotonic()
-        if printed >= _PLAIN_LINES and now - last_summary > 5:
-            counts = Counter(r.state.value for r in run.actions.values())
+        if now - last_summary > 5:
+            counts = Counter(r.state.value for r in list(actions.values()))
             stream.write(f"[{now - start:7.2f}s] " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n")
             last_summary = now
-        stream.flush()
 
-    try:
-        while True:
-            emit()
-            await anyio.sleep(0.2)
-    finally:
-        emit()
+    async for event in run.events():
+        emit(event)
+        stream.flush()

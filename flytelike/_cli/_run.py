@@ -19,7 +19,7 @@ from flytelike._cli._progress import live_view, plain_view
 from flytelike._files import Dir, File
 from flytelike._loader import find_task, load_file
 from flytelike._runner import Runner
-from flytelike.errors import FlytelikeError, TaskFailedError
+from flytelike.errors import AdmissionError, FlytelikeError, TaskFailedError
 
 __all__ = ["run"]
 
@@ -44,6 +44,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def admission_hint(error: AdmissionError) -> str:
+    """The error, and what to do about it with this command's flags and settings."""
+    hint = (
+        "Run it where it fits with `--with kubernetes` or `--with batch`, or run it here anyway with "
+        '`flytelike run --local-resources ignore` (config: [local] resources = "ignore").'
+    )
+    if error.strict:
+        hint += ' (strict mode is on: [local] resources = "strict")'
+    return f"{error}. {hint}"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -128,6 +139,9 @@ def run(
         run_id = getattr(e, "run_id", None)
         hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {e.action}" if run_id else ""
         _fail(f"{e}{hint}")
+        return
+    except AdmissionError as e:
+        _fail(admission_hint(e), 2 if not getattr(e, "run_id", None) else 1)
         return
     except FlytelikeError as e:
         _fail(str(e), 2 if not getattr(e, "run_id", None) else 1)

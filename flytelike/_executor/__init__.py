@@ -1,28 +1,41 @@
-"""The executor: runs action graphs on backends, speaking task templates and values only."""
+"""The executor: runs action graphs on backends, speaking task templates and literal values only."""
 
-from flytelike._executor._admission import Admission, Capacity, Request
-from flytelike._executor._executor import Executor, ResourcePolicy
+from flytelike._executor._events import Event, FailureKind
+from flytelike._executor._executor import Executor, ExecutorInput
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
-from flytelike._executor._protocols import Backend, CacheStore, Codec, Host, Invoker, Recorder, Spawner
-from flytelike._executor._run import Run
+from flytelike._executor._protocols import (
+    AdmitInput,
+    AttemptInput,
+    AttemptResult,
+    Backend,
+    CacheStore,
+    Lease,
+    Recorder,
+    Spawner,
+)
+from flytelike._executor._run import Run, RunInput
+from flytelike._executor._values import Encoder, Values
 
 __all__ = [
     "ActionRecord",
     "ActionState",
-    "Admission",
+    "AdmitInput",
+    "AttemptInput",
+    "AttemptResult",
     "Backend",
     "CacheStore",
-    "Capacity",
-    "Codec",
+    "Encoder",
+    "Event",
     "ExecTask",
     "Executor",
-    "Host",
-    "Invoker",
+    "ExecutorInput",
+    "FailureKind",
+    "Lease",
     "Recorder",
-    "Request",
-    "ResourcePolicy",
     "Run",
+    "RunInput",
     "RunRecord",
     "RunState",
     "Spawner",
+    "Values",
 ]

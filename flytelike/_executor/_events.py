@@ -7,7 +7,7 @@ that has seen events up to ``seq`` asks for what came after it and misses nothin
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Event", "FailureKind"]
 
@@ -22,9 +22,8 @@ class FailureKind(enum.StrEnum):
     INFRA = "infra"  # could not be placed or launched (unschedulable, launch errors): the system budget
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One transition of one action.
+class Event(NamedTuple):
+    """One transition of one action (a named tuple: a run makes several per action, so they must be cheap).
 
     Attributes:
         run_id: the run.

@@ -13,6 +13,7 @@ from typing import Any
 
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._quantity import Quantity
+from flytelike._retries import escalate_memory, retry_delay
 
 __all__ = ["ActionRecord", "ActionState", "ExecTask", "RunRecord", "RunState"]
 
@@ -127,17 +128,13 @@ class ExecTask:
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
-        if retry < 1 or not self.backoff_initial:
-            return 0.0
-        delay = self.backoff_initial * self.backoff_multiplier ** (retry - 1)
-        return delay if self.backoff_max is None else min(delay, self.backoff_max)
+        return retry_delay(
+            retry, initial=self.backoff_initial, multiplier=self.backoff_multiplier, maximum=self.backoff_max
+        )
 
     def escalated_memory(self, memory: int) -> int:
         """Memory for the attempt after an out-of-memory failure at ``memory`` bytes."""
-        if self.oom_factor is None or memory <= 0:
-            return memory
-        grown = -(-int(memory * self.oom_factor * 1_000_000) // 1_000_000)
-        return grown if self.oom_cap is None else max(memory, min(grown, self.oom_cap))
+        return escalate_memory(memory, self.oom_factor, self.oom_cap)
 
 
 @dataclass(slots=True)
@@ -164,6 +161,7 @@ class ActionRecord:
     platform: str = "local"
     cache_key: str | None = None
     logs: list[str] = field(default_factory=list)
+    failure_kind: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -186,3 +184,6 @@ class RunRecord:
     inputs_json: str = "{}"
     outputs_json: str | None = None
     actions: int = 0
+    pid: int | None = None
+    host: str = ""
+    heartbeat: float | None = None

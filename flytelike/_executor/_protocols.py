@@ -1,59 +1,152 @@
-"""The interfaces the executor is given, so it depends on no SDK object, storage engine or backend."""
+"""The contract between the executor and the places a task runs, and the stores it is given.
+
+The executor depends on these protocols only: no SDK object, storage engine or backend class. A backend runs one
+attempt of an action (``run_attempt``); one that admits work itself against a capacity (the local machine) does so
+behind ``admit``, whose lease is suspended while the action waits for its children, so nesting never deadlocks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from flytelike._executor._admission import Admission, Request
 from flytelike._executor._model import ActionRecord, ExecTask, RunRecord
+from flytelike._executor._values import Values
 
-__all__ = ["Backend", "CacheStore", "Codec", "Host", "Invoker", "Recorder", "Spawner"]
+if TYPE_CHECKING:
+    from flytelike._executor._events import Event
+
+__all__ = [
+    "AdmitInput",
+    "AttemptInput",
+    "AttemptResult",
+    "Backend",
+    "CacheStore",
+    "Lease",
+    "Recorder",
+    "Spawner",
+]
 
 
 class Spawner(Protocol):
-    """The part of a run that backends and invokers see: its id, and starting child actions."""
+    """The part of a run that backends see: its id, and starting child actions of a running action."""
 
     id: str
 
-    def child(self, parent: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Coroutine[Any, Any, Any]:
-        """A child action of ``parent``; its id is taken at the call, so ids follow the order of calls."""
+    def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
+        """Start a child action of ``parent`` and return an awaitable of its output Values.
+
+        The child's id is taken at the call (``parent.id`` + ``.`` + call order), so ids follow the order of calls;
+        a caller in another process that numbered its calls itself passes ``action_id``; submitting an id again
+        returns the first submission's outcome.
+        """
+        ...
+
+    def call(
+        self,
+        parent: ActionRecord,
+        task: ExecTask,
+        inputs: Values,
+        convert: Callable[[Values], Any] | None,
+        *,
+        action_id: str | None = None,
+    ) -> Any:
+        """As :meth:`spawn`, the awaitable's result being ``convert(outputs)`` (one coroutine layer less)."""
         ...
 
 
-class Invoker(Protocol):
-    """Runs a task's code in this process, with the run's submitter current so that it can call tasks."""
+class AttemptInput(NamedTuple):
+    """One attempt of an action, as a backend gets it.
 
-    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
+    Immutable, and extended only by fields with defaults, so adding one never changes a call; a named tuple rather
+    than a frozen dataclass because one is made per attempt and the latter costs four times as much to build.
+
+    Attributes:
+        run: the run, to start child actions with.
+        action: the action's record (a backend may set ``peak_memory``, ``cpu_time`` and append to ``logs``).
+        task: the task, compiled from its template.
+        inputs: literal bytes, plus the Python values when they come from this process.
+        attempt: 1 for the first attempt.
+        memory: this attempt's memory in bytes (it grows after an out-of-memory failure); 0 for no limit.
+        deadline: ``anyio.current_time()`` by which the attempt must end, or None.
+    """
+
+    run: Spawner
+    action: ActionRecord
+    task: ExecTask
+    inputs: Values
+    attempt: int
+    memory: int
+    deadline: float | None = None
 
 
-class Backend(Protocol):
-    """Runs one attempt of an action somewhere (this process, a child process, a pod, a Batch job)."""
+class AttemptResult(NamedTuple):
+    """A successful attempt: its outputs and what it used (None where the backend cannot tell)."""
+
+    outputs: Values
+    peak_memory: int | None = None
+    cpu_time: float | None = None
+
+
+class AdmitInput(NamedTuple):
+    """What an action asks a backend to admit before an attempt starts.
+
+    Attributes:
+        task: the task.
+        action: the action id.
+        cpu_millis, memory, gpus: the request (memory grows with out-of-memory escalation).
+        on_wait: called once, with the reason, if the request has to wait for capacity.
+    """
+
+    task: ExecTask
+    action: str
+    cpu_millis: int
+    memory: int
+    gpus: int
+    on_wait: Callable[[str], None]
+
+
+class Lease(Protocol):
+    """Capacity held by one attempt. ``suspend`` gives it back while the action only waits for its children;
+    ``resume`` takes it again (waiting its turn) before the action continues."""
+
+    def release(self) -> None: ...
+
+    def suspend(self) -> None: ...
+
+    def resume(self) -> Awaitable[None]: ...
+
+
+class Backend(AbstractAsyncContextManager["Backend"], Protocol):
+    """Runs attempts somewhere: this process, a warm worker, a pod, a Batch job.
+
+    Entering starts what it needs (clients, watches, workers); leaving releases them. On cancellation
+    ``run_attempt`` tears down what it started (a worker killed, a pod deleted, a job terminated) before it returns.
+    Failures are raised: the task's own exception for in-process code, ``TaskCodeError`` for code that raised
+    elsewhere, ``OutOfMemoryError``, or ``BackendError`` (a SYSTEM failure) for the platform's own faults. An
+    exception may carry ``failure_kind`` (a FailureKind value) to classify itself.
+    """
 
     name: str
 
-    async def run_attempt(
-        self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
-    ) -> Mapping[str, Any]:
-        """Run the attempt; return its named outputs. ``memory`` is this attempt's memory in bytes (it grows
-        after an out-of-memory failure). Raise OutOfMemoryError for an out-of-memory kill."""
+    def check(self, tasks: Sequence[ExecTask]) -> None:
+        """Refuse, before anything starts, tasks this backend can never run (raise); warn about doubtful ones."""
+        ...
+
+    def admit(self, request: AdmitInput) -> Awaitable[Lease]: ...
+
+    def run_attempt(self, attempt: AttemptInput) -> Awaitable[AttemptResult]: ...
+
+    async def logs(self, action: ActionRecord, attempt: int) -> str:
+        """What the attempt printed, as far as the backend still has it."""
         ...
 
 
-class Codec(Protocol):
-    """Turns a task's values into deterministic bytes and back (the literal wire format)."""
-
-    def encode_inputs(self, task: ExecTask, values: Mapping[str, Any]) -> bytes: ...
-
-    def encode_outputs(self, task: ExecTask, outputs: Mapping[str, Any]) -> bytes: ...
-
-    def decode_outputs(self, task: ExecTask, data: bytes) -> dict[str, Any]: ...
-
-
 class Recorder(Protocol):
-    """Persists runs and actions; called from a worker thread, never on the event loop."""
+    """Persists runs, actions and events; called from a worker thread, never on the event loop."""
 
-    def write(self, run: RunRecord, actions: Sequence[ActionRecord]) -> None: ...
+    def write(self, run: RunRecord, actions: Sequence[ActionRecord], events: Sequence[Event] = ()) -> None: ...
 
 
 class CacheStore(Protocol):
@@ -64,15 +157,3 @@ class CacheStore(Protocol):
         ...
 
     def put(self, key: str, data: bytes) -> None: ...
-
-
-class Host(Protocol):
-    """What a run needs from the executor that runs it."""
-
-    admission: Admission
-    codec: Codec
-    cache: CacheStore
-
-    def backend_for(self, platform: str, *, task: str = "") -> Backend: ...
-
-    def local_request(self, task: ExecTask, request: Request, action: str) -> Request: ...

@@ -1,226 +1,345 @@
-"""One run: the action tree, attempts with retries and backoff, timeouts, cache, admission and cancellation.
+"""One run: the action tree, attempts with retries and backoff, timeouts, cache, admission, events, cancellation.
 
-A child action runs inside the asyncio task of the code that awaits it (no extra task per action), which keeps
-an in-process action to a few microseconds of overhead. Action ids follow the order of calls: the root is
-``0``; the children of ``0`` are ``0.0``, ``0.1``, ... in the order the parent called them.
+A child action runs inside the asyncio task of the code that awaits it (no extra task per action), which keeps an
+in-process action to a few microseconds of overhead. Action ids follow the order of calls: the root is ``0``; the
+children of ``0`` are ``0.0``, ``0.1``, ... in the order the parent called them. A child submitted from another
+process names its id itself; submitting an id again returns the first submission's outcome, so a retried parent
+that re-submits its children never runs one twice.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
 import time
 import traceback
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from flytelike._executor._admission import Request
+from flytelike._executor._cache_key import cache_key
+from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
-from flytelike._executor._protocols import Host
+from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
+from flytelike._executor._values import Values
 from flytelike.errors import (
     AdmissionError,
     BackendError,
     OutOfMemoryError,
+    TaskCodeError,
     TaskFailedError,
     TaskTimeoutError,
 )
 
-__all__ = ["Run"]
+__all__ = ["Run", "RunInput"]
+
+_QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionState.RUNNING
+_SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
+_RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
+_YIELD_EVERY = 64
 
 
-_NOTHING = Request()
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What a run is made of.
+
+    Attributes:
+        record: the run's record (id, root task, platform).
+        backends: the backend for a platform name (loaded on first use by the caller's loader).
+        cache: the output cache.
+        platform: where tasks without a platform of their own run.
+        system_retries: attempts a SYSTEM or INFRA failure may cost an action beyond its own retries.
+    """
+
+    record: RunRecord
+    backends: Callable[[str], Backend]
+    cache: CacheStore
+    platform: str = "local"
+    system_retries: int = 3
 
 
-@dataclass(slots=True)
 class _Live:
     """Per-action bookkeeping that only matters while the action runs."""
 
-    record: ActionRecord
-    children: int = 0
-    outstanding: int = 0
-    held: Request = _NOTHING
-    want: Request = _NOTHING
+    __slots__ = ("by_id", "children", "lease", "outstanding", "record")
+
+    def __init__(self, record: ActionRecord) -> None:
+        self.record = record
+        self.children = 0
+        self.outstanding = 0
+        self.lease: Lease | None = None
+        # Children submitted with their own ids (from another process): id -> finished event and outcome.
+        self.by_id: dict[str, _Submitted] | None = None
+
+
+class _Submitted:
+    __slots__ = ("done", "error", "outputs")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outputs: Values | None = None
+        self.error: BaseException | None = None
+
+
+Subscriber = Callable[[Event], None]
 
 
 class Run:
     """The state of one run while it executes."""
 
-    def __init__(self, executor: Host, record: RunRecord, platform: str) -> None:
-        self.executor = executor
-        self.record = record
-        self.id = record.id
-        self.platform = platform
+    def __init__(self, spec: RunInput) -> None:
+        self.record = spec.record
+        self.id = spec.record.id
+        self.platform = spec.platform
+        self._backends = spec.backends
+        self._cache = spec.cache
+        self._system_retries = spec.system_retries
         self.actions: dict[str, ActionRecord] = {}
         self._live: dict[str, _Live] = {}
         self._dirty: dict[str, ActionRecord] = {}
+        self._seq = 0
+        self._subscribers: list[Subscriber] = []
         self.cancel_scope = anyio.CancelScope()
 
-    # --- submission -------------------------------------------------------------------------------------------
+    # --- events -------------------------------------------------------------------------------------------------
 
-    def child(self, parent: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Coroutine[Any, Any, Any]:
-        """A child action of ``parent``; its id is taken now, so it follows the order of calls."""
+    @property
+    def seq(self) -> int:
+        """The sequence number of the latest event."""
+        return self._seq
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber`` with every event from now on (on the event loop); returns the unsubscribe call."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def _emit(self, record: ActionRecord, state: ActionState, kind: str = "", reason: str = "") -> None:
+        record.state = state
+        self._dirty[record.id] = record
+        self._seq += 1
+        if self._subscribers:
+            event = Event(self.id, self._seq, record.id, state, record.attempts, time.time(), kind, reason)
+            for subscriber in self._subscribers:
+                subscriber(event)
+
+    def take_dirty(self) -> list[ActionRecord]:
+        """The actions changed since the last call.
+
+        These are the live records, not copies: a writer reading one while the loop changes it may store a mix
+        of two states, but every change marks the record again, so the next write (and the last one, after the
+        run ends) stores what it finally became.
+        """
+        dirty, self._dirty = self._dirty, {}
+        return list(dirty.values())
+
+    def put_back(self, records: list[ActionRecord]) -> None:
+        """Mark records again after a write that failed, so the next write stores them."""
+        for record in records:
+            self._dirty.setdefault(record.id, record)
+
+    # --- submission ---------------------------------------------------------------------------------------------
+
+    def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
+        return self.call(parent, task, inputs, None, action_id=action_id)
+
+    def call(
+        self,
+        parent: ActionRecord,
+        task: ExecTask,
+        inputs: Values,
+        convert: Callable[[Values], Any] | None,
+        *,
+        action_id: str | None = None,
+    ) -> Any:
+        """A child action of ``parent`` as an awaitable; its result is ``convert(outputs)`` (or the Values)."""
         live = self._live.get(parent.id)
         if live is None:
             raise BackendError(f"action {parent.id} of run {self.id} is not running; it cannot start tasks")
-        action_id = f"{parent.id}.{live.children}"
-        live.children += 1
-        return self._run_child(live, action_id, task, values)
+        if action_id is None:
+            action_id = f"{parent.id}.{live.children}"
+            live.children += 1
+            return self._child(live, action_id, task, inputs, convert)
+        prefix, _, number = action_id.rpartition(".")
+        if prefix != parent.id or not number.isdecimal():
+            raise BackendError(f"child action id {action_id!r} is not of the form {parent.id}.N")
+        return self._child_by_id(live, action_id, task, inputs, convert)
 
-    async def _run_child(self, parent: _Live, action_id: str, task: ExecTask, values: Mapping[str, Any]) -> Any:
-        # A parent that waits for children holds no capacity, so nested tasks can never deadlock admission.
-        parent.outstanding += 1
-        if parent.outstanding == 1 and parent.held:
-            self.executor.admission.release(parent.held)
-            parent.held = _NOTHING
-        try:
-            return await self.execute(task, values, parent.record.id, action_id)
-        finally:
-            parent.outstanding -= 1
-            if parent.outstanding == 0 and parent.want and parent.record.state is ActionState.RUNNING:
-                await self.executor.admission.acquire(parent.want)
-                parent.held = parent.want
+    def _child(
+        self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
+    ) -> Any:
+        return self.execute(task, inputs, parent, action_id, convert)
+
+    async def _child_by_id(
+        self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
+    ) -> Any:
+        by_id = parent.by_id
+        if by_id is None:
+            by_id = parent.by_id = {}
+        submitted = by_id.get(action_id)
+        if submitted is None:
+            submitted = by_id[action_id] = _Submitted()
+            try:
+                submitted.outputs = await self.execute(task, inputs, parent, action_id)
+            except BaseException as e:
+                # A failed or cancelled child may be submitted again (a retried parent): it then runs afresh.
+                del by_id[action_id]
+                submitted.error = e
+                raise
+            finally:
+                submitted.done.set()
+        else:
+            await submitted.done.wait()
+            if submitted.outputs is None:
+                raise submitted.error or BackendError(f"child action {action_id} ended without outputs")
+        return submitted.outputs if convert is None else convert(submitted.outputs)
 
     # --- one action ---------------------------------------------------------------------------------------------
 
-    def mark(self, record: ActionRecord) -> None:
-        self._dirty[record.id] = record
-
-    def take_dirty(self) -> list[ActionRecord]:
-        """Snapshots of the actions changed since the last call (taken on the event loop thread)."""
-        dirty, self._dirty = self._dirty, {}
-        out = []
-        for r in dirty.values():
-            c = copy.copy(r)
-            c.logs = list(r.logs)
-            out.append(c)
-        return out
-
     async def execute(
-        self, task: ExecTask, values: Mapping[str, Any], parent: str | None, action_id: str
-    ) -> Mapping[str, Any]:
+        self,
+        task: ExecTask,
+        inputs: Values,
+        parent: _Live | None,
+        action_id: str,
+        convert: Callable[[Values], Any] | None = None,
+    ) -> Any:
+        """Run one action to its end; its outputs (``convert``-ed if given), or its final error raised.
+
+        One coroutine for the whole action, attempts included: every layer of awaiting costs each action.
+        """
+        lease = None
+        if parent is not None:
+            # A parent that waits for children holds no capacity, so nested tasks can never deadlock admission.
+            parent.outstanding += 1
+            lease = parent.lease
+            if parent.outstanding == 1 and lease is not None:
+                lease.suspend()
         platform = task.platform or self.platform
         record = ActionRecord(
             run_id=self.id,
             id=action_id,
-            parent=parent,
+            parent=None if parent is None else parent.record.id,
             task=task.name,
             task_version=task.version,
             cpu_millis=task.cpu_millis,
             memory=task.memory,
             gpus=task.gpus,
-            platform="local" if platform == "" else platform,
+            platform=platform,
         )
         self.actions[action_id] = record
         self.record.actions += 1
-        # Inline children complete without yielding to the event loop; yield now and then so that Ctrl-C,
-        # cancellation and the record flusher are not held off by a long chain.
-        if self.record.actions % 64 == 0:
-            await anyio.lowlevel.checkpoint()
-        self.mark(record)
         live = _Live(record)
         self._live[action_id] = live
         try:
+            # Inline children complete without yielding to the event loop; yield now and then so that Ctrl-C,
+            # cancellation and the record flusher are not held off by a long chain.
+            if self.record.actions % _YIELD_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
+            self._emit(record, _QUEUED)
             if task.cache:
-                outputs = await self._from_cache(task, values, record)
-                if outputs is not None:
-                    return outputs
-            outputs = await self._attempts(task, values, live)
-            if task.cache and record.cache_key:
-                data = self.executor.codec.encode_outputs(task, outputs)
-                await anyio.to_thread.run_sync(self.executor.cache.put, record.cache_key, data)
-            return outputs
+                record.cache_key = key = cache_key(task, inputs.data())
+                hit = await anyio.to_thread.run_sync(self._cache.get, key)
+                if hit is not None and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl):
+                    record.started = record.ended = time.time()
+                    self._emit(record, _CACHED)
+                    outputs = Values(data=hit[0])
+                else:
+                    outputs = await self._attempts(task, inputs, live, platform)
+                    await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
+            else:
+                outputs = await self._attempts(task, inputs, live, platform)
+        except anyio.get_cancelled_exc_class():
+            if parent is not None:
+                parent.outstanding -= 1
+            raise
+        except BaseException:
+            if parent is not None:
+                await self._child_ended(parent, lease)
+            raise
         finally:
             del self._live[action_id]
+        if parent is not None:
+            await self._child_ended(parent, lease)
+        return outputs if convert is None else convert(outputs)
 
-    async def _from_cache(
-        self, task: ExecTask, values: Mapping[str, Any], record: ActionRecord
-    ) -> Mapping[str, Any] | None:
-        kept = {k: v for k, v in values.items() if k not in task.cache_ignored}
-        digest = hashlib.sha256()
-        digest.update(f"{task.name}\0{task.cache_version or task.version}\0".encode())
-        digest.update(self.executor.codec.encode_inputs(task, kept))
-        record.cache_key = digest.hexdigest()
-        hit = await anyio.to_thread.run_sync(self.executor.cache.get, record.cache_key)
-        if hit is None:
-            return None
-        data, stored = hit
-        if task.cache_ttl is not None and time.time() - stored > task.cache_ttl:
-            return None
-        record.state = ActionState.CACHED
-        record.started = record.ended = time.time()
-        self.mark(record)
-        return self.executor.codec.decode_outputs(task, data)
+    async def _child_ended(self, parent: _Live, lease: Lease | None) -> None:
+        parent.outstanding -= 1
+        if parent.outstanding == 0 and lease is not None and parent.lease is lease:
+            await lease.resume()
 
-    async def _attempts(self, task: ExecTask, values: Mapping[str, Any], live: _Live) -> Mapping[str, Any]:
+    async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
-        executor = self.executor
-        backend = executor.backend_for(record.platform)
+        backend = self._backends(platform)
         # `memory` is the attempt's limit (what a child process is held to), `reserved` what admission books;
         # both grow after an out-of-memory failure.
         memory = task.memory_limit or task.memory
         reserved = task.memory
-        total = task.retries + 1
-        for attempt in range(1, total + 1):
+        user_left, system_left = task.retries, self._system_retries
+        attempt = 0
+        while True:
+            attempt += 1
             record.attempts = attempt
-            request = Request(task.cpu_millis, reserved, task.gpus)
-            if record.platform == "local" and request:
-                request = executor.local_request(task, request, record.id)
-                live.want = request
-                if not executor.admission.can_admit_now(request):
-                    record.state = ActionState.WAITING
-                    self.mark(record)
-                await executor.admission.acquire(request)
-                live.held = request
-            record.state = ActionState.RUNNING
+            lease: Lease | None = None
+            if task.cpu_millis or reserved or task.gpus:
+                lease = live.lease = await backend.admit(
+                    AdmitInput(task, record.id, task.cpu_millis, reserved, task.gpus, self._waiting(record))
+                )
             if record.started is None:
                 record.started = time.time()
-            self.mark(record)
-            failure: BaseException | None = None
-            kind = "error"
+            self._emit(record, _RUNNING)
             try:
                 if task.timeout is None:
-                    outputs = await backend.run_attempt(self, record, task, values, memory)
+                    result = await backend.run_attempt(AttemptInput(self, record, task, inputs, attempt, memory))
+                    failure: BaseException | None = None
                 else:
+                    deadline = anyio.current_time() + task.timeout
+                    failure = None
                     with anyio.move_on_after(task.timeout) as scope:
-                        outputs = await backend.run_attempt(self, record, task, values, memory)
+                        result = await backend.run_attempt(
+                            AttemptInput(self, record, task, inputs, attempt, memory, deadline)
+                        )
                     if scope.cancelled_caught:
-                        kind = "timeout"
                         failure = TimeoutError(f"exceeded {_seconds(task.timeout)}")
+                        failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
             except anyio.get_cancelled_exc_class():
-                record.state = ActionState.ABORTED
                 record.ended = time.time()
-                self.mark(record)
+                self._emit(record, _ABORTED)
                 raise
-            except OutOfMemoryError as e:
-                kind, failure = "oom", e
-                record.peak_memory = getattr(e, "peak_memory", None) or record.peak_memory
             except AdmissionError:
                 raise
             except Exception as e:
                 failure = e
             finally:
-                if live.held:
-                    executor.admission.release(live.held)
-                    live.held = _NOTHING
-                live.want = _NOTHING
+                if lease is not None:
+                    live.lease = None
+                    lease.release()
             if failure is None:
-                # Earlier attempts' errors are history; a succeeded action shows none.
-                record.error = record.error_type = None
-                record.state = ActionState.SUCCEEDED
+                if result.peak_memory is not None:
+                    record.peak_memory = result.peak_memory
+                if result.cpu_time is not None:
+                    record.cpu_time = result.cpu_time
+                if record.error is not None:
+                    # Earlier attempts' errors are history; a succeeded action shows none.
+                    record.error = record.error_type = record.failure_kind = None
                 record.ended = time.time()
-                self.mark(record)
-                return outputs
-            record.error_type = "timeout" if kind == "timeout" else type(failure).__name__
+                self._emit(record, _SUCCEEDED)
+                return result.outputs
+            kind = _kind_of(failure)
+            record.error_type = "timeout" if kind is FailureKind.TIMEOUT else _type_name(failure)
             record.error = _describe(failure)
-            if attempt < total:
-                record.state = ActionState.RETRYING
-                self.mark(record)
-                if kind == "oom":
+            record.failure_kind = kind.value
+            if kind is FailureKind.OOM:
+                record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
+            system = kind in (FailureKind.SYSTEM, FailureKind.INFRA)
+            if (system_left if system else user_left) > 0:
+                if system:
+                    system_left -= 1
+                else:
+                    user_left -= 1
+                self._emit(record, _RETRYING, kind.value, _first_line(record.error))
+                if kind is FailureKind.OOM:
                     memory = task.escalated_memory(memory)
                     reserved = min(task.escalated_memory(reserved), memory)
                     record.memory = reserved
@@ -228,11 +347,15 @@ class Run:
                 if delay:
                     await anyio.sleep(delay)
                 continue
-            record.state = ActionState.TIMED_OUT if kind == "timeout" else ActionState.FAILED
             record.ended = time.time()
-            self.mark(record)
-            raise _final_error(kind, failure, task, record, total)
-        raise AssertionError("unreachable: the attempt loop always returns or raises")
+            self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
+            raise _final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
+
+    def _waiting(self, record: ActionRecord) -> Callable[[str], None]:
+        def on_wait(reason: str) -> None:
+            self._emit(record, _WAITING, "", reason)
+
+        return on_wait
 
     def finish(self, state: RunState, error: str | None = None) -> None:
         self.record.state = state
@@ -240,9 +363,25 @@ class Run:
         self.record.ended = time.time()
         for record in self.actions.values():
             if not record.state.done:
-                record.state = ActionState.ABORTED
                 record.ended = record.ended or self.record.ended
-                self.mark(record)
+                self._emit(record, _ABORTED)
+
+
+def _kind_of(e: BaseException) -> FailureKind:
+    declared = getattr(e, "failure_kind", None)
+    if declared is not None:
+        return FailureKind(declared)
+    if isinstance(e, OutOfMemoryError | MemoryError):
+        return FailureKind.OOM
+    if isinstance(e, BackendError):
+        return FailureKind.SYSTEM
+    return FailureKind.USER
+
+
+def _type_name(e: BaseException) -> str:
+    if isinstance(e, TaskCodeError):
+        return e.type_name.rpartition(".")[2]
+    return type(e).__name__
 
 
 def _seconds(seconds: float) -> str:
@@ -250,18 +389,26 @@ def _seconds(seconds: float) -> str:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, TaskCodeError) and e.traceback_text:
+        return e.traceback_text.rstrip()
     return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
 
 
-def _final_error(kind: str, failure: BaseException, task: ExecTask, record: ActionRecord, total: int) -> Exception:
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _final_error(
+    kind: FailureKind, failure: BaseException, task: ExecTask, record: ActionRecord, total: int
+) -> Exception:
     where = f"task {task.name} (action {record.id}, attempt {record.attempts}/{total})"
-    cause = f"{type(failure).__name__}: {failure}"
     error: TaskFailedError
-    if kind == "timeout":
+    if kind is FailureKind.TIMEOUT:
         error = TaskTimeoutError(
             f"{where} timed out: {failure}", task=task.name, action=record.id, attempt=record.attempts
         )
-    elif kind == "oom":
+    elif kind is FailureKind.OOM:
         error = OutOfMemoryError(
             f"{where} ran out of memory: {failure}",
             task=task.name,
@@ -270,12 +417,14 @@ def _final_error(kind: str, failure: BaseException, task: ExecTask, record: Acti
             cause_type="OutOfMemoryError",
         )
     else:
+        if isinstance(failure, TaskCodeError):
+            cause_type, cause = failure.type_name, str(failure)
+        else:
+            cls = type(failure)
+            cause_type, cause = f"{cls.__module__}.{cls.__qualname__}", f"{cls.__name__}: {failure}"
         error = TaskFailedError(
-            f"{where} failed: {cause}",
-            task=task.name,
-            action=record.id,
-            attempt=record.attempts,
-            cause_type=f"{type(failure).__module__}.{type(failure).__qualname__}",
+            f"{where} failed: {cause}", task=task.name, action=record.id, attempt=record.attempts, cause_type=cause_type
         )
+    error.failure_kind = kind.value  # type: ignore[attr-defined]
     error.__cause__ = failure
     return error

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from flytelike._digest import content_digest
 from flytelike._files import Dir, File
 from flytelike._proto.core.v1 import literals_pb2, types_pb2
 from flytelike._serde._literal_types import union_variants
@@ -369,6 +371,8 @@ def _blob(spec: TypeSpec) -> Codec:
         except (ValueError, UnicodeError) as e:  # a path with lone surrogates (undecodable file names) is not UTF-8
             raise InvalidValueError(spec, value, f"cannot be stored: {e}") from None
         stored.type.dimensionality = dimensionality
+        if not value.is_remote:
+            stored.digest = content_digest(os.fspath(value))
 
     def decode(lit: Literal) -> Any:
         expect(lit, "blob_value", spec)

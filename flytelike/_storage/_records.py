@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
 from flytelike._storage._sqlite import SQLiteFile, rollback
 
@@ -234,7 +235,7 @@ class RecordStore(SQLiteFile):
 
     # --- writing (the executor's Recorder) ---------------------------------------------------------------------
 
-    def write(self, run: RunRecord, actions: Sequence[ActionRecord]) -> None:
+    def write(self, run: RunRecord, actions: Sequence[ActionRecord], events: Sequence[Event] = ()) -> None:
         """Insert or update ``run`` and ``actions`` (snapshots; the latest write of an action wins), atomically."""
         run_row = _run_row(run)
         action_rows = [_action_row(a) for a in actions]

@@ -1,34 +1,57 @@
 """The local backend: async tasks in this process, ``Local(process=True)`` tasks in a warm child process.
 
-In a child process the task's memory limit is enforced, its cpu is pinned when it asks for whole cores, and
-``CUDA_VISIBLE_DEVICES`` shows it the GPUs it was given (and none when it asked for none). Tasks it calls come back
-to this process as child actions of its action, run here or in another worker like any other action.
+It owns this machine's capacity: requests are checked against the resource policy before a run starts and
+admitted in arrival order while it runs (:mod:`._admission`). In a child process the task's memory limit is
+enforced, its cpu is pinned when it asks for whole cores, and ``CUDA_VISIBLE_DEVICES`` shows it the GPUs it was
+given (and none when it asked for none). Tasks it calls come back to this process as child actions of its action.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 
 import anyio
 
+from flytelike._backends._input import BackendInput, InProcess
+from flytelike._backends.local._admission import Admission, AdmissionLease, Request
+from flytelike._backends.local._capacity import Capacity, probe_gpus
+from flytelike._backends.local._policy import ResourcePolicy, ResourceRules
 from flytelike._backends.local._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
-from flytelike._executor import ActionRecord, Capacity, ExecTask, Spawner
-from flytelike.errors import OutOfMemoryError
+from flytelike._executor import (
+    ActionRecord,
+    AdmitInput,
+    AttemptInput,
+    AttemptResult,
+    ExecTask,
+    Spawner,
+    Values,
+)
+from flytelike.errors import OutOfMemoryError, TaskCodeError
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "LocalInput", "from_input"]
 
 
-class _Invoker(Protocol):
-    async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any: ...
+@dataclass(frozen=True, slots=True)
+class LocalInput:
+    """What a local backend is built from.
 
-    def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]: ...
+    Attributes:
+        in_process: runs Python code in this process.
+        policy: how Resources are treated here (``check``, ``strict``, ``ignore``).
+        workers: warm worker processes for process-isolated tasks (default: one per core).
+        capacity: this machine's capacity (default: probed on entry).
+        home: where probe results are kept between runs.
+    """
 
-    def code_file(self, task: ExecTask) -> str | None: ...
-
-    def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask: ...
+    in_process: InProcess
+    policy: ResourcePolicy = "check"
+    workers: int | None = None
+    capacity: Capacity | None = None
+    home: Path | None = None
 
 
 class LocalBackend:
@@ -36,79 +59,129 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, invoker: _Invoker, capacity: Capacity, stack: AsyncExitStack, *, workers: int) -> None:
-        self.invoker = invoker
-        self.capacity = capacity
-        self._stack = stack
-        self._workers = workers
+    def __init__(self, spec: LocalInput) -> None:
+        self._spec = spec
+        self._in_process = spec.in_process
+        self.capacity = spec.capacity or Capacity(0, 0, 0)
+        self._rules = ResourceRules(self.capacity, spec.policy)
+        self._admission = Admission(0, 0, 0)
         self._pool: ProcessPool | None = None
         self._pool_lock = anyio.Lock()
-        self._free_cpus = set(range(capacity.cpu_millis // 1000))
-        self._free_gpus = set(range(capacity.gpus))
+        self._free_cpus: set[int] = set()
+        self._free_gpus: set[int] = set()
         self._called: dict[tuple[str, str], ExecTask] = {}
 
+    async def __aenter__(self) -> LocalBackend:
+        if self._spec.capacity is None:
+            home = self._spec.home
+            gpus = await anyio.to_thread.run_sync(lambda: probe_gpus(home))
+            self.capacity = Capacity.of_this_machine(gpus)
+        cap = self.capacity
+        self._rules = ResourceRules(cap, self._spec.policy)
+        self._admission = Admission(cap.cpu_millis, cap.memory, cap.gpus)
+        self._free_cpus = set(range(cap.cpu_millis // 1000))
+        self._free_gpus = set(range(cap.gpus))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
+
+    # --- admission ----------------------------------------------------------------------------------------------
+
+    def check(self, tasks: Sequence[ExecTask]) -> None:
+        for task in tasks:
+            request = Request(task.cpu_millis, task.memory, task.gpus)
+            if request:
+                self._rules.request(task.name, request)
+
+    async def admit(self, request: AdmitInput) -> AdmissionLease:
+        wanted = self._rules.request(
+            request.task.name, Request(request.cpu_millis, request.memory, request.gpus), request.action
+        )
+        if not self._admission.can_admit_now(wanted):
+            request.on_wait("waiting for cpu, memory or GPUs on this machine")
+        await self._admission.acquire(wanted)
+        return AdmissionLease(self._admission, wanted)
+
+    # --- attempts -----------------------------------------------------------------------------------------------
+
+    def run_attempt(self, attempt: AttemptInput) -> Awaitable[AttemptResult]:
+        if not attempt.task.process:
+            # The invoker's coroutine itself, not one wrapping it: one layer less on every in-process action.
+            return self._in_process.invoke(attempt)
+        return self._in_worker(attempt)
+
+    async def logs(self, action: ActionRecord, attempt: int) -> str:
+        return "".join(action.logs)
+
     async def start_pool(self) -> ProcessPool:
-        """Start the warm workers (once); the run's exit stack stops them."""
+        """Start the warm workers (once); leaving the backend stops them."""
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await self._stack.enter_async_context(ProcessPool(self._workers))
+                workers = self._spec.workers or max(1, self.capacity.cpu_millis // 1000)
+                pool = ProcessPool(workers)
+                await pool.__aenter__()
+                self._pool = pool
             return self._pool
 
-    async def run_attempt(
-        self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any], memory: int
-    ) -> Mapping[str, Any]:
-        if not task.process:
-            return await self.invoker.invoke(run, action, task, values)  # type: ignore[no-any-return]
+    async def _in_worker(self, attempt: AttemptInput) -> AttemptResult:
+        task, action = attempt.task, attempt.action
         pool = self._pool or await self.start_pool()
         cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
         gpus = self._take(self._free_gpus, task.gpus)
         env = {kv.key: kv.value for kv in task.template.container.env}
-        file = self.invoker.code_file(task)
+        file = self._in_process.code_file(task)
+        values = self._in_process.python_inputs(task, attempt.inputs)
         job = ProcessJob(
             action_id=action.id,
             task=task.name,
             file=file,
             module=None if file else task.template.config.get("flytelike.module"),
             inputs=pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL),
-            memory_limit=memory,
+            memory_limit=attempt.memory,
             cpus=tuple(sorted(cpus)),
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
             env=env,
         )
         try:
-            result = await pool.run(job, on_call=self._calls_from(run, action, task))
+            result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task))
         except OutOfMemoryError as e:
             action.peak_memory = getattr(e, "peak_memory", None)
             raise
         except TaskProcessError as e:
             if e.original is not None:
                 raise e.original from None
-            raise RuntimeError(f"{e.type_name}: {e.message}\n{e.traceback_text}") from None
+            raise TaskCodeError(e.type_name, e.message, e.traceback_text) from None
         finally:
             self._free_cpus |= cpus
             self._free_gpus |= gpus
-        action.peak_memory = result.peak_memory
-        action.cpu_time = result.cpu_time
         if result.logs:
             action.logs.append(result.logs)
-        return self.invoker.name_outputs(task, pickle.loads(result.outputs))
+        outputs = self._in_process.outputs(task, pickle.loads(result.outputs))
+        return AttemptResult(outputs, peak_memory=result.peak_memory, cpu_time=result.cpu_time)
 
     def _calls_from(self, run: Spawner, action: ActionRecord, caller: ExecTask) -> OnCall:
         """Runs the calls a process-isolated attempt makes as child actions of its action."""
 
         async def on_call(name: str, inputs: bytes) -> bytes:
             task = self._called_task(caller, name)
-            # run.child() takes the child's id before the first await, and the pool starts calls one at a time in
+            # spawn() takes the child's id before the first await, and the pool starts calls one at a time in
             # the order the worker made them: ids follow the order of the calls, as for an in-process parent.
-            outputs = await run.child(action, task, pickle.loads(inputs))
-            return pickle.dumps(dict(outputs), protocol=pickle.HIGHEST_PROTOCOL)
+            values = pickle.loads(inputs)
+            outputs: Values = await run.spawn(action, task, self._in_process.inputs(task, values))
+            named = self._in_process.python_outputs(task, outputs)
+            return pickle.dumps(dict(named), protocol=pickle.HIGHEST_PROTOCOL)
 
         return on_call
 
     def _called_task(self, caller: ExecTask, name: str) -> ExecTask:
         found = self._called.get((caller.key, name))
         if found is None:
-            found = self._called[(caller.key, name)] = self.invoker.exec_task_named(name, caller)
+            found = self._called[(caller.key, name)] = self._in_process.exec_task_named(name, caller)
         return found
 
     @staticmethod
@@ -118,3 +191,17 @@ class LocalBackend:
         taken = set(sorted(free)[:n])
         free -= taken
         return taken
+
+
+def from_input(spec: BackendInput) -> LocalBackend:
+    """The local backend for a run: the policy and workers from ``[local]``, unless the run's options say."""
+    local = spec.settings.local
+    return LocalBackend(
+        LocalInput(
+            in_process=spec.in_process,
+            policy=spec.options.get("policy") or local.resources,
+            workers=local.workers,
+            capacity=spec.options.get("capacity"),
+            home=spec.settings.home,
+        )
+    )

@@ -8,8 +8,8 @@ per-worker log file in a directory the pool owns, which the worker returns with 
 reads itself when a worker dies mid-job.
 
 While a job runs, its task may call other tasks: the worker sends ``call`` frames, which the pool serves with the
-job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends.local._calls`). A job waiting only for
-its calls gives up its place, so nested isolated tasks never deadlock the pool.
+job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends.local._calls`). A job waiting
+only for its calls gives up its place, so nested isolated tasks never deadlock the pool.
 
 Memory limits are enforced twice: the pool polls the worker's resident memory while the job runs and SIGKILLs it
 past the limit, and the worker caps its address space so one allocation that can never fit fails at once.

@@ -2,19 +2,21 @@
 
 Requests that fit are admitted at once; the rest wait their turn in arrival order (no overtaking, so a large
 request is not starved by a stream of small ones). Amounts are integers (millicores, bytes, devices). A request
-larger than the whole machine never waits: the executor rejects it before the run starts (or, if it only shows
+larger than the whole machine never waits: the resource policy rejects it before the run starts (or, if it only shows
 up later, when it arrives), because waiting for it would hang the run forever.
+
+An admitted request is held as a :class:`AdmissionLease`: suspended while its action only waits for children,
+resumed (in turn, like any other request) before the action continues.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass
 
 import anyio
 
-__all__ = ["Admission", "Capacity", "Request"]
+__all__ = ["Admission", "AdmissionLease", "Request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,37 +29,13 @@ class Request:
         return bool(self.cpu_millis or self.memory or self.gpus)
 
 
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    """What this machine offers: cores (as millicores), memory in bytes and GPUs."""
-
-    cpu_millis: int
-    memory: int
-    gpus: int
-    gpu_names: tuple[str, ...] = ()
-
-    @classmethod
-    def of_this_machine(cls, gpu_names: tuple[str, ...] = ()) -> Capacity:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        return cls(cores * 1000, memory, len(gpu_names), gpu_names)
-
-    def clamp(self, request: Request) -> Request:
-        """The part of a request this machine can hold: cpu beyond the cores and absent GPUs run anyway
-        (slower, or without GPUs), so they are admitted as the whole machine rather than blocking forever."""
-        return Request(
-            min(request.cpu_millis, self.cpu_millis), min(request.memory, self.memory), min(request.gpus, self.gpus)
-        )
-
-
 class Admission:
     """A FIFO admission gate over integer capacities; cancellation-safe."""
 
-    def __init__(self, capacity: Capacity) -> None:
-        self.capacity = capacity
-        self._free_cpu = capacity.cpu_millis
-        self._free_mem = capacity.memory
-        self._free_gpu = capacity.gpus
+    def __init__(self, cpu_millis: int, memory: int, gpus: int) -> None:
+        self._free_cpu = cpu_millis
+        self._free_mem = memory
+        self._free_gpu = gpus
         self._waiters: deque[tuple[Request, anyio.Event]] = deque()
 
     def _fits(self, r: Request) -> bool:
@@ -108,3 +86,27 @@ class Admission:
             request, event = self._waiters.popleft()
             self._take(request)
             event.set()
+
+
+class AdmissionLease:
+    """A request admitted by an :class:`Admission`; the executor's ``Lease``."""
+
+    __slots__ = ("_gate", "_held", "_request")
+
+    def __init__(self, gate: Admission, request: Request) -> None:
+        self._gate = gate
+        self._request = request
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._gate.release(self._request)
+
+    def suspend(self) -> None:
+        self.release()
+
+    async def resume(self) -> None:
+        if not self._held:
+            await self._gate.acquire(self._request)
+            self._held = True

@@ -1,0 +1,46 @@
+"""What every backend is built from, so the runtime builds any of them the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flytelike._config import Settings
+from flytelike._executor import AttemptInput, AttemptResult, ExecTask, Values
+
+__all__ = ["BackendInput", "InProcess"]
+
+
+class InProcess(Protocol):
+    """Runs a task's Python code in this process, and maps values and tasks to and from their wire form.
+
+    The SDK side of the runtime provides it; backends never see SDK objects.
+    """
+
+    def invoke(self, attempt: AttemptInput) -> Awaitable[AttemptResult]: ...
+
+    def python_inputs(self, task: ExecTask, inputs: Values) -> Mapping[str, Any]: ...
+
+    def python_outputs(self, task: ExecTask, outputs: Values) -> Mapping[str, Any]: ...
+
+    def outputs(self, task: ExecTask, value: Any) -> Values: ...
+
+    def inputs(self, task: ExecTask, named: Mapping[str, Any]) -> Values: ...
+
+    def code_file(self, task: ExecTask) -> str | None: ...
+
+    def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInput:
+    """Attributes:
+    settings: the resolved settings (each backend reads its own section).
+    in_process: runs Python code in this process.
+    options: per-run choices that override settings (``policy`` and ``capacity`` for the local backend).
+    """
+
+    settings: Settings
+    in_process: InProcess
+    options: Mapping[str, Any] = field(default_factory=dict)

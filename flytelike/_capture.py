@@ -1,0 +1,42 @@
+"""Per-action capture of what in-process tasks print.
+
+``sys.stdout`` and ``sys.stderr`` are wrapped once per process by pass-through streams that also copy each write to
+the log of the action running in the current context (the run context's submitter, a context variable, so
+concurrent async tasks and their worker threads are told apart, and two runs in one process never see each
+other's output). Outside an action a
+write only passes through. The wrappers are installed once and never swapped back and forth by runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, TextIO, cast
+
+from flytelike import _context
+
+__all__ = ["install_capture"]
+_installing = threading.Lock()
+
+
+class _Tee:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        logs: list[str] | None = getattr(_context.current(), "logs", None)
+        if logs is not None and text:
+            logs.append(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install_capture() -> None:
+    """Wrap ``sys.stdout``/``sys.stderr`` (once; a stream replaced later by someone else is wrapped again)."""
+    with _installing:
+        if not isinstance(sys.stdout, _Tee):
+            sys.stdout = cast(TextIO, _Tee(sys.stdout))
+        if not isinstance(sys.stderr, _Tee):
+            sys.stderr = cast(TextIO, _Tee(sys.stderr))

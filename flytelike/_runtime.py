@@ -1,0 +1,409 @@
+"""The composition root: a :class:`Runtime` holds the stores, the backends and the executor, and starts runs.
+
+``fl.run``, ``fl.run_async``, ``fl.Runner``, the CLI and the tests all build runs through it; several runs may share
+one runtime (they share its backends, so local admission sees them all). Nothing process-wide is changed by a run:
+no environment variables are set and standard output is not swapped (in-process output is captured through a
+context-local sink behind a pass-through stream installed once).
+
+Example:
+    >>> import anyio
+    >>> import flytelike as fl
+    >>> from flytelike._runtime import Runtime
+    >>> env = fl.TaskEnvironment(name="doc-runtime")
+    >>> @env.task
+    ... async def double(x: int) -> int:
+    ...     return 2 * x
+    >>> async def main() -> int:
+    ...     async with Runtime() as runtime:
+    ...         handle = await runtime.start(double, 21)
+    ...         return await handle.result()
+    >>> anyio.run(main)
+    42
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+import types
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from flytelike._backends import BackendInput, load_backend
+from flytelike._capture import install_capture
+from flytelike._config import ResourcePolicy, Settings, load_settings
+from flytelike._executor import (
+    ActionRecord,
+    Backend,
+    Event,
+    Executor,
+    ExecutorInput,
+    Run,
+    RunRecord,
+    RunState,
+    Values,
+)
+from flytelike._invoke import Invoker, TaskIndex
+from flytelike._platform_spec import parse_platform_spec
+from flytelike._platforms import Platform
+from flytelike._storage import CacheStore, RecordStore
+from flytelike._task import Task
+from flytelike.errors import BackendError, FlytelikeError, SpecError
+
+__all__ = ["RunHandle", "Runtime", "reachable_tasks"]
+
+
+def _run_id() -> str:
+    return time.strftime("r%Y%m%d-%H%M%S-", time.localtime()) + secrets.token_hex(3)
+
+
+def _json(values: Mapping[str, Any]) -> str:
+    return json.dumps(dict(values), default=repr, sort_keys=True)[:10_000]
+
+
+class _LazyCache:
+    """The output cache, opened on first use: most runs cache nothing and should not pay for the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: CacheStore | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> CacheStore:
+        with self._lock:
+            if self._store is None:
+                self._store = CacheStore(self._path)
+            return self._store
+
+    def get(self, key: str) -> tuple[bytes, float] | None:
+        return self._open().get(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._open().put(key, data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+class RunHandle:
+    """A run started by a :class:`Runtime`: wait for it, cancel it, follow its events.
+
+    After it ends, ``state``, ``outputs`` and ``record`` tell how; ``fl.run`` returns the handle of a finished run.
+
+    Attributes:
+        id: the run id (``flytelike runs show ID``).
+        task: the root task's name.
+    """
+
+    def __init__(self, run: Run, task: Task[..., Any]) -> None:
+        self._run = run
+        self._task = task
+        self.id = run.id
+        self.task = task.full_name
+        self._done = anyio.Event()
+        self._outputs: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def run(self) -> Run:
+        """The live run (its action records), for progress views."""
+        return self._run
+
+    @property
+    def record(self) -> RunRecord:
+        return self._run.record
+
+    @property
+    def state(self) -> str:
+        return self._run.record.state.value
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def outputs(self) -> Any:
+        """The root task's return value.
+
+        Raises:
+            RuntimeError: the run has not ended yet.
+            FlytelikeError: the run failed (its error).
+        """
+        if not self._done.is_set():
+            raise RuntimeError(f"run {self.id} has not ended yet: await handle.result()")
+        if self._error is not None:
+            raise self._error
+        return self._outputs
+
+    async def result(self) -> Any:
+        """Wait for the run to end; its root task's return value, or its error raised."""
+        await self._done.wait()
+        return self.outputs
+
+    def cancel(self) -> None:
+        """Cancel the run: running actions stop and it is recorded as aborted (``result()`` raises
+        CancelledError). Call it from the event loop the run executes on."""
+        self._run.cancel_scope.cancel()
+
+    def events(self) -> AsyncIterator[Event]:
+        """The run's events from this call on, until it ends (subscribed at once, so call it before awaiting)."""
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        unsubscribe = self._run.subscribe(send.send_nowait)
+        done = self._done
+
+        async def follow() -> AsyncIterator[Event]:
+            async with anyio.create_task_group() as tg:
+
+                async def close_when_done() -> None:
+                    await done.wait()
+                    unsubscribe()
+                    send.close()
+
+                tg.start_soon(close_when_done)
+                with receive:
+                    async for event in receive:
+                        yield event
+                tg.cancel_scope.cancel()
+
+        return follow()
+
+    def actions(self) -> Mapping[str, ActionRecord]:
+        return self._run.actions
+
+    def _finish(self, outputs: Any, error: BaseException | None) -> None:
+        self._outputs, self._error = outputs, error
+        self._done.set()
+
+
+class Runtime:
+    """Stores, backends and the executor; an async context manager that starts runs.
+
+    Args:
+        settings: resolved settings; default: read from the configuration files and environment.
+        platform: a platform (``"kubernetes"``, ``"batch:queue=q"`` or a platform object) for every task that has
+            none; ``None`` runs them on this machine.
+        local_resources: how local runs treat Resources (``check``, ``strict`` or ``ignore``); default from the
+            configuration (``[local] resources``).
+        backend_options: per-backend choices overriding the settings, e.g. ``{"local": {"capacity": ...}}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        platform: Platform | str | None = None,
+        local_resources: ResourcePolicy | None = None,
+        backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.platform = parse_platform_spec(platform) if isinstance(platform, str) else platform
+        if self.platform is not None and not isinstance(self.platform, Platform):
+            raise SpecError("platform", platform, "not a platform", accepted="'kubernetes', 'batch:queue=q'")
+        options = {name: dict(values) for name, values in (backend_options or {}).items()}
+        if local_resources is not None:
+            options.setdefault("local", {})["policy"] = local_resources
+        self._options = options
+        self.index = TaskIndex(self.platform)
+        self._invoker = Invoker(self.index)
+        self._backends: dict[str, Backend] = {}
+        self._entering = anyio.Lock()
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._executor: Executor | None = None
+        self._runs: set[Run] = set()
+
+    @property
+    def platform_name(self) -> str:
+        return self.platform.name if self.platform is not None else "local"
+
+    async def __aenter__(self) -> Runtime:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            home = self.settings.home
+            recorder = await anyio.to_thread.run_sync(lambda: _open_records(self.settings.db_path))
+            stack.callback(recorder.close)
+            cache = _LazyCache(home / "cache.sqlite3")
+            stack.callback(cache.close)
+            install_capture()
+            self._executor = Executor(ExecutorInput(backends=self._backend, recorder=recorder, cache=cache))
+            # Backends are left after the runs end (the exit stack unwinds in reverse).
+            stack.push_async_callback(self._close_backends)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        if exc is not None:
+            # The body failed: its runs are cancelled and awaited, and its exception goes on as it was (passing it
+            # into the task group would wrap it in an exception group).
+            self.cancel()
+        await stack.__aexit__(None, None, None)
+        return None
+
+    def cancel(self) -> None:
+        """Cancel every run this runtime is executing."""
+        for run in list(self._runs):
+            run.cancel_scope.cancel()
+
+    # --- backends -----------------------------------------------------------------------------------------------
+
+    def _backend(self, name: str) -> Backend:
+        backend = self._backends.get(name)
+        if backend is None:
+            raise BackendError(
+                f"platform {name!r} was not prepared for this run; tasks found from the root task's code: "
+                "call the task from the root's module, or run it with --with"
+            )
+        return backend
+
+    async def backend(self, name: str) -> Backend:
+        """The backend for platform ``name``, loaded and entered on first use."""
+        backend = self._backends.get(name)
+        if backend is not None:
+            return backend
+        async with self._entering:
+            backend = self._backends.get(name)
+            if backend is None:
+                factory = load_backend(name)
+                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {})))
+                backend = await made.__aenter__()
+                self._backends[name] = backend
+        return backend
+
+    async def _close_backends(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        with anyio.CancelScope(shield=True):
+            for backend in reversed(backends):
+                await backend.__aexit__(None, None, None)
+
+    # --- runs ---------------------------------------------------------------------------------------------------
+
+    async def start(self, task: Task[..., Any], /, *args: Any, **inputs: Any) -> RunHandle:
+        """Start ``task`` with its inputs and return its handle at once.
+
+        Raises (before anything starts):
+            SpecError / ValueConversionError: ``task`` is not a task, or the inputs do not match it.
+            AdmissionError: a task of the run can never fit where it would run.
+            BackendError: a task's platform has no backend here.
+        """
+        if self._tg is None or self._executor is None:
+            raise RuntimeError("Runtime.start() called outside `async with Runtime(...)`")
+        if not isinstance(task, Task):
+            raise SpecError("run", task, "not a task", accepted="a function decorated with @env.task")
+        values = task.interface.bind(args, inputs, task=task.full_name)
+        root = self.index.compiled(task)
+        platform = self.platform_name
+        tasks = [self.index.exec_task(t) for t in reachable_tasks(task)]
+        for name in sorted({t.platform or platform for t in tasks}):
+            try:
+                await self.backend(name)
+            except BackendError as e:
+                who = [t.name for t in tasks if (t.platform or platform) == name]
+                raise BackendError(
+                    f"task {who[0]} runs on platform {name!r}, but {e}; run it locally without --with, or pin "
+                    "it with platform=fl.Local()"
+                ) from None
+        self._executor.check(tasks, platform)
+        record = RunRecord(
+            _run_id(),
+            task.full_name,
+            platform=platform,
+            inputs_json=_json(values),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )
+        run = self._executor.new_run(record)
+        handle = RunHandle(run, task)
+        self._runs.add(run)
+        self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)
+        return handle
+
+    async def _execute(self, handle: RunHandle, task: Any, inputs: Values, result: Any) -> None:
+        assert self._executor is not None
+        run = handle.run
+        try:
+            outputs = await self._executor.execute(run, task, inputs)
+            value = result(outputs)
+            run.record.outputs_json = _json(self.index.of(task).outputs(outputs))
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._executor.recorder.write, run.record, [])
+        except FlytelikeError as e:
+            handle._finish(None, e)
+        except BaseException as e:
+            if not isinstance(e, Exception):
+                handle._finish(None, FlytelikeError(f"run {run.id} ended by {type(e).__name__}"))
+                raise
+            handle._finish(None, e)
+        else:
+            handle._finish(value, None)
+        finally:
+            self._runs.discard(run)
+            if run.record.state is RunState.RUNNING:  # ended without the executor's say (interpreter exit)
+                run.finish(RunState.ABORTED, "cancelled")
+
+
+def _open_records(path: Path) -> RecordStore:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return RecordStore(path)
+
+
+def reachable_tasks(root: Task[..., Any]) -> list[Task[..., Any]]:
+    """Tasks ``root`` can call, found from the names its code (and theirs) refers to.
+
+    Used to refuse a run before anything starts when a task in it can never run where it would go.
+    """
+    seen: dict[int, Task[..., Any]] = {id(root): root}
+    todo = [root]
+    while todo:
+        task = todo.pop()
+        fn = task.fn
+        names = set(_names(fn.__code__))
+        scope = {**getattr(fn, "__globals__", {}), **_closure(fn)}
+        for name in names:
+            value = scope.get(name)
+            if isinstance(value, Task) and id(value) not in seen:
+                seen[id(value)] = value
+                todo.append(value)
+    return list(seen.values())
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    yield from code.co_freevars
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
+
+
+def _closure(fn: Any) -> dict[str, Any]:
+    cells = getattr(fn, "__closure__", None) or ()
+    out = {}
+    for name, cell in zip(fn.__code__.co_freevars, cells, strict=False):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return out
