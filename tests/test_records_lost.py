@@ -175,6 +175,10 @@ def test_last_seen_is_the_heartbeat_else_the_latest_time_recorded(store: RecordS
         ActionRecord("acts", "0", None, "main", "v", ActionState.RUNNING, 1, 1000.0, 1001.0),
         ActionRecord("acts", "0.0", "0", "t", "v", ActionState.SUCCEEDED, 1, 1002.0, 1003.0, 1010.0),
     ]
+    store.write(running("acts", created=1000.0, pid=dead_pid, host=HOST), actions)  # no events yet
+    acts = store.run("acts")
+    assert acts is not None
+    assert store.last_seen(acts) == 1010.0
     store.write(
         running("acts", created=1000.0, pid=dead_pid, host=HOST), actions, [Event("acts", 1, "0", "running", 1, 1005.0)]
     )

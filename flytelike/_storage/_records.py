@@ -364,14 +364,15 @@ class RecordStore(SQLiteFile):
             return run.ended
         if run.heartbeat is not None:
             return run.heartbeat
+        # Multi-argument max() is NULL if any argument is: every one is coalesced, and 0 means nothing recorded.
         (latest,) = self._fetch(
             "SELECT max("
-            "(SELECT max(max(created, coalesce(started, 0), coalesce(ended, 0))) FROM actions WHERE run_id = ?),"
-            "(SELECT max(time) FROM events WHERE run_id = ?))",
+            "coalesce((SELECT max(max(created, coalesce(started, 0), coalesce(ended, 0))) FROM actions"
+            " WHERE run_id = ?), 0),"
+            "coalesce((SELECT max(time) FROM events WHERE run_id = ?), 0))",
             (run.id, run.id),
         )[0]
-        # max() of two NULLs is NULL: a run with no actions and no events was last seen when it was created.
-        return max(run.created, latest) if latest is not None else run.created
+        return max(run.created, latest)
 
     def _lost_run(self, run_id: str) -> RunRecord | None:
         rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
