@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -117,7 +119,9 @@ class Executor:
     # --- runs -----------------------------------------------------------------------------------------------
 
     def new_run(self, run_id: str, task: ExecTask, *, platform: str = "local", inputs_json: str = "{}") -> Run:
-        return Run(self, RunRecord(run_id, task.name, platform=platform, inputs_json=inputs_json), platform)
+        record = RunRecord(run_id, task.name, platform=platform, inputs_json=inputs_json)
+        record.pid, record.host = os.getpid(), socket.gethostname()  # so readers can tell a lost run from a live one
+        return Run(self, record, platform)
 
     async def execute(self, run: Run, task: ExecTask, values: Mapping[str, Any]) -> Mapping[str, Any]:
         """Execute ``task`` as the root action of ``run``; records are written as it goes and at the end.
