@@ -372,7 +372,7 @@ class RecordStore(SQLiteFile):
             "coalesce((SELECT max(time) FROM events WHERE run_id = ?), 0))",
             (run.id, run.id),
         )[0]
-        return max(run.created, latest)
+        return max(run.created, float(latest))
 
     def _lost_run(self, run_id: str) -> RunRecord | None:
         rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
