@@ -52,15 +52,15 @@ def nap_in_a_thread() -> str:
 """
 
 
-def start(tmp_path: Path, home: Path, task: str) -> subprocess.Popen[str]:
+def start(tmp_path: Path, home: Path, task: str, output: int = subprocess.PIPE) -> subprocess.Popen[str]:
     file = tmp_path / "long.py"
     file.write_text(textwrap.dedent(LONG))
     return subprocess.Popen(
         [sys.executable, "-m", "flytelike", "run", "--no-progress", str(file), task],
         cwd=REPO,
         env={**os.environ, "FLYTELIKE_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
         text=True,
     )
 
@@ -144,6 +144,25 @@ def test_sigterm_and_sighup_abort_the_run_like_ctrl_c(
     assert (run["id"], run["state"]) == (run_id, "aborted")
     assert run["ended"] is not None
     assert {a["state"] for a in shown(isolated_config, run_id, monkeypatch)["actions"]} == {"aborted"}
+
+
+@pytest.mark.slow
+def test_sighup_once_the_terminal_is_gone_still_aborts_the_run_and_exits_129(
+    tmp_path: Path, isolated_config: Path
+) -> None:
+    # A closed terminal is why SIGHUP usually comes: the message cannot be written, and must not change the exit.
+    read, write = os.pipe()
+    try:
+        process = start(tmp_path, isolated_config, "main", output=write)
+    finally:
+        os.close(write)
+    try:
+        wait_until_running(process, isolated_config)
+    finally:
+        os.close(read)  # from now on every write to stdout or stderr fails
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=15) == 129
+    assert [r["state"] for r in records(isolated_config)] == ["aborted"]
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ installs none.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -167,11 +168,13 @@ def run(
         sys.exit(2)
     except KeyboardInterrupt:
         code = 128 + (received[0] if received else signal.SIGINT)
-        click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
+            click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
         if _lingering_threads():
             # A sync task's thread cannot be interrupted; exiting normally would wait for it to finish.
-            sys.stdout.flush()
-            sys.stderr.flush()
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+                sys.stderr.flush()
             os._exit(code)
         sys.exit(code)
     except TaskFailedError as e:
