@@ -52,7 +52,11 @@ def nap_in_a_thread() -> str:
 """
 
 
-def start(tmp_path: Path, home: Path, task: str, output: int = subprocess.PIPE) -> subprocess.Popen[str]:
+def start(
+    tmp_path: Path, home: Path, task: str, output: int = subprocess.PIPE, sigint: signal.Handlers = signal.SIG_DFL
+) -> subprocess.Popen[str]:
+    """`flytelike run` of TASK in a new process, started with SIGINT as ``sigint`` (SIG_DFL: Python turns it into
+    KeyboardInterrupt, and the event loop handles it; SIG_IGN, as a shell starts background jobs: neither does)."""
     file = tmp_path / "long.py"
     file.write_text(textwrap.dedent(LONG))
     return subprocess.Popen(
@@ -62,6 +66,7 @@ def start(tmp_path: Path, home: Path, task: str, output: int = subprocess.PIPE) 
         stdout=output,
         stderr=output,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -121,18 +126,27 @@ def stop(process: subprocess.Popen[str], signum: int) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("signum", "code", "task"),
+    ("signum", "code", "task", "sigint"),
     [
-        (signal.SIGTERM, 143, "main"),
-        (signal.SIGHUP, 129, "main"),
-        (signal.SIGTERM, 143, "nap_in_a_thread"),  # a thread that cannot be interrupted does not hold up the exit
+        (signal.SIGTERM, 143, "main", signal.SIG_DFL),
+        (signal.SIGHUP, 129, "main", signal.SIG_DFL),
+        # a thread that cannot be interrupted does not hold up the exit
+        (signal.SIGTERM, 143, "nap_in_a_thread", signal.SIG_DFL),
+        # with SIGINT ignored the event loop installs no handler of its own: the run still stops and is recorded
+        (signal.SIGTERM, 143, "main", signal.SIG_IGN),
     ],
-    ids=["SIGTERM", "SIGHUP", "SIGTERM-sync-task"],
+    ids=["SIGTERM", "SIGHUP", "SIGTERM-sync-task", "SIGTERM-SIGINT-ignored"],
 )
 def test_sigterm_and_sighup_abort_the_run_like_ctrl_c(
-    tmp_path: Path, isolated_config: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int, task: str
+    tmp_path: Path,
+    isolated_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: int,
+    code: int,
+    task: str,
+    sigint: signal.Handlers,
 ) -> None:
-    process = start(tmp_path, isolated_config, task)
+    process = start(tmp_path, isolated_config, task, sigint=sigint)
     run_id = wait_until_running(process, isolated_config)
 
     err = stop(process, signum)
