@@ -48,7 +48,7 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
     ABORTED = "aborted"
     # Never written by the process running the run: readers report a queued or running run as lost when the
-    # process recorded for it is gone (see flytelike._storage._records).
+    # process recorded for it is gone (see flytelike._storage._liveness).
     LOST = "lost"
 
 
