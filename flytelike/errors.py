@@ -24,6 +24,7 @@ __all__ = [
     "FlytelikeError",
     "LoadError",
     "OutOfMemoryError",
+    "RecordWriteError",
     "RunError",
     "SpecError",
     "TaskCodeError",
@@ -197,6 +198,30 @@ class CancelledError(RunError):
 
 class BackendError(FlytelikeError):
     """A backend (Kubernetes, AWS Batch, local processes) failed to launch or track a task."""
+
+
+class RecordWriteError(FlytelikeError):
+    """A local SQLite file (the run records, or the output cache) could not be opened or written.
+
+    The write was rolled back, so the file keeps what it held before; once the cause is fixed, later writes work.
+
+    Attributes:
+        path: the database file.
+        cause: why, as SQLite or the operating system put it (``database or disk is full``,
+            ``attempt to write a readonly database``, ``database is locked``, ...).
+    """
+
+    def __init__(self, message: str, *, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_record_write_error, (type(self), self.args[0], self.path, self.cause))
+
+
+def _rebuild_record_write_error(cls: type[RecordWriteError], message: str, path: str, cause: str) -> RecordWriteError:
+    return cls(message, path=path, cause=cause)
 
 
 class CapacityWarning(UserWarning):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -12,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from flytelike._cli._runs import _error_summary, logs, runs
 from flytelike._config import load_settings
+from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
 from flytelike._storage import RecordStore
 
@@ -299,3 +303,75 @@ def test_show_folds_wide_fan_outs_but_lists_every_failure(isolated_config: Path)
     every = invoke(runs, "show", "--all", "fan001").stdout
     assert len([line for line in every.splitlines() if line.startswith("  0.")]) == 15
     assert "more work" not in every
+
+
+# --- lost runs -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lost_home(isolated_config: Path) -> float:
+    """A run recorded as running by a process that is gone (pid reaped, on this host); returns its last seen time."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    seen = T0 + 200
+    with RecordStore(load_settings().db_path) as store:
+        store.write(
+            RunRecord("gone0003", "main", created=T0 + 100, actions=2, pid=process.pid, host=socket.gethostname()),
+            [
+                ActionRecord("gone0003", "0", None, "main", "v1", ActionState.RUNNING, 1, T0 + 100, T0 + 100),
+                ActionRecord(
+                    "gone0003", "0.0", "0", "train", "v1", ActionState.SUCCEEDED, 1, T0 + 101, T0 + 101, T0 + 150
+                ),
+            ],
+            [Event("gone0003", 1, "0.0", "succeeded", 1, seen)],
+        )
+    return seen
+
+
+def _local(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def test_runs_shows_a_lost_run_with_when_it_was_last_seen(lost_home: float) -> None:
+    result = invoke(runs)
+    assert result.exit_code == 0
+    [row] = [line for line in result.output.splitlines() if line.startswith("gone0003")]
+    assert f"lost (last seen {_local(lost_home)})" in row
+    assert "1m40s" in row  # from its start until it was last seen, not growing forever
+
+    [data] = json.loads(invoke(runs, "-o", "json").stdout)
+    assert (data["state"], data["last_seen"], data["duration"]) == ("lost", lost_home, 100.0)
+    assert data["pid"] > 0
+    assert data["host"] == socket.gethostname()
+    assert data["heartbeat"] is None
+
+
+def test_runs_show_of_a_lost_run_shows_its_unfinished_actions_aborted(lost_home: float) -> None:
+    result = invoke(runs, "show", "gone")
+    assert result.exit_code == 0
+    out = result.output
+    assert f"state     lost (last seen {_local(lost_home)})" in out
+    assert "is gone or stopped reporting; the run's end was never recorded" in out
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines() if line.lstrip().startswith("0")}
+    assert rows == {"0": "aborted", "0.0": "succeeded"}
+
+    data = json.loads(invoke(runs, "show", "gone", "-o", "json").stdout)
+    assert (data["run"]["state"], data["run"]["last_seen"]) == ("lost", lost_home)
+    assert [(a["id"], a["state"], a["ended"]) for a in data["actions"]] == [
+        ("0", "aborted", lost_home),
+        ("0.0", "succeeded", T0 + 150),
+    ]
+
+
+def test_json_gives_when_each_run_was_last_seen(home: Path) -> None:
+    data = {r["id"]: r["last_seen"] for r in json.loads(invoke(runs, "-o", "json").stdout)}
+    assert data == {"ok0001": T0 + 0.5, "fail0002": T0 + 135}  # finished runs: when they ended
+
+
+def test_a_records_file_that_cannot_be_opened_is_an_error_not_a_traceback(isolated_config: Path) -> None:
+    path = load_settings().db_path
+    path.write_bytes(b"not a database" * 100)
+    for args in ((), ("show", "x")):
+        result = CliRunner().invoke(runs, list(args))
+        assert result.exit_code == 1, result.output
+        assert result.output.strip() == f"Error: cannot open the run records {path}: file is not a database"

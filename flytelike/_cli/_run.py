@@ -1,15 +1,26 @@
-"""``flytelike run FILE TASK [--input value ...]``."""
+"""``flytelike run FILE TASK [--input value ...]``.
+
+SIGTERM and SIGHUP (a supervisor stopping the process, a closed terminal) are handled like Ctrl-C: the run is
+cancelled and recorded as aborted, and the process exits with 128 + the signal's number, as a shell reports a
+process ended by that signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP. The handlers are installed
+by this command only, while it loads and runs the task, and the previous ones restored afterwards; the library
+installs none.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import json
 import os
+import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -67,6 +78,42 @@ def _lingering_threads() -> bool:
     return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
+# Signals that stop a run the way Ctrl-C does. SIGHUP does not exist on Windows.
+_STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+def _stop_like_ctrl_c(received: list[int]) -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP do what Ctrl-C does, appending each one received to ``received``; returns the
+    function that restores the previous handlers.
+
+    A signal is passed on to whatever handles SIGINT at that moment: while the run executes, the event loop's
+    handler, which cancels the run (so it is recorded as aborted) and raises KeyboardInterrupt once it has
+    stopped; before and after, Python's default, which raises KeyboardInterrupt at once.
+    """
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):
+            on_sigint(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a shell's background job) or reset: stop anyway
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return _nothing  # only the main thread may install handlers
+    previous = {s: signal.signal(s, handle) for s in _STOP_SIGNALS}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
+
+
+def _nothing() -> None:
+    """Nothing to restore."""
+
+
 def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     click.echo(f"Warning: {message}", err=True)
 
@@ -110,7 +157,10 @@ def run(
     flytelike run examples/train.py main --help      # the task's inputs
     """
     warnings.showwarning = _showwarning
+    received: list[int] = []
+    restore = _nothing
     try:
+        restore = _stop_like_ctrl_c(received)
         module = load_file(file)
         target = find_task(module, task, source=file)
         command = task_command(
@@ -128,13 +178,16 @@ def run(
         e.show()
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
+        code = 128 + (received[0] if received else signal.SIGINT)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
+            click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
         if _lingering_threads():
             # A sync task's thread cannot be interrupted; exiting normally would wait for it to finish.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        sys.exit(130)
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+        sys.exit(code)
     except TaskFailedError as e:
         run_id = getattr(e, "run_id", None)
         hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {e.action}" if run_id else ""
@@ -146,6 +199,8 @@ def run(
     except FlytelikeError as e:
         _fail(str(e), 2 if not getattr(e, "run_id", None) else 1)
         return
+    finally:
+        restore()
     result = _jsonable(handle.outputs)
     if output == "json":
         click.echo(json.dumps({"run": handle.id, "task": handle.task, "outputs": result}, indent=2))

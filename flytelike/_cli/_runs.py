@@ -3,6 +3,10 @@
 Thin shells over :class:`~flytelike._storage.RecordStore`; the store is found through the settings
 (``Settings.db_path``), like everything else that depends on ``$FLYTELIKE_HOME``. Output is plain text (or JSON
 with ``-o json``), so it pipes and greps well.
+
+A run whose process is gone without having recorded its end is shown as ``lost``, with the time it was last seen
+(``lost (last seen 2026-12-01 10:02:11)``; ``last_seen`` in JSON, epoch seconds); its unfinished actions show as
+aborted. Nothing here writes to the records.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, NoReturn
 import click
 
 from flytelike._config import load_settings
-from flytelike._executor._model import ActionRecord, ActionState, RunRecord
+from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
 from flytelike._storage import RecordStore
 from flytelike.errors import FlytelikeError
 
@@ -81,9 +85,17 @@ def _cpu(millis: int) -> str:
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
-def _run_duration(run: RunRecord) -> float:
-    # A run still going (or whose process died without finishing it) shows the time elapsed so far.
+def _run_duration(run: RunRecord, last_seen: float) -> float:
+    # A run still going shows the time elapsed so far; a lost one, the time until it was last seen.
+    if run.state is RunState.LOST:
+        return max(0.0, last_seen - run.created)
     return (run.ended or time.time()) - run.created
+
+
+def _state(run: RunRecord, last_seen: float) -> str:
+    if run.state is RunState.LOST:
+        return f"lost (last seen {_when(last_seen)})"
+    return run.state.value
 
 
 def _error_summary(error: str) -> str:
@@ -108,7 +120,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
 
 
-def _run_json(run: RunRecord) -> dict[str, Any]:
+def _run_json(run: RunRecord, last_seen: float) -> dict[str, Any]:
     data = dataclasses.asdict(run)
     # inputs/outputs are stored as JSON text; nest them as JSON instead of as strings holding JSON.
     for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs")):
@@ -117,7 +129,9 @@ def _run_json(run: RunRecord) -> dict[str, Any]:
             data[name] = None if text is None else json.loads(text)
         except ValueError:
             data[name] = text
-    data["duration"] = _run_duration(run)
+    data["duration"] = _run_duration(run, last_seen)
+    # When its process was last known alive: its end, for a finished run; its heartbeat or latest record otherwise.
+    data["last_seen"] = last_seen
     return data
 
 
@@ -138,6 +152,17 @@ def _db_path() -> Path:
         raise click.ClickException(str(e)) from None
 
 
+@contextmanager
+def _store(path: Path) -> Iterator[RecordStore]:
+    """The records at ``path``, open; a file that cannot be opened (damaged, unreadable) is an error, not a trace."""
+    try:
+        store = RecordStore(path)
+    except FlytelikeError as e:
+        raise click.ClickException(str(e)) from None
+    with store:
+        yield store
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     raise click.exceptions.Exit(_NOT_FOUND)
@@ -149,7 +174,7 @@ def _run_records(run_id: str) -> Iterator[tuple[RecordStore, RunRecord]]:
     path = _db_path()
     if not path.exists():  # checked so that looking never creates an empty records file
         _fail(f"no run {run_id!r}: no runs recorded yet in {path}")
-    with RecordStore(path) as store:
+    with _store(path) as store:
         run = store.run(run_id)
         if run is None:
             matches = store.run_ids(run_id) if run_id else []
@@ -171,18 +196,19 @@ def runs(ctx: click.Context, limit: int, output: str) -> None:
     if ctx.invoked_subcommand is not None:
         return
     path = _db_path()
-    records: list[RunRecord] = []
+    records: list[tuple[RunRecord, float]] = []
     if path.exists():  # checked so that listing never creates an empty records file
-        with RecordStore(path) as store:
-            records = store.runs(limit=limit)
+        with _store(path) as store:
+            records = [(r, store.last_seen(r)) for r in store.runs(limit=limit)]
     if output == "json":
-        click.echo(json.dumps([_run_json(r) for r in records], indent=2))
+        click.echo(json.dumps([_run_json(r, seen) for r, seen in records], indent=2))
         return
     if not records:
         click.echo("no runs recorded yet")
         return
     rows = [
-        (r.id, r.task, r.state.value, _when(r.created), _duration(_run_duration(r)), str(r.actions)) for r in records
+        (r.id, r.task, _state(r, seen), _when(r.created), _duration(_run_duration(r, seen)), str(r.actions))
+        for r, seen in records
     ]
     click.echo("\n".join(_table(("ID", "TASK", "STATE", "STARTED", "DURATION", "ACTIONS"), rows)))
 
@@ -234,14 +260,18 @@ def show(run_id: str, show_all: bool, output: str) -> None:
     """
     with _run_records(run_id) as (store, run):
         actions = store.actions(run.id)
+        seen = store.last_seen(run)
     if output == "json":
-        click.echo(json.dumps({"run": _run_json(run), "actions": [_action_json(a) for a in actions]}, indent=2))
+        click.echo(json.dumps({"run": _run_json(run, seen), "actions": [_action_json(a) for a in actions]}, indent=2))
         return
     click.echo(f"run       {run.id}")
     click.echo(f"task      {run.task}")
-    click.echo(f"state     {run.state.value}")
+    click.echo(f"state     {_state(run, seen)}")
+    if run.state is RunState.LOST:
+        where = f"process {run.pid} on {run.host}" if run.pid is not None and run.host else "its process"
+        click.echo(f"          {where} is gone or stopped reporting; the run's end was never recorded")
     click.echo(f"started   {_when(run.created)}")
-    click.echo(f"duration  {_duration(_run_duration(run))}")
+    click.echo(f"duration  {_duration(_run_duration(run, seen))}")
     click.echo(f"actions   {run.actions}")
     if run.error:
         click.echo(f"error     {_error_summary(run.error)}")

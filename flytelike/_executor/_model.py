@@ -23,6 +23,7 @@ _R = tasks_pb2.Resources
 class ActionState(enum.StrEnum):
     QUEUED = "queued"
     WAITING = "waiting"  # admitted later: waiting for machine capacity
+    INITIALIZING = "initializing"  # placed; its image, bundle or worker is being prepared
     RUNNING = "running"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
@@ -42,10 +43,14 @@ _DONE = frozenset(
 
 
 class RunState(enum.StrEnum):
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ABORTED = "aborted"
+    # Never written by the process running the run: readers report a queued or running run as lost when the
+    # process recorded for it is gone (see flytelike._storage._liveness).
+    LOST = "lost"
 
 
 def _entries(entries: Any) -> dict[int, Quantity]:
@@ -161,7 +166,7 @@ class ActionRecord:
     platform: str = "local"
     cache_key: str | None = None
     logs: list[str] = field(default_factory=list)
-    failure_kind: str | None = None
+    failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
 
     @property
     def duration(self) -> float | None:
@@ -172,7 +177,12 @@ class ActionRecord:
 
 @dataclass(slots=True)
 class RunRecord:
-    """One run: its root task, state and timing."""
+    """One run: its root task, state and timing, and the process running it.
+
+    ``pid`` and ``host`` name the process (the controller) that runs it, and ``heartbeat`` is the last time
+    (epoch seconds) that process was seen alive; readers use them to tell a run still going from one whose
+    process died without recording its end (reported as ``RunState.LOST``).
+    """
 
     id: str
     task: str

@@ -1,8 +1,17 @@
-"""Run records: runs and their actions in SQLite, written by the executor and read by the CLI and run handles.
+"""Run records: runs, their actions and the actions' transition events in SQLite, written by the executor and read
+by the CLI and run handles.
 
-The executor writes from a worker thread every half second (the run plus the actions changed since the last
-write); ``flytelike runs``/``logs`` and run handles read the same file, often from another process while the run
-is still going. The file is in WAL mode so those readers never block the writer, nor the writer them.
+The executor writes from a worker thread every half second (the run, the actions changed since the last write,
+and the events since then); ``flytelike runs``/``logs`` and run handles read the same file, often from another
+process while the run is still going. The file is in WAL mode so those readers never block the writer, nor the
+writer them.
+
+A run whose process died without recording its end (killed, machine lost) would otherwise stay ``running``
+forever. Readers therefore report a queued or running run as ``lost`` when the process recorded for it is gone
+(its pid on this host, or its heartbeat anywhere: see :mod:`flytelike._storage._liveness`). This is decided on
+every read and never written back: reading stays read-only (it works on a read-only home and never takes the
+write lock from a live run), and a run judged lost by a stale heartbeat shows as running again once its process
+is heard from.
 
 Example:
     >>> import tempfile, pathlib
@@ -15,15 +24,25 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
-from flytelike._storage._sqlite import SQLiteFile, rollback
+from flytelike._storage._liveness import as_lost, is_lost
+from flytelike._storage._sqlite import SQLiteFile
 
-__all__ = ["ACTION_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "RecordStore", "natural_key"]
+__all__ = [
+    "ACTION_COLUMNS",
+    "EVENT_COLUMNS",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "RecordStore",
+    "natural_key",
+]
 
 # In dataclass field order, which a test pins: a field added to the model without a column here would otherwise
 # be dropped on write without a word.
@@ -38,6 +57,9 @@ RUN_COLUMNS = (
     "inputs_json",
     "outputs_json",
     "actions",
+    "pid",
+    "host",
+    "heartbeat",
 )
 ACTION_COLUMNS = (
     "run_id",
@@ -60,7 +82,10 @@ ACTION_COLUMNS = (
     "platform",
     "cache_key",
     "logs",
+    "failure_kind",
 )
+# In Event field order.
+EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
 
 # _MIGRATIONS[i] takes a database from schema version i to i + 1 (PRAGMA user_version). Append, never edit: a
 # file written by an older flytelike is brought forward statement by statement on open.
@@ -104,6 +129,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, id)
         )""",
     ),
+    (
+        # Who runs the run (to tell a live run from a lost one), and why an action failed.
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE runs ADD COLUMN heartbeat REAL",
+        "ALTER TABLE actions ADD COLUMN failure_kind TEXT",
+        # Small rows under a composite key: WITHOUT ROWID stores them once, in key order.
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            time REAL NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -118,8 +162,15 @@ def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
 
 _UPSERT_RUN = _upsert_sql("runs", RUN_COLUMNS, ("id",))
 _UPSERT_ACTION = _upsert_sql("actions", ACTION_COLUMNS, ("run_id", "id"))
+# An event is never changed once stored, so a second report of the same (run, seq) is a no-op.
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
+    "ON CONFLICT (run_id, seq) DO NOTHING"
+)
 _SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _SELECT_ACTION = f"SELECT {', '.join(ACTION_COLUMNS)} FROM actions"
+_SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+_FINISHED_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.ABORTED})
 
 
 def natural_key(action_id: str) -> tuple[tuple[int, int, str], ...]:
@@ -142,6 +193,9 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.inputs_json,
         r.outputs_json,
         r.actions,
+        r.pid,
+        r.host,
+        r.heartbeat,
     )
 
 
@@ -169,6 +223,7 @@ def _action_row(a: ActionRecord) -> tuple[Any, ...]:
         a.platform,
         a.cache_key,
         "".join(a.logs),
+        a.failure_kind,
     )
 
 
@@ -184,6 +239,9 @@ def _run_from_row(row: Sequence[Any]) -> RunRecord:
         inputs_json=row[7],
         outputs_json=row[8],
         actions=row[9],
+        pid=row[10],
+        host=row[11],
+        heartbeat=row[12],
     )
 
 
@@ -210,18 +268,29 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
         cache_key=row[18],
         # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
         logs=[row[19]] if row[19] else [],
+        failure_kind=row[20],
     )
 
 
+def _event_row(e: Event) -> tuple[Any, ...]:
+    return (e.run_id, e.seq, e.action, e.state, e.attempt, e.time, e.kind, e.reason)
+
+
 class RecordStore(SQLiteFile):
-    """Runs and actions in one SQLite file; implements the executor's ``Recorder`` and the queries the CLI uses.
+    """Runs, actions and events in one SQLite file; implements the executor's ``Recorder`` and the queries the CLI
+    uses.
 
     Safe to share between threads (one connection behind a lock); open one store per process. Several processes
-    may read and write the same file at once.
+    may read and write the same file at once. Reads report a run whose process is gone as ``RunState.LOST`` (see
+    the module's docstring); nothing read is ever written back.
 
     Args:
         path: the database file, usually ``Settings.db_path`` (``$FLYTELIKE_HOME/runs.sqlite3``); it and its
             directory are created if missing.
+
+    Raises:
+        RecordWriteError: the file cannot be created, opened or migrated (from the constructor), or a write fails;
+            the message names the file and the cause.
 
     Example:
         >>> from flytelike._config import load_settings
@@ -232,24 +301,27 @@ class RecordStore(SQLiteFile):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _MIGRATIONS, what="run records")
+        self._host = socket.gethostname()
 
     # --- writing (the executor's Recorder) ---------------------------------------------------------------------
 
-    def write(self, run: RunRecord, actions: Sequence[ActionRecord], events: Sequence[Event] = ()) -> None:
-        """Insert or update ``run`` and ``actions`` (snapshots; the latest write of an action wins), atomically."""
+    def write(self, run: RunRecord, actions: Sequence[ActionRecord], events: Iterable[Event] = ()) -> None:
+        """Insert or update ``run`` and ``actions`` (snapshots; the latest write of an action wins) and add
+        ``events`` (an event already stored, same run and ``seq``, is left as it is), in one transaction.
+
+        Raises:
+            RecordWriteError: the write failed (disk full, read-only file, locked for longer than the timeout);
+                nothing of it was stored.
+        """
         run_row = _run_row(run)
         action_rows = [_action_row(a) for a in actions]
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_UPSERT_RUN, run_row)
-                # One executemany in one transaction: a commit per row would cost a WAL append each.
-                conn.executemany(_UPSERT_ACTION, action_rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
+        event_rows = [_event_row(e) for e in events]
+        with self._transaction() as conn:
+            conn.execute(_UPSERT_RUN, run_row)
+            # One executemany in one transaction: a commit per row would cost a WAL append each.
+            conn.executemany(_UPSERT_ACTION, action_rows)
+            if event_rows:
+                conn.executemany(_INSERT_EVENT, event_rows)
 
     # --- queries -----------------------------------------------------------------------------------------------
 
@@ -257,10 +329,16 @@ class RecordStore(SQLiteFile):
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _read_run(self, row: Sequence[Any]) -> RunRecord:
+        run = _run_from_row(row)
+        if is_lost(run, self._host, time.time()):
+            run.state = RunState.LOST
+        return run
+
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The ``limit`` most recent runs, newest first."""
         rows = self._fetch(f"{_SELECT_RUN} ORDER BY created DESC, id DESC LIMIT ?", (limit,))
-        return [_run_from_row(r) for r in rows]
+        return [self._read_run(r) for r in rows]
 
     def run_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids of up to ``limit`` runs whose id starts with ``prefix`` (to explain an ambiguous prefix)."""
@@ -276,18 +354,61 @@ class RecordStore(SQLiteFile):
         rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
         if not rows and run_id:
             rows = self._fetch(f"{_SELECT_RUN} WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id))
-        return _run_from_row(rows[0]) if len(rows) == 1 else None
+        return self._read_run(rows[0]) if len(rows) == 1 else None
+
+    def last_seen(self, run: RunRecord) -> float:
+        """The last time (epoch seconds) the run's process was known to be alive: when it ended, for a finished
+        run; else its heartbeat, or without one the latest time recorded for it (its actions' and events' times,
+        or when it was created)."""
+        if run.ended is not None and run.state in _FINISHED_RUN:
+            return run.ended
+        if run.heartbeat is not None:
+            return run.heartbeat
+        # Multi-argument max() is NULL if any argument is: every one is coalesced, and 0 means nothing recorded.
+        (latest,) = self._fetch(
+            "SELECT max("
+            "coalesce((SELECT max(max(created, coalesce(started, 0), coalesce(ended, 0))) FROM actions"
+            " WHERE run_id = ?), 0),"
+            "coalesce((SELECT max(time) FROM events WHERE run_id = ?), 0))",
+            (run.id, run.id),
+        )[0]
+        return max(run.created, float(latest))
+
+    def _lost_run(self, run_id: str) -> RunRecord | None:
+        rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
+        run = self._read_run(rows[0]) if rows else None
+        return run if run is not None and run.state is RunState.LOST else None
 
     def actions(self, run_id: str) -> list[ActionRecord]:
-        """Every action of the run (exact id), in natural id order: ``0``, ``0.0``, ``0.1``, ``0.2``, ``0.10``."""
+        """Every action of the run (exact id), in natural id order: ``0``, ``0.0``, ``0.1``, ``0.2``, ``0.10``.
+
+        Of a lost run, the actions that had not finished come back aborted, ended when the run was last seen.
+        """
         rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ?", (run_id,))
         rows.sort(key=lambda r: natural_key(r[1]))
-        return [_action_from_row(r) for r in rows]
+        actions = [_action_from_row(r) for r in rows]
+        lost = self._lost_run(run_id) if any(not a.state.done for a in actions) else None
+        if lost is not None:
+            seen = self.last_seen(lost)
+            actions = [as_lost(a, seen) for a in actions]
+        return actions
 
     def action(self, run_id: str, action_id: str) -> ActionRecord | None:
-        """One action of a run (exact ids), or None."""
+        """One action of a run (exact ids), or None; of a lost run, as :meth:`actions` reports it."""
         rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ? AND id = ?", (run_id, action_id))
-        return _action_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        action = _action_from_row(rows[0])
+        lost = None if action.state.done else self._lost_run(run_id)
+        return action if lost is None else as_lost(action, self.last_seen(lost))
+
+    def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The run's events with ``seq`` greater than ``after_seq``, in order; at most ``limit`` of them."""
+        rows = self._fetch(
+            f"{_SELECT_EVENT} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after_seq, -1 if limit is None else limit),
+        )
+        return [Event(*r) for r in rows]
 
     def logs(self, run_id: str, action_id: str | None = None) -> str:
         """Captured output of one action; or, with no ``action_id``, of every action that printed anything, each

@@ -1,18 +1,30 @@
 """One SQLite file in WAL mode, versioned by ``PRAGMA user_version`` and migrated forward on open, shared between
-threads behind a lock. The run records and the output cache are each one such file."""
+threads behind a lock. The run records and the output cache are each one such file.
+
+A file that cannot be opened or written (disk full, read-only file or directory, locked by another process for
+longer than the timeout) raises one :class:`~flytelike.errors.RecordWriteError` naming the file and the cause; the
+transaction is rolled back first, so the file keeps what it held and a later write works once the cause is gone.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from flytelike.errors import FlytelikeError
+from flytelike.errors import FlytelikeError, RecordWriteError
 
-__all__ = ["SQLiteFile", "connect", "rollback"]
+__all__ = ["BUSY_TIMEOUT", "SQLiteFile", "connect", "rollback", "write_error"]
+
+# Seconds to wait for another process's write lock (a second run, or a CLI reader upgrading the schema) before a
+# write fails with "database is locked".
+BUSY_TIMEOUT = 10.0
 
 
 class SQLiteFile:
@@ -20,8 +32,29 @@ class SQLiteFile:
 
     def __init__(self, path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> None:
         self.path = Path(path)
+        self.what = what
         self._lock = threading.Lock()
         self._conn = connect(self.path, migrations, what=what)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside ``BEGIN IMMEDIATE``, committed on exit; on any error rolled back, and an error from
+        the file's surroundings (disk, permissions, locks) re-raised as :class:`RecordWriteError`. Holds the lock
+        throughout."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as e:
+                # If ROLLBACK fails too, SQLite has already rolled back a transaction it could not continue (a full
+                # disk, an I/O error); the error worth reporting is the first one.
+                with suppress(sqlite3.Error):
+                    rollback(conn)
+                if _environmental(e):
+                    raise write_error(self.path, self.what, e, doing="write") from e
+                raise
 
     def close(self) -> None:
         """Close the connection (idempotent); the store cannot be used afterwards."""
@@ -48,21 +81,44 @@ def connect(path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> sq
 
     Raises:
         FlytelikeError: the file was written by a newer flytelike (its schema version is unknown here).
+        RecordWriteError: the file or its directory cannot be created, opened or migrated.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # timeout: another process (a second run, or a CLI reader upgrading the schema) may hold the write lock
-    # briefly; wait for it rather than fail.
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    try:
+        if path.parent.exists() and not path.parent.is_dir():
+            # mkdir would say "File exists", which reads as if nothing were wrong.
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    except (sqlite3.OperationalError, OSError) as e:
+        raise write_error(path, what, e, doing="open") from e
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable against process crashes in WAL mode; only a power loss can drop the last commits,
         # which for run records is an acceptable price for not syncing twice a second.
         conn.execute("PRAGMA synchronous = NORMAL")
         _migrate(conn, migrations, path, what)
-    except BaseException:
+    except BaseException as e:
         conn.close()
+        if _environmental(e):
+            raise write_error(path, what, e, doing="open") from e
         raise
     return conn
+
+
+def _environmental(error: BaseException) -> bool:
+    """Whether an error comes from the file's surroundings (full disk, permissions, locks, a damaged file) rather
+    than from a bug in the caller (a value SQLite cannot bind, a closed connection), which is left as it is."""
+    return isinstance(error, sqlite3.OperationalError | OSError) or type(error) is sqlite3.DatabaseError
+
+
+def write_error(path: Path, what: str, error: BaseException, *, doing: str) -> RecordWriteError:
+    """The error for a failed open or write of ``what`` at ``path``: one line naming the file and the cause."""
+    if isinstance(error, OSError) and error.strerror:
+        # "[Errno 20] Not a directory: '/x/y'" says less than the strerror with the path it concerns.
+        cause = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    else:
+        cause = str(error) or type(error).__name__
+    return RecordWriteError(f"cannot {doing} the {what} {path}: {cause}", path=str(path), cause=cause)
 
 
 def _version(conn: sqlite3.Connection) -> int:
