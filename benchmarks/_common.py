@@ -96,21 +96,20 @@ def _cells(row: Row) -> list[str]:
     return [row.name, measured, baseline, ratio, row.target_text, row.status]
 
 
-def print_table(rows: list[Row], file: object = None) -> None:
+def print_table(rows: list[Row]) -> None:
     """One table, ``benchmark | measured | baseline (same run) | ratio | target | ok?``, then the rows' notes."""
-    out = file or sys.stdout
     header = ["benchmark", "measured", "baseline (same run)", "ratio", "target", "ok?"]
     cells = [header, *(_cells(r) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     for i, line in enumerate(cells):
-        print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
+        print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
         if i == 0:
-            print("-|-".join("-" * w for w in widths), file=out)
+            print("-|-".join("-" * w for w in widths))
     notes = [(r.name, r.note) for r in rows if r.note]
     if notes:
-        print(file=out)
+        print()
         for name, note in notes:
-            print(f"- {name}: {note}", file=out)
+            print(f"- {name}: {note}")
 
 
 def run_rows(measures: list[Callable[[], list[Row]]]) -> list[Row]:

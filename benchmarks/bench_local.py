@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import _common
 import _tasks
@@ -29,6 +31,9 @@ FANOUT = 10_000
 CHAIN = 1_000
 REPEAT = 5
 TARGET = 3.0
+
+TimedTask = fl.Task[[int], Coroutine[Any, Any, float]]
+TimedPlain = Callable[[int], Coroutine[Any, Any, float]]
 
 
 async def _plain_noop(x: int) -> int:
@@ -51,15 +56,15 @@ async def _plain_chain(n: int) -> float:
     return time.perf_counter() - start
 
 
-def _compare(task: fl.Task, plain: object, n: int) -> tuple[float, float, float, float]:
+def _compare(task: TimedTask, plain: TimedPlain, n: int) -> tuple[float, float, float, float]:
     """Best (ours inside, plain inside, ours whole, plain whole), in seconds."""
     ours_in = plain_in = ours_whole = plain_whole = float("inf")
     fl.run(task, 100)  # warm-up: imports, the records database
-    asyncio.run(plain(100))  # type: ignore[operator]
+    asyncio.run(plain(100))
     for _ in range(REPEAT):
         gc.collect()
         start = time.perf_counter()
-        inside = asyncio.run(plain(n))  # type: ignore[operator]
+        inside = asyncio.run(plain(n))
         plain_whole = min(plain_whole, time.perf_counter() - start)
         plain_in = min(plain_in, inside)
 
@@ -71,7 +76,7 @@ def _compare(task: fl.Task, plain: object, n: int) -> tuple[float, float, float,
     return ours_in, plain_in, ours_whole, plain_whole
 
 
-def _rows(label: str, n: int, task: fl.Task, plain: object, plain_label: str) -> list[Row]:
+def _rows(label: str, n: int, task: TimedTask, plain: TimedPlain, plain_label: str) -> list[Row]:
     with _common.fresh_home():
         ours_in, plain_in, ours_whole, plain_whole = _compare(task, plain, n)
     per = f"{ours_in / n * 1e6:.1f} vs {plain_in / n * 1e6:.1f} µs per subtask"

@@ -62,7 +62,8 @@ def _measure_side(side: str, env: dict[str, str]) -> dict[str, float]:
     )
     if done.returncode:
         raise RuntimeError(f"{side} side exited {done.returncode}: {' '.join(done.stderr.strip().splitlines()[-3:])}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def memory() -> list[Row]:

@@ -113,7 +113,7 @@ def _flytelike_once(file: Path, home: Path) -> dict[str, float]:
     )
     if done.returncode:
         raise RuntimeError(f"task file exited {done.returncode}: {' '.join(done.stderr.strip().splitlines()[-3:])}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     if result["workers"] < WORKERS:
         raise RuntimeError(f"warm-up reached {result['workers']:.0f} of {WORKERS} workers")
     return result
