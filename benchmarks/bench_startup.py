@@ -1,59 +1,60 @@
-"""Start-up: `import flytelike`, `flytelike --help`, and a whole `flytelike run examples/hello.py main`.
+"""Start-up: a whole ``flytelike run examples/hello.py main`` process beside ``python -c "import anyio, click"``, and
+``import flytelike`` / ``flytelike --help`` beside ``python -c pass``.
 
-python benchmarks/bench_startup.py
+    python benchmarks/bench_startup.py
+
+Median of ``REPEAT`` processes each, the commands taking turns. FLYTELIKE_HOME is a fresh folder, warmed (and every
+command's bytecode cached) by one untimed run of each command first; PYTHONDONTWRITEBYTECODE is unset for the
+measured processes, since an installed package starts from cached bytecode after its first start.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import _common
+from _common import Row
+
 REPEAT = 7
 
 
-def _median_ms(argv: list[str], env: dict[str, str]) -> float:
-    times = []
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2] * 1000
-
-
-def measure() -> list[tuple[str, float, str, str]]:
-    env = {**os.environ, "FLYTELIKE_HOME": tempfile.mkdtemp(prefix="flytelike-bench-")}
-    # Measure what a user gets: compiled bytecode cached after the first start (as pip does for installed
-    # packages), not a recompile of every module on each start.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run(
-        [sys.executable, "-m", "flytelike", "run", "--no-progress", "examples/hello.py", "main"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=ROOT,
-    )
+def _commands() -> dict[str, list[str]]:
     py = sys.executable
-    cli = [py, "-m", "flytelike"]
-    bare = _median_ms([py, "-c", "pass"], env)
+    cli = _common.cli()
+    return {
+        "pass": [py, "-c", "pass"],
+        "anyio_click": [py, "-c", "import anyio, click"],
+        "import": [py, "-c", "import flytelike"],
+        "help": [*cli, "--help"],
+        "hello": [*cli, "run", "--no-progress", "examples/hello.py", "main"],
+    }
+
+
+def startup() -> list[Row]:
+    """Start-up: whole hello run, import flytelike, flytelike --help."""
+    commands = _commands()
+    with _common.fresh_home() as home:
+        env = _common.process_env(home)
+        for argv in commands.values():  # warm-up: the records database, bytecode caches
+            _common.process_seconds(argv, env)
+        ms = dict(zip(commands, _common.medians_ms(list(commands.values()), env, REPEAT), strict=True))
+    how = f"median of {REPEAT} processes"
     return [
-        ("import flytelike", _median_ms([py, "-c", "import flytelike"], env), "ms", f"python -c pass {bare:.0f}"),
-        ("flytelike --help", _median_ms([*cli, "--help"], env), "ms", f"python -c pass {bare:.0f}"),
-        (
+        Row(
             "whole `flytelike run examples/hello.py main`",
-            _median_ms([*cli, "run", "--no-progress", "examples/hello.py", "main"], env),
+            ms["hello"],
             "ms",
-            f"python -c pass {bare:.0f}",
+            ms["anyio_click"],
+            'python -c "import anyio, click"',
+            2.5,
+            note=f"{how}, --no-progress, FLYTELIKE_HOME warmed by one run; command: {' '.join(commands['hello'])}",
         ),
+        Row("import flytelike", ms["import"], "ms", ms["pass"], "python -c pass", 80, absolute=True, note=how),
+        Row("flytelike --help", ms["help"], "ms", ms["pass"], "python -c pass", 150, absolute=True, note=how),
     ]
 
 
+MEASURES = [startup]
+
 if __name__ == "__main__":
-    for name, value, unit, baseline in measure():
-        print(f"{name}: {value:.0f} {unit}   ({baseline} {unit})")
+    _common.main_for(MEASURES)

@@ -1,36 +1,32 @@
-"""Every benchmark in one table, each beside a baseline measured in the same run, and the target it is held to.
+"""Every local-runtime benchmark of design.md §6 in one table, each beside a baseline measured in the same run, with
+its target and whether it is met.
 
-python benchmarks/run_all.py
+    python benchmarks/run_all.py
+
+Each ``bench_*.py`` also runs alone and prints its own rows. A row that fails prints ERROR (its traceback goes to
+stderr) and the others still run.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+import _common
+import bench_first_record
 import bench_local
+import bench_memory
 import bench_process
 import bench_startup
 
-TARGETS = {
-    "in-process fan-out": "<= 0.04",
-    "chain of": "<= 0.04",
-    "process-isolated": "<= 5",
-    "import flytelike": "<= 80",
-    "flytelike --help": "<= 150",
-    "whole `flytelike run": "<= 400",
-}
+MODULES = [bench_local, bench_startup, bench_process, bench_memory, bench_first_record]
 
 
 def main() -> None:
-    rows = [*bench_local.measure(), *bench_process.measure(), *bench_startup.measure()]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'benchmark':<{width}}  {'measured':>10}  {'unit':<11} {'target':<8}  baseline (same run)")
-    for name, value, unit, baseline in rows:
-        target = next((t for k, t in TARGETS.items() if name.startswith(k)), "")
-        print(f"{name:<{width}}  {value:>10.4g}  {unit:<11} {target:<8}  {baseline}")
+    started = time.perf_counter()
+    _common.print_header()
+    rows = _common.run_rows([m for module in MODULES for m in module.MEASURES])
+    _common.print_table(rows)
+    print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
