@@ -70,7 +70,28 @@ def admission_hint(error: AdmissionError) -> str:
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"Error: {message}", err=True)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    if _lingering_threads():
+        # A sync task's thread cannot be interrupted (one that timed out, or was cancelled, runs on); exiting
+        # normally would wait for it to finish. The run's records are written already.
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
+
+
+def _first_failure(error: TaskFailedError) -> str:
+    """The action where the failure started: a parent that failed because its child did names the child."""
+    action = error.action
+    cause = error.__cause__
+    while isinstance(cause, TaskFailedError):
+        action = cause.action
+        cause = cause.__cause__
+    return action
 
 
 def _lingering_threads() -> bool:
@@ -181,16 +202,11 @@ def run(
         code = 128 + (received[0] if received else signal.SIGINT)
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
-        if _lingering_threads():
-            # A sync task's thread cannot be interrupted; exiting normally would wait for it to finish.
-            with contextlib.suppress(OSError):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
-        sys.exit(code)
+        _exit(code)
     except TaskFailedError as e:
         run_id = getattr(e, "run_id", None)
-        hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {e.action}" if run_id else ""
+        failed = _first_failure(e)
+        hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {failed}" if run_id else ""
         _fail(f"{e}{hint}")
         return
     except AdmissionError as e:
@@ -206,3 +222,5 @@ def run(
         click.echo(json.dumps({"run": handle.id, "task": handle.task, "outputs": result}, indent=2))
     else:
         click.echo(result if isinstance(result, str) else json.dumps(result))
+    if _lingering_threads():
+        _exit(0)

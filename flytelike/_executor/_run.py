@@ -326,7 +326,7 @@ class Run:
                 record.ended = time.time()
                 self._emit(record, _SUCCEEDED)
                 return result.outputs
-            kind = _kind_of(failure)
+            kind = _kind_of(failure, record.id)
             record.error_type = "timeout" if kind is FailureKind.TIMEOUT else _type_name(failure)
             record.error = _describe(failure)
             record.failure_kind = kind.value
@@ -367,7 +367,10 @@ class Run:
                 self._emit(record, _ABORTED)
 
 
-def _kind_of(e: BaseException) -> FailureKind:
+def _kind_of(e: BaseException, action: str) -> FailureKind:
+    if isinstance(e, TaskFailedError) and e.action != action:
+        # A child's failure that the task's code let through is the task's own (user) failure.
+        return FailureKind.USER
     declared = getattr(e, "failure_kind", None)
     if declared is not None:
         return FailureKind(declared)

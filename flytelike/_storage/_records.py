@@ -314,8 +314,10 @@ class RecordStore(SQLiteFile):
                 nothing of it was stored.
         """
         run_row = _run_row(run)
-        action_rows = [_action_row(a) for a in actions]
-        event_rows = [_event_row(e) for e in events]
+        # Rows are made as SQLite takes them, not all at once: a flush of a 100,000-way fan-out would otherwise hold
+        # a second copy of every record in memory.
+        action_rows = map(_action_row, actions)
+        event_rows = list(map(_event_row, events))
         with self._transaction() as conn:
             conn.execute(_UPSERT_RUN, run_row)
             # One executemany in one transaction: a commit per row would cost a WAL append each.
