@@ -24,7 +24,7 @@ class _Tee:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        logs: list[str] | None = getattr(_context.current(), "logs", None)
+        logs: list[str] | None = getattr(_context.current_submitter(), "logs", None)
         if logs is not None and text:
             logs.append(text)
         return self._stream.write(text)

@@ -60,6 +60,11 @@ class Submitter(Protocol):
 
 _current: contextvars.ContextVar[Submitter | None] = contextvars.ContextVar("flytelike_submitter", default=None)
 
+# The variable's own methods, for the per-action path (a Python-level wrapper would cost every call).
+current_submitter = _current.get
+set_submitter = _current.set
+reset_submitter = _current.reset
+
 
 def current() -> Submitter | None:
     """The submitter of the action running in this context, or ``None`` outside a run."""

@@ -23,6 +23,8 @@ import anyio.to_thread
 
 from flytelike import _context
 from flytelike._context import TaskContext
+from flytelike._context import reset_submitter as _reset_submitter
+from flytelike._context import set_submitter as _set_submitter
 from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Values
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
@@ -36,7 +38,7 @@ __all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
 class Compiled:
     """One SDK task as a run sees it: its executor view, and how its values are encoded and decoded."""
 
-    __slots__ = ("encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
+    __slots__ = ("_check_single", "encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
 
     def __init__(self, sdk: Task[..., Any], compiled: ExecTask) -> None:
         self.sdk = sdk
@@ -45,6 +47,14 @@ class Compiled:
         self.encode_inputs = partial(_encode, params=interface.inputs, where=sdk.full_name)
         self.encode_outputs = partial(_encode, params=interface.outputs, where=f"{sdk.full_name} outputs")
         self.single_output = interface.outputs[0].name if len(interface.outputs) == 1 else None
+        self._check_single = interface.outputs[0].type.check if self.single_output is not None else None
+
+    def check_outputs(self, value: Any) -> dict[str, Any]:
+        """Name and check what the task returned."""
+        name = self.single_output
+        if name is not None and self._check_single is not None:
+            return {name: self._check_single(value, f"{self.sdk.full_name} -> {name}")}
+        return self.sdk.interface.check_outputs(value, task=self.sdk.full_name)
 
     def inputs(self, values: Values) -> Mapping[str, Any]:
         python = values.python
@@ -164,7 +174,7 @@ class Invoker:
         action = attempt.action
         sdk = entry.sdk
         values = entry.inputs(attempt.inputs)
-        token = _context.use(Submitter(attempt, self.index, self.loop_thread))
+        token = _set_submitter(Submitter(attempt, self.index, self.loop_thread))
         try:
             if sdk.is_async:
                 result = await sdk.fn(**values)
@@ -173,9 +183,8 @@ class Invoker:
                 # thread is left to finish on its own (its result is dropped), rather than delaying the run.
                 result = await anyio.to_thread.run_sync(lambda: _timed(action, sdk.fn, values), abandon_on_cancel=True)
         finally:
-            _context.reset(token)
-        named = sdk.interface.check_outputs(result, task=sdk.full_name)
-        return AttemptResult(Values(named, encode=entry.encode_outputs))
+            _reset_submitter(token)
+        return AttemptResult(Values(entry.check_outputs(result), encode=entry.encode_outputs))
 
     # --- the process-isolated path's view of values and tasks ----------------------------------------------------
 

@@ -96,7 +96,7 @@ class Task(Generic[P, R]):
         return f"<Task {self.full_name}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        submitter = _context.current()
+        submitter = _context.current_submitter()
         if submitter is None:
             return self.fn(*args, **kwargs)
         values = self.interface.bind(args, kwargs, task=self.full_name)
@@ -113,7 +113,7 @@ class Task(Generic[P, R]):
 
     def aio(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[Any]:
         """Call any task (sync or async) and get an awaitable; sync tasks run in a worker thread."""
-        submitter = _context.current()
+        submitter = _context.current_submitter()
         if submitter is None:
             if self.is_async:
                 return self.fn(*args, **kwargs)  # type: ignore[return-value]

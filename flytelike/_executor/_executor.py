@@ -78,9 +78,10 @@ class Executor:
         """
         outcome: Values | BaseException | None = None
         state, error = RunState.ABORTED, "cancelled"
-        run.record.state = RunState.RUNNING
         # Written before the root starts: the run is visible (and its pid known) at once, however large it gets.
+        run.record.state = RunState.QUEUED
         await self._flush(run)
+        run.record.state = RunState.RUNNING
         failed_write: list[FlytelikeError] = []
         try:
             async with anyio.create_task_group() as tg:

@@ -94,6 +94,7 @@ class Run:
         self.id = spec.record.id
         self.platform = spec.platform
         self._backends = spec.backends
+        self._backend_of: dict[str, Backend] = {}
         self._cache = spec.cache
         self._system_retries = spec.system_retries
         self.actions: dict[str, ActionRecord] = {}
@@ -160,16 +161,11 @@ class Run:
         if action_id is None:
             action_id = f"{parent.id}.{live.children}"
             live.children += 1
-            return self._child(live, action_id, task, inputs, convert)
+            return self.execute(task, inputs, live, action_id, convert)
         prefix, _, number = action_id.rpartition(".")
         if prefix != parent.id or not number.isdecimal():
             raise BackendError(f"child action id {action_id!r} is not of the form {parent.id}.N")
         return self._child_by_id(live, action_id, task, inputs, convert)
-
-    def _child(
-        self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
-    ) -> Any:
-        return self.execute(task, inputs, parent, action_id, convert)
 
     async def _child_by_id(
         self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
@@ -218,15 +214,24 @@ class Run:
                 lease.suspend()
         platform = task.platform or self.platform
         record = ActionRecord(
-            run_id=self.id,
-            id=action_id,
-            parent=None if parent is None else parent.record.id,
-            task=task.name,
-            task_version=task.version,
-            cpu_millis=task.cpu_millis,
-            memory=task.memory,
-            gpus=task.gpus,
-            platform=platform,
+            self.id,
+            action_id,
+            None if parent is None else parent.record.id,
+            task.name,
+            task.version,
+            _QUEUED,
+            0,
+            time.time(),
+            None,
+            None,
+            task.cpu_millis,
+            task.memory,
+            task.gpus,
+            None,
+            None,
+            None,
+            None,
+            platform,
         )
         self.actions[action_id] = record
         self.record.actions += 1
@@ -271,7 +276,9 @@ class Run:
 
     async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
-        backend = self._backends(platform)
+        backend = self._backend_of.get(platform)
+        if backend is None:
+            backend = self._backend_of[platform] = self._backends(platform)
         # `memory` is the attempt's limit (what a child process is held to), `reserved` what admission books;
         # both grow after an out-of-memory failure.
         memory = task.memory_limit or task.memory

@@ -8,15 +8,13 @@ elsewhere, or anyway) is phrased by the caller that shows them, such as the CLI,
 from __future__ import annotations
 
 import warnings
-from typing import Literal
 
 from flytelike._backends.local._admission import Request
 from flytelike._backends.local._capacity import Capacity
+from flytelike._config import ResourcePolicy
 from flytelike.errors import AdmissionError, CapacityWarning
 
 __all__ = ["ResourcePolicy", "ResourceRules"]
-
-ResourcePolicy = Literal["check", "strict", "ignore"]
 _GiB = 1024**3
 
 
