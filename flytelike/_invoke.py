@@ -21,7 +21,6 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from flytelike import _context
 from flytelike._context import TaskContext
 from flytelike._context import reset_submitter as _reset_submitter
 from flytelike._context import set_submitter as _set_submitter
