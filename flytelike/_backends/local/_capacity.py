@@ -49,7 +49,7 @@ class Capacity:
 def probe_gpus(cache_dir: Path | None = None) -> tuple[str, ...]:
     """The names of this machine's NVIDIA GPUs (empty without any); blocking, so call it from a worker thread."""
     try:
-        folders = sorted(_NVIDIA_PROC.iterdir())
+        folders = sorted(p for p in _NVIDIA_PROC.iterdir() if p.is_dir())
     except OSError:
         folders = []
     if folders:
