@@ -199,6 +199,7 @@ class Runtime:
         local_resources: how local runs treat Resources (``check``, ``strict`` or ``ignore``); default from the
             configuration (``[local] resources``).
         backend_options: per-backend choices overriding the settings, e.g. ``{"local": {"capacity": ...}}``.
+        record_events: write every action transition to the records too, not only each action's latest state.
     """
 
     def __init__(
@@ -208,7 +209,9 @@ class Runtime:
         platform: Platform | str | None = None,
         local_resources: ResourcePolicy | None = None,
         backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+        record_events: bool = False,
     ) -> None:
+        self._record_events = record_events
         self.settings = settings or load_settings()
         self.platform = parse_platform_spec(platform) if isinstance(platform, str) else platform
         if self.platform is not None and not isinstance(self.platform, Platform):
@@ -240,7 +243,9 @@ class Runtime:
             cache = _LazyCache(home / "cache.sqlite3")
             stack.callback(cache.close)
             install_capture()
-            self._executor = Executor(ExecutorInput(backends=self._backend, recorder=recorder, cache=cache))
+            self._executor = Executor(
+                ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
+            )
             # Backends are left after the runs end (the exit stack unwinds in reverse).
             stack.push_async_callback(self._close_backends)
             self._tg = await stack.enter_async_context(anyio.create_task_group())

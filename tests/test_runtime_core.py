@@ -197,3 +197,18 @@ async def test_the_runtime_refuses_to_start_outside_its_context() -> None:
     with anyio.fail_after(5):
         async with runtime:
             assert await (await runtime.start(fan, 1)).result() == 0
+
+
+async def test_events_can_be_recorded_durably_in_order() -> None:
+    from flytelike._config import load_settings
+    from flytelike._storage import RecordStore
+
+    async with Runtime(record_events=True) as runtime:
+        handle = await runtime.start(fan, 3)
+        live = [e async for e in handle.events()]
+    with RecordStore(load_settings().db_path) as store:
+        stored = store.events(handle.id)
+    assert [(e.seq, e.action, str(e.state)) for e in stored][-len(live) :] == [
+        (e.seq, e.action, str(e.state)) for e in live
+    ]
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))

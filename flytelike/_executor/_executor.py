@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from flytelike._executor._events import Event
 from flytelike._executor._model import ExecTask, RunRecord, RunState
 from flytelike._executor._protocols import Backend, CacheStore, Recorder
 from flytelike._executor._run import Run, RunInput
@@ -32,12 +33,16 @@ class ExecutorInput:
         recorder: persists runs and actions.
         cache: the output cache.
         system_retries: attempts a SYSTEM or INFRA failure may cost an action beyond its own retries.
+        record_events: also write every event to the records (a shared server's watch streams replay them); local
+            runs keep the actions' latest states only, since a 100,000-way fan-out would otherwise hold three
+            events per action in memory between two writes.
     """
 
     backends: Callable[[str], Backend]
     recorder: Recorder
     cache: CacheStore
     system_retries: int = 3
+    record_events: bool = False
 
 
 class Executor:
@@ -46,6 +51,8 @@ class Executor:
     def __init__(self, spec: ExecutorInput) -> None:
         self._spec = spec
         self.recorder = spec.recorder
+        # Events not yet written, by run (only with record_events).
+        self._events: dict[str, list[Event]] = {}
 
     def backend(self, platform: str) -> Backend:
         return self._spec.backends(platform)
@@ -83,6 +90,8 @@ class Executor:
         await self._flush(run)
         run.record.state = RunState.RUNNING
         failed_write: list[FlytelikeError] = []
+        if self._spec.record_events:
+            run.subscribe(self._pending(run).append)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_periodically, run, failed_write)
@@ -127,13 +136,25 @@ class Executor:
                 run.cancel_scope.cancel()
                 return
 
+    def _pending(self, run: Run) -> list[Event]:
+        return self._events.setdefault(run.id, [])
+
     async def _flush(self, run: Run) -> None:
         # Shielded from the moment the batch is taken: a cancellation here would drop it.
         with anyio.CancelScope(shield=True):
             dirty = run.take_dirty()
+            events = self._events.get(run.id)
+            batch: list[Event] = []
+            if events:
+                batch = events[:]
+                del events[:]
             run.record.heartbeat = time.time()
             try:
-                await anyio.to_thread.run_sync(self.recorder.write, run.record, dirty)
+                await anyio.to_thread.run_sync(self.recorder.write, run.record, dirty, batch)
             except BaseException:
                 run.put_back(dirty)
+                if events is not None:
+                    events[:0] = batch
                 raise
+            if run.record.ended is not None:
+                self._events.pop(run.id, None)
