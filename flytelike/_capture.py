@@ -24,9 +24,10 @@ class _Tee:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        logs: list[str] | None = getattr(_context.current_submitter(), "logs", None)
-        if logs is not None and text:
-            logs.append(text)
+        if text:
+            log = getattr(_context.current_submitter(), "log", None)
+            if log is not None:
+                log(text)
         return self._stream.write(text)
 
     def __getattr__(self, name: str) -> Any:

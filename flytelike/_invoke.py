@@ -117,17 +117,23 @@ class TaskIndex:
 class Submitter:
     """What tasks running inside an action call through (see flytelike._context.Submitter)."""
 
-    __slots__ = ("action", "attempt", "index", "logs", "loop_thread", "run", "task")
+    __slots__ = ("action", "attempt", "index", "loop_thread", "run", "task")
 
     def __init__(self, attempt: AttemptInput, index: TaskIndex, loop_thread: int) -> None:
         self.run = attempt.run
-        self.action = action = attempt.action
+        self.action = attempt.action
         self.attempt = attempt.attempt
         self.task = attempt.task
-        # Where what the action prints goes (flytelike._capture reads it).
-        self.logs = action.logs
         self.index = index
         self.loop_thread = loop_thread
+
+    def log(self, text: str) -> None:
+        """Keep what the action printed (flytelike._capture calls it)."""
+        logs = self.action.logs
+        if logs is None:
+            self.action.logs = [text]
+        else:
+            logs.append(text)
 
     def submit(self, task: Task[..., Any], values: Mapping[str, Any]) -> Awaitable[Any]:
         if threading.get_ident() != self.loop_thread:
@@ -167,6 +173,13 @@ class Invoker:
     def __init__(self, index: TaskIndex) -> None:
         self.index = index
         self.loop_thread = threading.get_ident()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @property
+    def threads_running(self) -> int:
+        """Sync tasks still running in threads (one that timed out or was cancelled runs on until it returns)."""
+        return self._busy
 
     async def invoke(self, attempt: AttemptInput) -> AttemptResult:
         entry = self.index.of(attempt.task)
@@ -180,7 +193,9 @@ class Invoker:
             else:
                 # A thread cannot be interrupted: on a timeout or cancellation the attempt ends at once and the
                 # thread is left to finish on its own (its result is dropped), rather than delaying the run.
-                result = await anyio.to_thread.run_sync(lambda: _timed(action, sdk.fn, values), abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(
+                    lambda: self._in_thread(action, sdk.fn, values), abandon_on_cancel=True
+                )
         finally:
             _reset_submitter(token)
         return AttemptResult(Values(entry.check_outputs(result), encode=entry.encode_outputs))
@@ -223,11 +238,14 @@ class Invoker:
             f"import it into the module that defines {caller.name}"
         )
 
-
-def _timed(action: ActionRecord, fn: Any, values: Mapping[str, Any]) -> Any:
-    """Call a sync task in its worker thread, recording the cpu time that thread spent on it."""
-    start = time.thread_time()
-    try:
-        return fn(**values)
-    finally:
-        action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
+    def _in_thread(self, action: ActionRecord, fn: Any, values: Mapping[str, Any]) -> Any:
+        """Call a sync task in its worker thread, recording the cpu time that thread spent on it."""
+        with self._busy_lock:
+            self._busy += 1
+        start = time.thread_time()
+        try:
+            return fn(**values)
+        finally:
+            action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
+            with self._busy_lock:
+                self._busy -= 1

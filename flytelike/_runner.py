@@ -61,6 +61,13 @@ class Runner:
         self.platform = self._probe.platform
         self.local_resources: ResourcePolicy = local_resources or self.settings.local.resources
         self._active: set[RunHandle] = set()
+        self._runtimes: list[Runtime] = []
+
+    @property
+    def threads_running(self) -> int:
+        """Sync tasks of this runner's runs that still run in threads after their run ended (timed out or
+        cancelled; a thread cannot be interrupted)."""
+        return sum(r.threads_running for r in self._runtimes)
 
     def cancel(self) -> None:
         """Cancel the runs this runner is executing: every running action stops and each run is recorded as
@@ -74,7 +81,9 @@ class Runner:
 
     async def run_async(self, task: Task[..., Any], /, *args: Any, **inputs: Any) -> RunHandle:
         """As :meth:`run`, from inside an event loop."""
-        async with Runtime(settings=self.settings, **self._runtime_args) as runtime:
+        runtime = Runtime(settings=self.settings, **self._runtime_args)
+        self._runtimes = [r for r in self._runtimes if r.threads_running] + [runtime]
+        async with runtime:
             handle = await runtime.start(task, *args, **inputs)
             self._active.add(handle)
             try:

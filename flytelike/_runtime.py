@@ -268,6 +268,11 @@ class Runtime:
         await stack.__aexit__(None, None, None)
         return None
 
+    @property
+    def threads_running(self) -> int:
+        """Sync tasks of this runtime's runs still running in threads (see :class:`~flytelike._invoke.Invoker`)."""
+        return self._invoker.threads_running
+
     def cancel(self) -> None:
         """Cancel every run this runtime is executing."""
         for run in list(self._runs):

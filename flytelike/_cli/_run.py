@@ -68,13 +68,13 @@ def admission_hint(error: AdmissionError) -> str:
     return f"{error}. {hint}"
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1, runner: Runner | None = None) -> None:
     click.echo(f"Error: {message}", err=True)
-    _exit(code)
+    _exit(code, runner)
 
 
-def _exit(code: int) -> None:
-    if _lingering_threads():
+def _exit(code: int, runner: Runner | None) -> None:
+    if runner is not None and runner.threads_running:
         # A sync task's thread cannot be interrupted (one that timed out, or was cancelled, runs on); exiting
         # normally would wait for it to finish. The run's records are written already.
         with contextlib.suppress(OSError):
@@ -92,11 +92,6 @@ def _first_failure(error: TaskFailedError) -> str:
         action = cause.action
         cause = cause.__cause__
     return action
-
-
-def _lingering_threads() -> bool:
-    main = threading.main_thread()
-    return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
 # Signals that stop a run the way Ctrl-C does. SIGHUP does not exist on Windows.
@@ -180,6 +175,7 @@ def run(
     warnings.showwarning = _showwarning
     received: list[int] = []
     restore = _nothing
+    runner: Runner | None = None
     try:
         restore = _stop_like_ctrl_c(received)
         module = load_file(file)
@@ -202,18 +198,18 @@ def run(
         code = 128 + (received[0] if received else signal.SIGINT)
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             click.echo("Error: cancelled; the run is recorded as aborted (flytelike runs)", err=True)
-        _exit(code)
+        _exit(code, runner)
     except TaskFailedError as e:
         run_id = getattr(e, "run_id", None)
         failed = _first_failure(e)
         hint = f"\nDetails: flytelike runs show {run_id}   Logs: flytelike logs {run_id} {failed}" if run_id else ""
-        _fail(f"{e}{hint}")
+        _fail(f"{e}{hint}", 1, runner)
         return
     except AdmissionError as e:
-        _fail(admission_hint(e), 2 if not getattr(e, "run_id", None) else 1)
+        _fail(admission_hint(e), 2 if not getattr(e, "run_id", None) else 1, runner)
         return
     except FlytelikeError as e:
-        _fail(str(e), 2 if not getattr(e, "run_id", None) else 1)
+        _fail(str(e), 2 if not getattr(e, "run_id", None) else 1, runner)
         return
     finally:
         restore()
@@ -222,5 +218,5 @@ def run(
         click.echo(json.dumps({"run": handle.id, "task": handle.task, "outputs": result}, indent=2))
     else:
         click.echo(result if isinstance(result, str) else json.dumps(result))
-    if _lingering_threads():
-        _exit(0)
+    if runner is not None and runner.threads_running:
+        _exit(0, runner)

@@ -330,7 +330,7 @@ def logs(run_id: str, action_id: str | None) -> None:
             action = store.action(run.id, action_id)
             if action is None:
                 _fail(f"run {run.id} has no action {action_id!r} (see `flytelike runs show {run.id}`)")
-            text = "".join(action.logs)
+            text = "".join(action.logs or ())
     if not text:
         click.echo("(no output captured)", err=True)
         return

@@ -165,7 +165,8 @@ class ActionRecord:
     error_type: str | None = None
     platform: str = "local"
     cache_key: str | None = None
-    logs: list[str] = field(default_factory=list)
+    # None until the action first prints: most never do, and a list per action weighs on memory and the collector.
+    logs: list[str] | None = None
     failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
 
     @property

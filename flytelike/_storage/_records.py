@@ -222,7 +222,7 @@ def _action_row(a: ActionRecord) -> tuple[Any, ...]:
         a.error_type,
         a.platform,
         a.cache_key,
-        "".join(a.logs),
+        "".join(a.logs) if a.logs else "",
         a.failure_kind,
     )
 
@@ -267,7 +267,7 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
         platform=row[17],
         cache_key=row[18],
         # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
-        logs=[row[19]] if row[19] else [],
+        logs=[row[19]] if row[19] else None,
         failure_kind=row[20],
     )
 

@@ -116,7 +116,7 @@ class LocalBackend:
         return self._in_worker(attempt)
 
     async def logs(self, action: ActionRecord, attempt: int) -> str:
-        return "".join(action.logs)
+        return "".join(action.logs or ())
 
     async def start_pool(self) -> ProcessPool:
         """Start the warm workers (once); leaving the backend stops them."""
@@ -160,7 +160,7 @@ class LocalBackend:
             self._free_cpus |= cpus
             self._free_gpus |= gpus
         if result.logs:
-            action.logs.append(result.logs)
+            action.logs = [*(action.logs or ()), result.logs]
         outputs = self._in_process.outputs(task, pickle.loads(result.outputs))
         return AttemptResult(outputs, peak_memory=result.peak_memory, cpu_time=result.cpu_time)
 
