@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What a run that uses no pydantic model must not load: pydantic costs more than the rest of a run's imports.
 PYDANTIC = ["pydantic", "pydantic_core", "pydantic_settings"]
-# What `flytelike --help` must not load: the runtime.
+# What `flytelike --help` must not load: the runtime, and the SDK model it does not use either.
 RUNTIME = [
     "anyio",
     "asyncio",
@@ -25,10 +25,11 @@ RUNTIME = [
     "flytelike._executor",
     "flytelike._config",
 ]
+MODEL = ["flytelike._environment", "flytelike._task", "flytelike._resources", "flytelike._accelerators"]
 
 
 def loaded_after(code: str, prefixes: list[str], home: Path) -> list[str]:
-    """The modules under ``prefixes`` loaded when ``code`` has run (also when it ends with sys.exit)."""
+    """The modules under ``prefixes`` loaded when ``code`` has run and exited 0 (also through sys.exit)."""
     probe = (
         "import atexit, json, sys\n"
         f"prefixes = {prefixes!r}\n"
@@ -42,7 +43,8 @@ def loaded_after(code: str, prefixes: list[str], home: Path) -> list[str]:
         [sys.executable, "-c", probe + code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
     )
     lines = [line for line in out.stderr.splitlines() if line.startswith("LOADED ")]
-    assert lines, f"exit {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"
+    assert out.returncode == 0, f"exit {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"
+    assert lines, out.stderr
     return list(json.loads(lines[-1].removeprefix("LOADED ")))
 
 
@@ -51,9 +53,9 @@ def test_import_flytelike_reads_no_settings(isolated_config: Path) -> None:
     assert loaded == []
 
 
-def test_checking_a_request_resolves_settings_without_pydantic(isolated_config: Path) -> None:
+def test_checking_a_request_resolves_settings_without_pydantic_or_a_toml_parser(isolated_config: Path) -> None:
     code = "import flytelike as fl\nassert fl.GPU('A100', 2).quantity == 2\n"
-    loaded = loaded_after(code, [*PYDANTIC, "flytelike._config"], isolated_config)
+    loaded = loaded_after(code, [*PYDANTIC, "flytelike._config", "tomllib"], isolated_config)
     assert loaded == ["flytelike._config", "flytelike._config._schema"]
 
 
@@ -63,13 +65,13 @@ def test_a_run_without_pydantic_models_does_not_import_pydantic(isolated_config:
         "from flytelike._cli import main\n"
         "main()\n"
     )
-    assert loaded_after(code, PYDANTIC, isolated_config) == []
+    assert loaded_after(code, [*PYDANTIC, "tomllib"], isolated_config) == []
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["run", "--help"]])
 def test_help_does_not_import_the_runtime(argv: list[str], isolated_config: Path) -> None:
     code = f"sys.argv = ['flytelike', *{argv!r}]\nfrom flytelike._cli import main\nmain()\n"
-    loaded = loaded_after(code, [*RUNTIME, *PYDANTIC], isolated_config)
+    loaded = loaded_after(code, [*RUNTIME, *MODEL, *PYDANTIC], isolated_config)
     if argv == ["run", "--help"]:
         # The run command's own module loads the runner (its options come from it); still no pydantic.
         assert not [m for m in loaded if m.split(".")[0] in PYDANTIC]

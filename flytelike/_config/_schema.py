@@ -20,7 +20,6 @@ import enum
 import functools
 import json
 import re
-import tomllib
 import types
 from collections.abc import Mapping
 from pathlib import Path, PurePath
@@ -53,12 +52,13 @@ def _invalid(path: _Path, value: object, problem: str, accepted: str | None) -> 
     raise _InvalidSettingError(path, value, problem, accepted)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Field:
-    name: str
-    type: Any
-    required: bool
-    metadata: Mapping[str, Any]
+    """One key of a section. A plain class: building a dataclass costs a millisecond of start-up."""
+
+    __slots__ = ("metadata", "name", "required", "type")
+
+    def __init__(self, name: str, tp: Any, required: bool, metadata: Mapping[str, Any]) -> None:
+        self.name, self.type, self.required, self.metadata = name, tp, required, metadata
 
 
 @functools.cache
@@ -120,6 +120,10 @@ class Sources:
         self.layers: list[tuple[dict[str, Any], str]] = []
 
     def add_toml_file(self, path: Path) -> None:
+        # Imported only when there is a file to read: a run without one (the common case, and every test's) is
+        # spared the parser's import, which costs as much as the rest of the settings.
+        import tomllib
+
         where = f"config file {path}"
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
