@@ -567,3 +567,14 @@ def test_the_catalog_module_examples_run() -> None:
     result = doctest.testmod(_catalog, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_an_alias_cannot_take_another_devices_name() -> None:
+    with pytest.raises(SpecError) as info:
+        fl.register_device("X1", device_class="nvidia-gpu", aliases=["a100"])
+    assert (info.value.field, info.value.value) == ("accelerators.aliases", "a100")
+    assert fl.GPU("A100").device == "A100"
+    Path("flytelike.toml").write_text('[[accelerators]]\nname = "X1"\naliases = ["T4"]\n')
+    with pytest.raises(ConfigError) as config_info:
+        load_settings()
+    assert config_info.value.field == "accelerators.0.aliases"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import pickle
 from pathlib import Path
 
 import pytest
 
-from flytelike import DeviceClass, DeviceSpec, SpecError
+from flytelike import DeviceClass, DeviceSpec, SpecError, _config
 from flytelike._config import AcceleratorEntry, LocalSettings, Settings, default_settings, load_settings
 from flytelike._config._schema import variable_names
 from flytelike.errors import ConfigError
@@ -412,3 +413,9 @@ def test_default_settings_are_resolved_once_and_rechecked_on_request(monkeypatch
     assert second.local.workers == 2
     monkeypatch.setenv("FLYTELIKE_LOCAL__WORKERS", "3")
     assert default_settings(recheck=True).local.workers == 3
+
+
+def test_the_settings_module_examples_run() -> None:
+    result = doctest.testmod(_config)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -175,6 +175,14 @@ class Catalog(Sequence[DeviceSpec]):
                 spec = _merged(existing, spec)
             by_name[spec.name] = spec
             for alias in (spec.name, *spec.aliases):
+                other = by_key.get(_key(alias))
+                if other is not None and other.name != spec.name:
+                    raise SpecError(
+                        "accelerators.aliases",
+                        alias,
+                        f"already names {other.name}",
+                        accepted=f"a spelling no other device has, or extend {other.name} itself",
+                    )
                 by_key[_key(alias)] = spec
         object.__setattr__(self, "_by_key", by_key)
         ordered = sorted(by_name.values(), key=lambda s: (s.device_class.value, s.name))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -124,14 +125,14 @@ _NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS"})
 _PREFIX = "FLYTELIKE_"
 
 
-def _home_dir(environ: os._Environ[str] | dict[str, str]) -> Path:
+def _home_dir(environ: Mapping[str, str]) -> Path:
     # The home file is found before anything is parsed, so only the variable (or the default) names it; a `home`
     # inside a file moves the records and the cache, not the file that is read.
     value = environ.get("FLYTELIKE_HOME")
     return Path(value).expanduser() if value else _default_home()
 
 
-def _config_files(environ: os._Environ[str] | dict[str, str]) -> list[Path]:
+def _config_files(environ: Mapping[str, str]) -> list[Path]:
     """The candidate files, lowest precedence first."""
     return [_home_dir(environ) / "config.toml", Path("flytelike.toml")]
 
@@ -203,7 +204,11 @@ def _fingerprint() -> object:
         else:
             files.append((st.st_mtime_ns, st.st_size, st.st_ino))
     variables = sorted((k, v) for k, v in environ.items() if k.upper().startswith(_PREFIX))
-    return (os.getcwd(), tuple(files), tuple(variables))
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed: ./flytelike.toml cannot be there
+        cwd = ""
+    return (cwd, tuple(files), tuple(variables))
 
 
 _DEFAULT = _Default()
