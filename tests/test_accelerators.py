@@ -527,9 +527,11 @@ def test_a_config_entry_that_contradicts_the_catalog_is_a_config_error() -> None
         load_settings()
     assert info.value.field == "accelerators.1.device_class"
     assert "flytelike.toml" in info.value.problem
-    # Requests checked against the default settings report the same error, naming the file.
+    # A request the built-in catalog cannot answer consults the settings, and reports the same error ...
     with pytest.raises(ConfigError, match=r"flytelike\.toml"):
-        fl.GPU("A100")
+        fl.GPU("X1")
+    # ... while one it answers gets that answer: the configuration could only have added to it.
+    assert fl.GPU("A100").device_class is DeviceClass.NVIDIA_GPU
 
 
 def test_the_default_settings_are_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -544,13 +546,17 @@ def test_the_default_settings_are_resolved_once(monkeypatch: pytest.MonkeyPatch)
     for _ in range(3):
         fl.GPU("A100", 2)
         fl.Resources(gpu="H100:1")
+        fl.TPU("V5P", "2x2x1")
+    assert calls == []  # the built-in catalog answers these: the configuration is not even read
+    for _ in range(3):
+        with pytest.raises(SpecError):
+            fl.GPU("RTX4090")
+    assert len(calls) == 1  # read once; looked at again (unchanged) but not re-read
     assert fl.catalog() is default_settings().catalog
-    assert len(calls) == 1
-    with pytest.raises(SpecError):
-        fl.GPU("RTX4090")  # a miss looks again, but nothing changed: nothing is re-read
     assert len(calls) == 1
     Path("flytelike.toml").write_text('[[accelerators]]\nname = "RTX4090"\n')
     assert fl.GPU("RTX4090").device == "RTX4090"  # ... until the configuration changes
+    assert fl.GPU("rtx4090").device == "RTX4090"
     assert len(calls) == 2
 
 

@@ -53,10 +53,18 @@ def test_import_flytelike_reads_no_settings(isolated_config: Path) -> None:
     assert loaded == []
 
 
-def test_checking_a_request_resolves_settings_without_pydantic_or_a_toml_parser(isolated_config: Path) -> None:
-    code = "import flytelike as fl\nassert fl.GPU('A100', 2).quantity == 2\n"
+def test_requests_the_builtin_catalog_answers_read_no_settings(isolated_config: Path) -> None:
+    code = "import flytelike as fl\nassert fl.GPU('A100', 2).quantity == 2\nassert fl.Resources(gpu='T4:1').gpu\n"
+    assert loaded_after(code, [*PYDANTIC, "flytelike._config", "tomllib"], isolated_config) == []
+
+
+def test_other_requests_resolve_settings_without_pydantic(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYTELIKE_ACCELERATORS", '[{"name": "RTX6000"}]')
+    code = "import flytelike as fl\nassert fl.GPU('RTX6000').device == 'RTX6000'\n"
     loaded = loaded_after(code, [*PYDANTIC, "flytelike._config", "tomllib"], isolated_config)
-    assert loaded == ["flytelike._config", "flytelike._config._schema"]
+    assert loaded == ["flytelike._config", "flytelike._config._schema"]  # no TOML parser without a file, either
 
 
 def test_a_run_without_pydantic_models_does_not_import_pydantic(isolated_config: Path) -> None:

@@ -81,15 +81,16 @@ def _lookup(
     """The entry for ``device`` in the catalog in effect, and that catalog."""
     if not isinstance(device, str) or not device.strip():
         raise SpecError(where, device, "not a device name", accepted="'A100', 'H100', 'T4' or fl.Device(...)")
-    installed = installed_catalog()
-    table = installed if installed is not None else default_catalog()
+    table = installed_catalog()
+    if table is None:
+        # The default catalog is the built-in one extended by the configuration, which only ever adds: a request
+        # the built-in catalog satisfies gets the same answer from it, so the configuration is not read for it.
+        # Any other request consults the default settings, resolved when first needed and re-read if a file or
+        # FLYTELIKE_ variable changed since (a program may write its flytelike.toml before defining tasks).
+        table = BUILTIN_CATALOG
+        if not _fits(table.get(device), want, partition, quantity):
+            table = default_catalog(recheck=True)
     spec = table.get(device)
-    if installed is None and not _fits(spec, partition, quantity):
-        # The default settings are resolved once, but a program may write its configuration file (or set a
-        # FLYTELIKE_ variable) after that: a request the catalog cannot satisfy looks at the configuration again
-        # (re-read only if it changed), so the outcome never depends on when the settings were first resolved.
-        table = default_catalog(recheck=True)
-        spec = table.get(device)
     if spec is None or (want is not None and spec.device_class not in want):
         kinds = want or tuple(DeviceClass)
         names = [n for k in kinds for n in table.names(k)]
@@ -103,9 +104,10 @@ def _lookup(
     return spec, table
 
 
-def _fits(spec: DeviceSpec | None, partition: object, quantity: object) -> bool:
+def _fits(spec: DeviceSpec | None, want: tuple[DeviceClass, ...] | None, partition: object, quantity: object) -> bool:
     return not (
         spec is None
+        or (want is not None and spec.device_class not in want)
         or (isinstance(partition, str) and partition not in spec.partitions)
         or (isinstance(quantity, int | float) and quantity > spec.max_quantity)
     )

@@ -284,8 +284,8 @@ def default_catalog(*, recheck: bool = False) -> Catalog:
 
 def catalog() -> Catalog:
     """The catalog in effect: the one installed in this context, else that of the default settings (the built-in
-    devices plus the configuration's ``[[accelerators]]``). Iterating it gives :class:`DeviceSpec` entries sorted
-    by class and name.
+    devices plus the configuration's ``[[accelerators]]``, re-read if the configuration changed since it was last
+    read). Iterating it gives :class:`DeviceSpec` entries sorted by class and name.
 
     Example:
         >>> import flytelike as fl
@@ -293,7 +293,7 @@ def catalog() -> Catalog:
         True
     """
     installed = _IN_EFFECT.get()
-    return installed if installed is not None else default_catalog()
+    return installed if installed is not None else default_catalog(recheck=True)
 
 
 def register_device(
