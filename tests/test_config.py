@@ -11,7 +11,7 @@ import pytest
 
 from flytelike import DeviceClass, DeviceSpec, SpecError, _config
 from flytelike._config import AcceleratorEntry, LocalSettings, Settings, default_settings, load_settings
-from flytelike._config._schema import variable_names
+from flytelike._config._schema import Sources, at_least, resolve, variable_names
 from flytelike.errors import ConfigError
 
 
@@ -419,3 +419,60 @@ def test_the_settings_module_examples_run() -> None:
     result = doctest.testmod(_config)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- the loader is generic: a new section is a dataclass ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Store:
+    url: str | None = None
+    verify: bool = True
+    timeout: float = dataclasses.field(default=30.0, metadata=at_least(0))
+    cache_dir: Path | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Future:
+    store: _Store = dataclasses.field(default_factory=_Store)
+
+
+def _resolve_future(files: list[Path], env: dict[str, str], **overrides: object) -> _Future:
+    sources = Sources()
+    for f in files:
+        sources.add_toml_file(f)
+    sources.add_environment(_Future, env, "FLYTELIKE_")
+    sources.add_overrides(overrides)
+    return resolve(_Future, sources)
+
+
+def test_a_new_section_gets_keys_variables_and_coercion(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[store]\nurl = "s3://b/p"\ntimeout = 5\n[store.labels]\nteam = "ml"\n')
+    assert variable_names(_Future, "FLYTELIKE_") >= {"FLYTELIKE_STORE", "FLYTELIKE_STORE__VERIFY"}
+    env = {"FLYTELIKE_STORE__VERIFY": "off", "FLYTELIKE_STORE__CACHE_DIR": "~/c", "FLYTELIKE_STORE__TIMEOUT": "2.5"}
+    s = _resolve_future([toml], env).store
+    assert (s.url, s.verify, s.timeout) == ("s3://b/p", False, 2.5)
+    assert s.cache_dir == Path("~/c").expanduser()
+    assert s.labels == {"team": "ml"}
+    with pytest.raises(TypeError):
+        s.labels["x"] = "y"  # type: ignore[index]
+    assert _resolve_future([], {"FLYTELIKE_STORE__LABELS": '{"a": "b"}'}).store.labels == {"a": "b"}
+
+
+@pytest.mark.parametrize(
+    ("store", "field", "accepted"),
+    [
+        ({"verify": "maybe"}, "store.verify", "true or false"),
+        ({"timeout": -1}, "store.timeout", "a number >= 0"),
+        ({"timeout": "soon"}, "store.timeout", "a number >= 0"),
+        ({"labels": {"a": 1}}, "store.labels.a", "a string"),
+        ({"url": 3}, "store.url", "a string"),
+    ],
+)
+def test_a_new_sections_errors(store: dict[str, object], field: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _resolve_future([], {}, store=store)
+    assert info.value.field == field
+    assert info.value.accepted == accepted
