@@ -16,39 +16,40 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from flytelike import errors
-from flytelike._accelerators import (
-    GPU,
-    TPU,
-    Device,
-    DeviceClass,
-    DeviceSpec,
-    catalog,
-    register_device,
-)
-from flytelike._context import TaskContext, ctx
-from flytelike._environment import TaskEnvironment
-from flytelike._files import Dir, File
-from flytelike._platform_spec import parse_platform_spec
-from flytelike._platforms import Batch, Kubernetes, Local, Platform, Toleration
-from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
-from flytelike._quantity import Quantity
-from flytelike._resources import Amount, Resources
-from flytelike._task import Task
 from flytelike._version import __version__
 from flytelike.errors import SpecError
 
 if _TYPE_CHECKING:
+    from flytelike._accelerators import GPU, TPU, Device, DeviceClass, DeviceSpec, catalog, register_device
+    from flytelike._context import TaskContext, ctx
+    from flytelike._environment import TaskEnvironment
+    from flytelike._files import Dir, File
+    from flytelike._platform_spec import parse_platform_spec
+    from flytelike._platforms import Batch, Kubernetes, Local, Platform, Toleration
+    from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
+    from flytelike._quantity import Quantity
+    from flytelike._resources import Amount, Resources
     from flytelike._runner import RunHandle, Runner, run, run_async
+    from flytelike._task import Task
 
 
-# Running pulls in the executor, protobuf and anyio; it is loaded on first use so that `import flytelike` (and
-# every definition file) stays fast.
-_LAZY = {
-    "RunHandle": "flytelike._runner",
-    "Runner": "flytelike._runner",
-    "run": "flytelike._runner",
-    "run_async": "flytelike._runner",
+# Every name is loaded on first use, so that whatever imports the package without needing the SDK model or the
+# runtime (the `flytelike` command and its --help, `flytelike runs`, a worker, `flytelike.errors`) does not pay
+# for them: the model costs tens of milliseconds, running (executor, protobuf, anyio) more.
+_EXPORTS = {
+    "_accelerators": ("GPU", "TPU", "Device", "DeviceClass", "DeviceSpec", "catalog", "register_device"),
+    "_context": ("TaskContext", "ctx"),
+    "_environment": ("TaskEnvironment",),
+    "_files": ("Dir", "File"),
+    "_platform_spec": ("parse_platform_spec",),
+    "_platforms": ("Batch", "Kubernetes", "Local", "Platform", "Toleration"),
+    "_policies": ("Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout"),
+    "_quantity": ("Quantity",),
+    "_resources": ("Amount", "Resources"),
+    "_runner": ("RunHandle", "Runner", "run", "run_async"),
+    "_task": ("Task",),
 }
+_LAZY = {name: f"flytelike.{module}" for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> _Any:

@@ -9,15 +9,13 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from flytelike import _accelerators
+from flytelike import _config
+from flytelike._accelerators import BUILTIN_CATALOG, _catalog
 
 # Property tests are about correctness, not speed: a slow, shared CI machine must not fail them on a per-example
 # deadline (speed lives in benchmarks/).
 settings.register_profile("flytelike", deadline=None)
 settings.load_profile("flytelike")
-
-# The catalog as the package ships it, taken before any test can register a device or load a config file.
-_PRISTINE_BY_KEY = dict(_accelerators._CATALOG._by_key)
 
 
 @pytest.fixture(autouse=True)
@@ -38,17 +36,16 @@ def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def catalog_snapshot() -> Iterator[None]:
-    """Restore the process-global accelerator catalog around each test.
+    """Every test starts with no catalog installed and the default settings unresolved.
 
-    The catalog is a singleton that loads configuration extensions once, on its first miss; resetting both the
-    table and that flag makes every test see the built-in catalog and read its own (temporary) config files.
+    ``fl.register_device`` installs its catalog in the calling context, which synchronous tests share, and the
+    default settings are resolved once per process: clearing both makes each test see the built-in catalog plus
+    its own (temporary) configuration, whatever ran before it.
     """
-    catalog = _accelerators._CATALOG
 
     def reset() -> None:
-        with catalog._lock:
-            catalog._by_key = dict(_PRISTINE_BY_KEY)
-            catalog._extensions_loaded = False
+        _catalog._IN_EFFECT.set(None)
+        _config._DEFAULT.clear()
 
     reset()
     yield
@@ -58,4 +55,4 @@ def catalog_snapshot() -> Iterator[None]:
 @pytest.fixture
 def pristine_device_names() -> frozenset[str]:
     """The names in the catalog as shipped, before any registration or config extension."""
-    return frozenset(spec.name for spec in _PRISTINE_BY_KEY.values())
+    return frozenset(spec.name for spec in BUILTIN_CATALOG)

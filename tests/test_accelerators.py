@@ -1,18 +1,27 @@
-"""Accelerators: the device catalog, GPU/TPU/Device requests, the "NAME:N" shorthand and extensions."""
+"""Accelerators: the device catalog, GPU/TPU/Device requests, the "NAME:N" shorthand, extensions, and the
+catalog as a scoped, immutable value."""
 
 from __future__ import annotations
 
+import asyncio
+import doctest
 import math
+import pickle
 import re
+import threading
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import flytelike as fl
-from flytelike import DeviceClass, SpecError
-from flytelike._accelerators import parse_accelerator
+from flytelike import DeviceClass, DeviceSpec, SpecError, _config
+from flytelike._accelerators import BUILTIN_CATALOG, Catalog, _catalog, parse_accelerator
+from flytelike._config import default_settings, load_settings
+from flytelike.errors import ConfigError
 
 COUNTED_GPUS = ["A10", "A10G", "A100", "A100_80G", "B200", "H100", "H200", "L4", "L40s", "V100", "T4"]
 
@@ -355,3 +364,223 @@ def test_config_can_raise_a_builtin_maximum() -> None:
     assert fl.Resources(gpu="A100:12").gpu_count == 12
     with pytest.raises(SpecError, match="at most 16"):
         fl.GPU("A100", 17)
+
+
+# --- the catalog is a value: scoped, never changed in place ---
+
+
+def test_register_device_changes_neither_the_settings_nor_the_builtin_catalog() -> None:
+    before = fl.catalog()
+    fl.register_device("RTX6000", device_class="nvidia-gpu")
+    assert "RTX6000" in fl.catalog()
+    assert "RTX6000" not in before  # the catalog it extended is unchanged
+    assert "RTX6000" not in BUILTIN_CATALOG
+    assert "RTX6000" not in load_settings().catalog
+    assert "RTX6000" not in default_settings().catalog
+
+
+def test_register_device_returns_the_merged_entry() -> None:
+    spec = fl.register_device("a100", device_class="nvidia-gpu", partitions=["1g.6gb"], aliases=["ampere"])
+    assert spec.name == "A100"
+    assert spec.partitions == (*MIG["A100"], "1g.6gb")
+    assert fl.GPU("ampere").device == "A100"
+
+
+def test_use_puts_a_catalog_in_effect_for_a_block_only() -> None:
+    mine = fl.catalog().with_device("RTX6000", device_class="nvidia-gpu", max_quantity=4)
+    with mine.use() as inside:
+        assert inside is mine
+        assert fl.catalog() is mine
+        assert fl.GPU("RTX6000", 4).quantity == 4
+        with pytest.raises(RuntimeError), mine.extended().use():
+            raise RuntimeError("the block fails")
+        assert fl.catalog() is mine
+    with pytest.raises(SpecError, match="unknown accelerator"):
+        fl.GPU("RTX6000")
+
+
+def test_use_replaces_a_registration_for_the_block() -> None:
+    fl.register_device("RTX6000", device_class="nvidia-gpu")
+    with BUILTIN_CATALOG.use(), pytest.raises(SpecError):
+        fl.GPU("RTX6000")
+    assert fl.GPU("RTX6000").device == "RTX6000"
+
+
+def test_a_registration_in_another_thread_is_invisible_here() -> None:
+    def register() -> None:
+        fl.register_device("RTX6000", device_class="nvidia-gpu")
+        seen.append("RTX6000" in fl.catalog())
+
+    seen: list[bool] = []
+    thread = threading.Thread(target=register)
+    thread.start()
+    thread.join()
+    assert seen == [True]
+    assert "RTX6000" not in fl.catalog()
+
+
+async def test_to_thread_calls_see_the_catalog_of_their_caller() -> None:
+    fl.register_device("RTX6000", device_class="nvidia-gpu")
+    assert await asyncio.to_thread(lambda: fl.GPU("RTX6000").device) == "RTX6000"
+    assert await anyio.to_thread.run_sync(lambda: "RTX6000" in fl.catalog())
+
+
+cat_env = fl.TaskEnvironment(name="catalogs")
+
+
+@cat_env.task
+async def registers(device: str) -> list[str]:
+    """Registers a device, lets other runs interleave, and reports the registered devices it can see."""
+    fl.register_device(device, device_class="nvidia-gpu")
+    await asyncio.sleep(0.02)
+    return [n for n in fl.catalog().names() if n.startswith("X")]
+
+
+@cat_env.task
+async def sees(device: str) -> bool:
+    return device in fl.catalog()
+
+
+async def test_two_runs_in_one_process_never_see_each_others_devices() -> None:
+    results: dict[str, list[str]] = {}
+
+    async def one(device: str) -> None:
+        results[device] = (await fl.run_async(registers, device)).outputs
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "XA1")
+        tg.start_soon(one, "XB1")
+    assert results == {"XA1": ["XA1"], "XB1": ["XB1"]}
+    assert (await fl.run_async(sees, "XA1")).outputs is False
+    assert "XA1" not in fl.catalog()
+
+
+def test_a_device_registered_by_a_run_is_gone_after_it() -> None:
+    assert fl.run(registers, "XC1").outputs == ["XC1"]
+    assert fl.run(sees, "XC1").outputs is False
+    with pytest.raises(SpecError):
+        fl.GPU("XC1")
+
+
+def test_runs_see_the_devices_registered_before_them() -> None:
+    fl.register_device("XD1", device_class="nvidia-gpu")
+    assert fl.run(sees, "XD1").outputs is True
+
+
+def test_catalog_is_an_immutable_sequence() -> None:
+    table = fl.catalog()
+    assert isinstance(table, Catalog)
+    assert len(table) == len(list(table)) == len(BUILTIN_CATALOG)
+    assert table[0] == next(iter(table))
+    assert "a100 80g" in table  # names in any accepted spelling
+    assert table.get("A100 80G") in table  # and entries
+    assert table.get("nope") is None
+    assert table.names(DeviceClass.GOOGLE_TPU) == ["V5E", "V5P", "V6E"]
+    with pytest.raises(AttributeError, match="immutable"):
+        table._specs = ()  # type: ignore[misc]
+    bigger = table.with_device("RTX6000", device_class="nvidia-gpu")
+    assert len(bigger) == len(table) + 1
+    assert table == BUILTIN_CATALOG != bigger
+    assert hash(table) == hash(Catalog(reversed(list(table))))  # order of construction does not matter
+    assert pickle.loads(pickle.dumps(bigger)) == bigger
+    assert table.extended() is table
+
+
+def test_extending_a_catalog_cannot_change_a_device_class() -> None:
+    with pytest.raises(SpecError) as info:
+        BUILTIN_CATALOG.with_device("A100", device_class="amd-gpu")
+    assert info.value.field == "accelerators.device_class"
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "field"),
+    [
+        ("bad!name", {"device_class": "nvidia-gpu"}, "Catalog.with_device.name"),
+        ("X1", {"device_class": "fpga"}, "Catalog.with_device.device_class"),
+        ("X1", {"device_class": "nvidia-gpu", "max_quantity": True}, "Catalog.with_device.max_quantity"),
+        ("X1", {"device_class": "nvidia-gpu", "partitions": "1g.5gb"}, "Catalog.with_device.partitions"),
+        ("X1", {"device_class": "nvidia-gpu", "aliases": [""]}, "Catalog.with_device.aliases"),
+    ],
+)
+def test_with_device_validation(name: str, kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        BUILTIN_CATALOG.with_device(name, **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_settings_carry_their_own_catalog() -> None:
+    a = load_settings(accelerators=[{"name": "XE1"}])
+    b = load_settings(accelerators=[{"name": "XF1", "device_class": "amd-gpu"}])
+    assert "XE1" in a.catalog
+    assert "XE1" not in b.catalog
+    assert b.catalog.get("xf1") == DeviceSpec("XF1", DeviceClass.AMD_GPU)
+    assert "XE1" not in fl.catalog()
+    with b.catalog.use():
+        assert fl.GPU("XF1").device_class is DeviceClass.AMD_GPU
+
+
+def test_a_config_entry_that_contradicts_the_catalog_is_a_config_error() -> None:
+    Path("flytelike.toml").write_text(
+        '[[accelerators]]\nname = "X1"\n\n[[accelerators]]\nname = "a100"\ndevice_class = "amd-gpu"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.field == "accelerators.1.device_class"
+    assert "flytelike.toml" in info.value.problem
+    # A request the built-in catalog cannot answer consults the settings, and reports the same error ...
+    with pytest.raises(ConfigError, match=r"flytelike\.toml"):
+        fl.GPU("X1")
+    # ... while one it answers gets that answer: the configuration could only have added to it.
+    assert fl.GPU("A100").device_class is DeviceClass.NVIDIA_GPU
+
+
+def test_the_default_settings_are_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = _config.load_settings
+
+    def counting() -> _config.Settings:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(_config, "load_settings", counting)
+    for _ in range(3):
+        fl.GPU("A100", 2)
+        fl.Resources(gpu="H100:1")
+        fl.TPU("V5P", "2x2x1")
+    assert calls == []  # the built-in catalog answers these: the configuration is not even read
+    for _ in range(3):
+        with pytest.raises(SpecError):
+            fl.GPU("RTX4090")
+    assert len(calls) == 1  # read once; looked at again (unchanged) but not re-read
+    assert fl.catalog() is default_settings().catalog
+    assert len(calls) == 1
+    Path("flytelike.toml").write_text('[[accelerators]]\nname = "RTX4090"\n')
+    assert fl.GPU("RTX4090").device == "RTX4090"  # ... until the configuration changes
+    assert fl.GPU("rtx4090").device == "RTX4090"
+    assert len(calls) == 2
+
+
+def test_pickled_requests_keep_the_device_they_were_checked_against() -> None:
+    with BUILTIN_CATALOG.with_device("RTX6000", device_class="amd-gpu", partitions=["half"]).use():
+        gpu = fl.GPU("RTX6000", 2, "half")
+    restored = pickle.loads(pickle.dumps(gpu))
+    assert restored == gpu
+    assert restored.device_class is DeviceClass.AMD_GPU
+    assert repr(restored) == "GPU(device='RTX6000', quantity=2, partition='half')"
+
+
+def test_the_catalog_module_examples_run() -> None:
+    result = doctest.testmod(_catalog, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_an_alias_cannot_take_another_devices_name() -> None:
+    with pytest.raises(SpecError) as info:
+        fl.register_device("X1", device_class="nvidia-gpu", aliases=["a100"])
+    assert (info.value.field, info.value.value) == ("accelerators.aliases", "a100")
+    assert fl.GPU("A100").device == "A100"
+    Path("flytelike.toml").write_text('[[accelerators]]\nname = "X1"\naliases = ["T4"]\n')
+    with pytest.raises(ConfigError) as config_info:
+        load_settings()
+    assert config_info.value.field == "accelerators.0.aliases"

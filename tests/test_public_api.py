@@ -125,3 +125,27 @@ def test_defining_tasks_does_not_load_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_every_lazy_name_is_public_and_every_public_name_is_reachable() -> None:
+    lazy = set(flytelike._LAZY)  # type: ignore[attr-defined]
+    eager = {"errors", "SpecError", "__version__"}
+    assert lazy | eager == set(PUBLIC_API)
+    assert not lazy & eager
+
+
+def test_import_loads_the_sdk_model_only_when_used() -> None:
+    # `flytelike --help`, `flytelike runs` and anything importing flytelike.errors import the package; they must
+    # not pay for the SDK model (tens of milliseconds) they do not use.
+    code = (
+        "import json, sys\n"
+        "import flytelike\n"
+        "before = sorted(m for m in sys.modules if m.startswith('flytelike'))\n"
+        "flytelike.Resources\n"
+        "after = sorted(m for m in sys.modules if m.startswith('flytelike'))\n"
+        "print(json.dumps([before, 'flytelike._resources' in after]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, loaded = json.loads(out.stdout)
+    assert before == ["flytelike", "flytelike._version", "flytelike.errors"]
+    assert loaded

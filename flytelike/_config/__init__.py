@@ -1,0 +1,224 @@
+"""Settings: the only reader of environment variables and configuration files.
+
+Sources, later ones winning: ``$FLYTELIKE_HOME/config.toml`` (home defaults to ``~/.flytelike``), then
+``./flytelike.toml`` in the working directory, then ``FLYTELIKE_*`` environment variables (nested keys joined by
+``__``, e.g. ``FLYTELIKE_LOCAL__RESOURCES=strict``), then explicit overrides (command-line flags). Tables merge key
+by key across sources. They are resolved once into a frozen :class:`Settings` that is passed down; nothing else
+reads the environment.
+
+The schema is the dataclasses below: a section is a frozen dataclass, and a field of :class:`Settings` whose type
+is a section is a TOML table (``[local]``), with a variable for it and for each of its keys. Adding a section
+(``[store]``, ``[kubernetes]`` ...) is one dataclass and one field; its TOML keys, ``FLYTELIKE_`` variables, type
+coercion, unknown-key errors and messages follow from the annotations (see :mod:`flytelike._config._schema`).
+
+Example:
+    >>> from flytelike._config import load_settings
+    >>> s = load_settings(local={"resources": "strict"})
+    >>> s.local.resources, "A100" in s.catalog
+    ('strict', True)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from flytelike._accelerators._catalog import BUILTIN_CATALOG, Catalog, DeviceClass, DeviceSpec, device_spec
+from flytelike._config._schema import Sources, at_least, resolve, variable_names
+from flytelike.errors import ConfigError, SpecError
+
+__all__ = [
+    "AcceleratorEntry",
+    "LocalSettings",
+    "ResourcePolicy",
+    "Settings",
+    "default_settings",
+    "load_settings",
+]
+
+ResourcePolicy = Literal["check", "strict", "ignore"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceleratorEntry:
+    """A ``[[accelerators]]`` table: a new device, or more partitions/aliases for a known one."""
+
+    name: str
+    device_class: DeviceClass = DeviceClass.NVIDIA_GPU
+    max_quantity: int = field(default=8, metadata=at_least(1))
+    partitions: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The same checks as fl.register_device; an error names AcceleratorEntry.<key>, which the loader reports
+        # as accelerators.<index>.<key> with its source.
+        self.spec()
+
+    def spec(self) -> DeviceSpec:
+        return device_spec(
+            self.name, self.device_class, self.max_quantity, self.partitions, self.aliases, where="AcceleratorEntry"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSettings:
+    """How local runs treat Resources.
+
+    ``resources``: ``check`` (default) fails a memory request that can never fit this machine and warns for cpu
+    beyond its cores or GPUs it lacks; ``strict`` makes those warnings errors; ``ignore`` runs everything anyway.
+    ``workers``: warm worker processes for process-isolated tasks (default: one per core).
+    """
+
+    resources: ResourcePolicy = "check"
+    workers: int | None = field(default=None, metadata=at_least(1))
+
+
+def _default_home() -> Path:
+    return Path.home() / ".flytelike"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved configuration, frozen.
+
+    Attributes:
+        home: where run records and the cache live (``FLYTELIKE_HOME``).
+        local: how local runs treat Resources (``[local]``).
+        accelerators: the configured ``[[accelerators]]`` tables.
+        catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    accelerators: tuple[AcceleratorEntry, ...] = ()
+    catalog: Catalog = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        table = BUILTIN_CATALOG
+        for i, entry in enumerate(self.accelerators):
+            try:
+                table = table.extended(entry.spec())
+            except SpecError as e:  # the entry contradicts the catalog (another device class for a known name)
+                key = e.field.rpartition(".")[2]
+                raise SpecError(f"Settings.accelerators.{i}.{key}", e.value, e.problem, accepted=e.accepted) from None
+        object.__setattr__(self, "catalog", table)
+
+    def accelerator_specs(self) -> list[DeviceSpec]:
+        """The ``[[accelerators]]`` tables as catalog entries."""
+        return [a.spec() for a in self.accelerators]
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "runs.sqlite3"
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "store"
+
+
+# Read by the project's own test suites (to opt into real cloud accounts), never by the library.
+_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS"})
+_PREFIX = "FLYTELIKE_"
+
+
+def _home_dir(environ: Mapping[str, str]) -> Path:
+    # The home file is found before anything is parsed, so only the variable (or the default) names it; a `home`
+    # inside a file moves the records and the cache, not the file that is read.
+    value = environ.get("FLYTELIKE_HOME")
+    return Path(value).expanduser() if value else _default_home()
+
+
+def _config_files(environ: Mapping[str, str]) -> list[Path]:
+    """The candidate files, lowest precedence first."""
+    return [_home_dir(environ) / "config.toml", Path("flytelike.toml")]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings from files, environment and ``overrides``; errors name the setting, the value, its source
+    and what is accepted.
+
+    Args:
+        overrides: top-level settings (``local={"resources": "strict"}``, ``home=Path(...)``); tables merge key by
+            key with what the files and variables set.
+    """
+    environ = os.environ
+    sources = Sources()
+    for path in _config_files(environ):
+        if path.is_file():
+            sources.add_toml_file(path)
+    variables = {k: v for k, v in environ.items() if k.upper().startswith(_PREFIX) and k.upper() not in _NOT_SETTINGS}
+    known = variable_names(Settings, _PREFIX)
+    for key in variables:
+        if key.upper() not in known:  # a mistyped variable would otherwise be ignored without a word
+            raise ConfigError(
+                f"environment variable {key}",
+                environ[key],
+                "is not a flytelike setting",
+                accepted=", ".join(sorted(known | _NOT_SETTINGS)),
+            )
+    sources.add_environment(Settings, variables, _PREFIX)
+    sources.add_overrides(overrides)
+    return resolve(Settings, sources)
+
+
+class _Default:
+    """The settings of this process's working directory and environment, resolved on first use and kept.
+
+    They back the checks made when requests are defined (``GPU("X")`` against ``Settings.catalog``), where no
+    settings object is passed. ``recheck`` looks again (cheaply: file times and sizes, FLYTELIKE_ variables,
+    the working directory; tens of microseconds) and re-resolves only if something changed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[object, Settings] | None = None
+
+    def get(self, *, recheck: bool) -> Settings:
+        entry = self._entry
+        if entry is not None and not recheck:
+            return entry[1]
+        key = _fingerprint()
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        with self._lock:
+            settings = load_settings()  # an error is raised to every caller, never kept
+            self._entry = (key, settings)
+        return settings
+
+    def clear(self) -> None:
+        self._entry = None
+
+
+def _fingerprint() -> object:
+    environ = os.environ
+    files: list[tuple[int, int, int] | None] = []
+    for path in _config_files(environ):
+        try:
+            st = path.stat()
+        except OSError:
+            files.append(None)
+        else:
+            files.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    variables = sorted((k, v) for k, v in environ.items() if k.upper().startswith(_PREFIX))
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed: ./flytelike.toml cannot be there
+        cwd = ""
+    return (cwd, tuple(files), tuple(variables))
+
+
+_DEFAULT = _Default()
+
+
+def default_settings(*, recheck: bool = False) -> Settings:
+    """The settings :func:`load_settings` resolves for this process, resolved once and reused.
+
+    Args:
+        recheck: re-resolve them if a configuration file, a FLYTELIKE_ variable or the working directory changed
+            since they were resolved.
+    """
+    return _DEFAULT.get(recheck=recheck)
