@@ -15,7 +15,7 @@ from typing import Any, TextIO, cast
 
 from flytelike import _context
 
-__all__ = ["install_capture"]
+__all__ = ["ensure_capture", "install_capture"]
 _installing = threading.Lock()
 
 
@@ -32,6 +32,13 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def ensure_capture() -> None:
+    """Install the capturing streams unless they are in place (cheap: called before every in-process attempt, since
+    whoever else swaps ``sys.stdout``, a test runner for one, removes them)."""
+    if type(sys.stdout) is not _Tee or type(sys.stderr) is not _Tee:
+        install_capture()
 
 
 def install_capture() -> None:

@@ -21,12 +21,14 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from flytelike._capture import ensure_capture
 from flytelike._context import TaskContext
 from flytelike._context import reset_submitter as _reset_submitter
 from flytelike._context import set_submitter as _set_submitter
 from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Values
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
+from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
 from flytelike.errors import BackendError
@@ -97,6 +99,10 @@ class TaskIndex:
             # The task object is kept alive by the entry, so its id() cannot be reused by another task.
             self._by_key[found.exec.key] = found
         return found
+
+    def add_variant(self, task: Task[..., Any], compiled: ExecTask) -> None:
+        """Know ``compiled`` (a variant of ``task`` built elsewhere, with other options) as running ``task``'s code."""
+        self._by_key.setdefault(compiled.key, Compiled(task, compiled))
 
     def exec_task(self, task: Task[..., Any]) -> ExecTask:
         return self.compiled(task).exec
@@ -175,6 +181,7 @@ class Invoker:
         self.loop_thread = threading.get_ident()
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._called: dict[str, ExecTask] = {}
 
     @property
     def threads_running(self) -> int:
@@ -186,6 +193,7 @@ class Invoker:
         action = attempt.action
         sdk = entry.sdk
         values = entry.inputs(attempt.inputs)
+        ensure_capture()
         token = _set_submitter(Submitter(attempt, self.index, self.loop_thread))
         try:
             if sdk.is_async:
@@ -219,6 +227,28 @@ class Invoker:
 
     def code_file(self, task: ExecTask) -> str | None:
         return self.index.code_file(task)
+
+    def exec_task_called(self, template: bytes, caller: ExecTask) -> ExecTask:
+        """The task a worker process called (its template as the worker built it), compiled for this run.
+
+        The worker's template is the task as declared, with no run platform applied. When it is the task this run
+        knows under that name, the run's own compilation is used (so ``--with`` applies to it like to any task);
+        otherwise it is a variant (``task.override(...)`` made in the worker) and runs as its template says.
+        """
+        parsed = tasks_pb2.TaskTemplate.FromString(template)
+        key = f"{parsed.id.name}@{parsed.id.version}"
+        found = self._called.get(key)
+        if found is not None:
+            return found
+        base = self.index.of(self.exec_task_named(parsed.id.name, caller))
+        declared = task_template(base.sdk, base.sdk.resolved(None))
+        if declared.id.version == parsed.id.version:
+            found = base.exec
+        else:
+            found = ExecTask.from_template(parsed)
+            self.index.add_variant(base.sdk, found)
+        self._called[key] = found
+        return found
 
     def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask:
         """The task ``env.task`` that ``caller`` called from its worker process, compiled for this run.

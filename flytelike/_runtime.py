@@ -41,7 +41,6 @@ import anyio
 import anyio.abc
 
 from flytelike._backends import BackendInput, load_backend
-from flytelike._capture import install_capture
 from flytelike._config import ResourcePolicy, Settings, load_settings
 from flytelike._executor import (
     ActionRecord,
@@ -242,7 +241,6 @@ class Runtime:
             stack.callback(recorder.close)
             cache = _LazyCache(home / "cache.sqlite3")
             stack.callback(cache.close)
-            install_capture()
             self._executor = Executor(
                 ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
             )

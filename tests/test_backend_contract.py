@@ -1,0 +1,267 @@
+"""The backend contract (design: running tasks elsewhere), one suite over every backend.
+
+Each backend runs one attempt of an action from its template and literal inputs and gives back literal outputs;
+failures come back classified; cancellation tears down what the attempt started; children go through the run;
+what an attempt printed is there afterwards; a backend that admits work does so behind leases. The suite drives a
+backend directly through its contract (no executor): the run it is given is a small stand-in that executes each
+child with the same backend, so what is tested is the backend alone.
+
+Parametrised over the local backend's two places (this process, a warm worker process); the Kubernetes and Batch
+backends join with their emulators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from flytelike._backends import BackendInput, load_backend
+from flytelike._backends.local import Capacity
+from flytelike._config import load_settings
+from flytelike._executor import ActionRecord, AdmitInput, AttemptInput, AttemptResult, Backend, ExecTask, Values
+from flytelike._invoke import Invoker, TaskIndex
+from flytelike._loader import load_file
+from flytelike._serde import decode_values, encode_values
+from flytelike.errors import AdmissionError, OutOfMemoryError, TaskCodeError
+
+MiB = 2**20
+
+TASKS = """
+import os
+import time
+from pathlib import Path
+
+import flytelike as fl
+
+PLACE = {place!r}
+platform = fl.Local(process=True) if PLACE == "worker" else None
+env = fl.TaskEnvironment(name="contract_" + PLACE, platform=platform)
+MARKS = Path({marks!r})
+
+
+@env.task
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@env.task
+async def boom(why: str) -> int:
+    raise ValueError(why)
+
+
+@env.task
+async def sleepy() -> str:
+    (MARKS / "pid").write_text(str(os.getpid()))
+    try:
+        import asyncio
+        await asyncio.sleep(60)
+    finally:
+        (MARKS / "left").write_text("yes")
+    return "woke"
+
+
+@env.task
+async def chatty(word: str) -> str:
+    print(f"saying {{word}}")
+    return word
+
+
+@env.task
+async def parent(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await add(i, i)
+    return total
+
+
+@env.task
+async def hog(mib: int) -> int:
+    blocks = [bytearray(1024 * 1024) for _ in range(mib)]
+    return len(blocks)
+"""
+
+
+@dataclass
+class DirectRun:
+    """Stands in for the run: executes each child attempt with the same backend and notes the child ids."""
+
+    backend: Backend
+    id: str = "contract-run"
+    children: list[str] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
+        return self.call(parent, task, inputs, None, action_id=action_id)
+
+    def call(
+        self,
+        parent: ActionRecord,
+        task: ExecTask,
+        inputs: Values,
+        convert: Callable[[Values], Any] | None,
+        *,
+        action_id: str | None = None,
+    ) -> Any:
+        n = self._counts.get(parent.id, 0)
+        self._counts[parent.id] = n + 1
+        child = action_id or f"{parent.id}.{n}"
+        self.children.append(child)
+
+        async def attempt() -> Any:
+            record = ActionRecord(self.id, child, parent.id, task.name, task.version)
+            result = await self.backend.run_attempt(AttemptInput(self, record, task, inputs, 1, task.memory))
+            return result.outputs if convert is None else convert(result.outputs)
+
+        return attempt()
+
+
+@dataclass
+class Harness:
+    place: str
+    backend: Backend
+    index: TaskIndex
+    tasks: dict[str, Any]
+    marks: Path
+
+    def task(self, name: str) -> ExecTask:
+        return self.index.exec_task(self.tasks[name])
+
+    def inputs(self, name: str, /, **values: Any) -> Values:
+        # Literal bytes only, as an attempt gets them from another process or the store.
+        return Values(data=encode_values(values, self.tasks[name].interface.inputs, where=name))
+
+    def outputs(self, name: str, result: AttemptResult) -> dict[str, Any]:
+        return decode_values(result.outputs.data(), self.tasks[name].interface.outputs, where=name)
+
+    async def attempt(self, name: str, /, *, memory: int = 0, **values: Any) -> tuple[AttemptResult, ActionRecord]:
+        task = self.task(name)
+        record = ActionRecord("contract-run", "0", None, task.name, task.version)
+        run = DirectRun(self.backend)
+        self.last_run = run
+        result = await self.backend.run_attempt(AttemptInput(run, record, task, self.inputs(name, **values), 1, memory))
+        return result, record
+
+
+@pytest.fixture(params=["in-process", "worker"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    place = "inprocess" if request.param == "in-process" else "worker"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    file = tmp_path / f"contract_tasks_{place}_{os.getpid()}_{time.monotonic_ns()}.py"
+    file.write_text(textwrap.dedent(TASKS.format(place=place, marks=str(marks))))
+    module = load_file(file)
+    env = next(v for k, v in vars(module).items() if k == "env")
+    index = TaskIndex()
+    settings = load_settings(local={"workers": 2})
+    options = {"capacity": Capacity(2000, 8 * 1024 * MiB, 0)}
+    backend = load_backend("local")(BackendInput(settings, Invoker(index), options))
+    async with backend:
+        yield Harness(request.param, backend, index, dict(env.tasks), marks)
+
+
+async def test_outputs_come_back_as_literal_bytes(harness: Harness) -> None:
+    result, _ = await harness.attempt("add", x=2, y=3)
+    assert harness.outputs("add", result) == {"o0": 5}
+
+
+async def test_a_raising_task_fails_naming_its_exception(harness: Harness) -> None:
+    with pytest.raises((ValueError, TaskCodeError)) as caught:
+        await harness.attempt("boom", why="on purpose")
+    error = caught.value
+    # In this process the task's own exception; from another process a description of it.
+    name = error.type_name if isinstance(error, TaskCodeError) else type(error).__name__
+    assert name.rpartition(".")[2] == "ValueError"
+    assert "on purpose" in str(error)
+
+
+async def test_cancellation_tears_down_what_the_attempt_started(harness: Harness) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(harness.attempt, "sleepy")
+        with anyio.fail_after(30):
+            while not (harness.marks / "pid").exists():
+                await anyio.sleep(0.02)
+        started = time.monotonic()
+        tg.cancel_scope.cancel()
+    assert time.monotonic() - started < 10
+    pid = int((harness.marks / "pid").read_text())
+    if harness.place == "worker":
+        with anyio.fail_after(10):  # the worker that ran it is killed
+            while _alive(pid):
+                await anyio.sleep(0.05)
+    else:
+        assert (harness.marks / "left").read_text() == "yes"  # the coroutine was cancelled, its cleanup ran
+
+
+async def test_children_go_through_the_run_in_call_order(harness: Harness) -> None:
+    result, _ = await harness.attempt("parent", n=3)
+    assert harness.outputs("parent", result) == {"o0": 0 + 2 + 4}
+    assert harness.last_run.children == ["0.0", "0.1", "0.2"]
+
+
+async def test_what_an_attempt_printed_is_in_its_logs(harness: Harness) -> None:
+    _, record = await harness.attempt("chatty", word="hello")
+    assert "saying hello" in await harness.backend.logs(record, 1)
+
+
+async def test_memory_past_the_limit_is_out_of_memory(harness: Harness) -> None:
+    if harness.place == "in-process":
+        pytest.skip("in-process attempts share the controller's memory: no limit is enforced there (by design)")
+    with pytest.raises(OutOfMemoryError) as caught:
+        await harness.attempt("hog", mib=400, memory=128 * MiB)
+    assert getattr(caught.value, "peak_memory", 0) > 100 * MiB
+
+
+async def test_what_can_never_fit_is_refused_before_anything_starts(harness: Harness) -> None:
+    huge = dataclasses.replace(harness.task("add"), memory=64 * 1024 * 1024 * MiB)
+    with pytest.raises(AdmissionError) as caught:
+        harness.backend.check([huge])
+    assert caught.value.resource == "memory"
+
+
+async def test_leases_admit_in_turn_and_suspend_while_waiting(harness: Harness) -> None:
+    task = harness.task("add")
+    waits: list[str] = []
+
+    def request(cpu: int) -> AdmitInput:
+        return AdmitInput(task, "0", cpu, 0, 0, waits.append)
+
+    first = await harness.backend.admit(request(2000))
+    admitted = anyio.Event()
+
+    async def second() -> None:
+        lease = await harness.backend.admit(request(1000))
+        admitted.set()
+        lease.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(second)
+        await anyio.sleep(0.05)
+        assert not admitted.is_set()
+        assert len(waits) == 1  # told once why it waits
+        first.suspend()  # the holder only waits for its children: its capacity goes to others
+        with anyio.fail_after(5):
+            await admitted.wait()
+        with anyio.fail_after(5):
+            await first.resume()
+    first.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
