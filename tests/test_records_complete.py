@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -65,3 +67,21 @@ def test_a_run_is_recorded_as_queued_before_its_root_starts(monkeypatch: pytest.
     fl.run(wide, 3)
     assert seen[0] == "queued"
     assert seen[-1] == "succeeded"
+
+
+def test_several_first_opens_of_a_new_records_file_at_once_all_succeed(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    path = tmp_path / "new.sqlite3"
+
+    def open_it() -> None:
+        try:
+            RecordStore(path).close()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

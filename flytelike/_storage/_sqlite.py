@@ -12,6 +12,7 @@ import errno
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -92,7 +93,7 @@ def connect(path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> sq
     except (sqlite3.OperationalError, OSError) as e:
         raise write_error(path, what, e, doing="open") from e
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         # NORMAL is durable against process crashes in WAL mode; only a power loss can drop the last commits,
         # which for run records is an acceptable price for not syncing twice a second.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -103,6 +104,25 @@ def connect(path: Path, migrations: Sequence[Sequence[str]], *, what: str) -> sq
             raise write_error(path, what, e, doing="open") from e
         raise
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a property of the file, so usually it is already).
+
+    Switching needs the file to itself, and SQLite does not wait for that on this pragma the way it waits for
+    other locks: two processes (or two runs in one) opening a new file at the same moment would see "database is
+    locked". So it is tried again until the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _environmental(error: BaseException) -> bool:
