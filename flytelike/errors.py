@@ -4,6 +4,26 @@ Every error flytelike raises on purpose derives from :class:`FlytelikeError`, so
 failures without catching their own. Definition mistakes are :class:`SpecError`, which is also a
 :class:`ValueError` so that ``except ValueError`` (as written against other task SDKs) keeps working.
 
+::
+
+    FlytelikeError
+    ├── SpecError (also ValueError)       a definition is invalid; raised where it is written
+    │   └── ConfigError                   a configuration file or FLYTELIKE_* variable is invalid
+    ├── LoadError                         a file could not be imported, or has no such task
+    ├── ValueConversionError (TypeError)  a value does not match a task's declared type
+    ├── RunError                          a run could not complete
+    │   ├── AdmissionError                a task can never fit where it would run (nothing was started)
+    │   ├── TaskFailedError               a task failed after its retries
+    │   │   ├── TaskTimeoutError          ... by running past its timeout
+    │   │   └── OutOfMemoryError          ... by exceeding its memory limit
+    │   ├── TaskCodeError                 a task's code raised in another process
+    │   └── CancelledError                the run was cancelled and recorded as aborted
+    ├── RecordWriteError                  a run records or cache file could not be opened or written
+    └── BackendError                      a backend failed to launch or track a task
+
+Errors carry their facts as attributes (the field, the task, the request); how to get past them is phrased by
+whoever shows them (the CLI names its own flags), so the same error can travel in a gRPC status too.
+
 Example:
     >>> import flytelike as fl
     >>> try:
