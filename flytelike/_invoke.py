@@ -24,6 +24,7 @@ from flytelike._executor._capture import sink
 from flytelike._executor._model import ActionRecord
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
+from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
 from flytelike.errors import BackendError
@@ -98,6 +99,7 @@ class Invoker:
     def __init__(self, index: TaskIndex) -> None:
         self.index = index
         self.loop_thread = threading.get_ident()
+        self.codec = ValueCodec(index)
 
     async def invoke(self, run: Spawner, action: ActionRecord, task: ExecTask, values: Mapping[str, Any]) -> Any:
         sdk = self.index.sdk_task(task)
@@ -136,6 +138,21 @@ class Invoker:
             f"import it into the module that defines {caller.name}"
         )
 
+    def exec_task_called(self, name: str, template: tasks_pb2.TaskTemplate, caller: ExecTask) -> ExecTask:
+        """The task ``name`` that ``caller`` called from its worker process, which sent it as ``template``.
+
+        The task declared under that name, compiled for this run (with the run's ``--with`` platform), when the
+        template is that task's own; else a variant of it made by ``override()``, compiled from the template and
+        run with the declared task's function.
+        """
+        declared = self.exec_task_named(name, caller)
+        sdk = self.index.sdk_task(declared)
+        if template.id.version in (declared.version, task_template(sdk, sdk.resolved(None)).id.version):
+            return declared
+        variant = ExecTask.from_template(template)
+        self.index._by_key.setdefault(variant.key, sdk)
+        return variant
+
     def name_outputs(self, task: ExecTask, value: Any) -> dict[str, Any]:
         sdk = self.index.sdk_task(task)
         return sdk.interface.check_outputs(value, task=sdk.full_name)
@@ -163,6 +180,10 @@ class ValueCodec:
     def encode_outputs(self, task: ExecTask, outputs: Mapping[str, Any]) -> bytes:
         sdk = self.index.sdk_task(task)
         return encode_values(outputs, sdk.interface.outputs, where=f"{sdk.full_name} outputs")
+
+    def decode_inputs(self, task: ExecTask, data: bytes) -> dict[str, Any]:
+        sdk = self.index.sdk_task(task)
+        return decode_values(data, sdk.interface.inputs, where=sdk.full_name)
 
     def decode_outputs(self, task: ExecTask, data: bytes) -> dict[str, Any]:
         sdk = self.index.sdk_task(task)

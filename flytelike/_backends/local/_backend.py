@@ -7,18 +7,28 @@ to this process as child actions of its action, run here or in another worker li
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 import anyio
 
-from flytelike._backends.local._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
+from flytelike._backends.local._process_pool import ChildCall, OnCall, ProcessJob, ProcessPool
 from flytelike._executor import ActionRecord, Capacity, ExecTask, Spawner
+from flytelike._proto.core.v1 import tasks_pb2
 from flytelike.errors import OutOfMemoryError
 
 __all__ = ["LocalBackend"]
+
+
+class _Codec(Protocol):
+    def encode_inputs(self, task: ExecTask, values: Mapping[str, Any]) -> bytes: ...
+
+    def decode_inputs(self, task: ExecTask, data: bytes) -> dict[str, Any]: ...
+
+    def encode_outputs(self, task: ExecTask, outputs: Mapping[str, Any]) -> bytes: ...
+
+    def decode_outputs(self, task: ExecTask, data: bytes) -> dict[str, Any]: ...
 
 
 class _Invoker(Protocol):
@@ -29,6 +39,11 @@ class _Invoker(Protocol):
     def code_file(self, task: ExecTask) -> str | None: ...
 
     def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask: ...
+
+    def exec_task_called(self, name: str, template: tasks_pb2.TaskTemplate, caller: ExecTask) -> ExecTask: ...
+
+    @property
+    def codec(self) -> _Codec: ...
 
 
 class LocalBackend:
@@ -46,6 +61,7 @@ class LocalBackend:
         self._free_cpus = set(range(capacity.cpu_millis // 1000))
         self._free_gpus = set(range(capacity.gpus))
         self._called: dict[tuple[str, str], ExecTask] = {}
+        self._templates: dict[str, bytes] = {}
 
     async def start_pool(self) -> ProcessPool:
         """Start the warm workers (once); the run's exit stack stops them."""
@@ -63,13 +79,17 @@ class LocalBackend:
         cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
         gpus = self._take(self._free_gpus, task.gpus)
         env = {kv.key: kv.value for kv in task.template.container.env}
-        file = self.invoker.code_file(task)
+        codec = self.invoker.codec
+        template = self._templates.get(task.key)
+        if template is None:
+            template = self._templates[task.key] = task.template.SerializeToString(deterministic=True)
         job = ProcessJob(
+            run_id=run.id,
             action_id=action.id,
-            task=task.name,
-            file=file,
-            module=None if file else task.template.config.get("flytelike.module"),
-            inputs=pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL),
+            attempt=action.attempts,
+            template=template,
+            inputs=codec.encode_inputs(task, values),
+            code_file=self.invoker.code_file(task),
             memory_limit=memory,
             cpus=tuple(sorted(cpus)),
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
@@ -80,10 +100,6 @@ class LocalBackend:
         except OutOfMemoryError as e:
             action.peak_memory = getattr(e, "peak_memory", None)
             raise
-        except TaskProcessError as e:
-            if e.original is not None:
-                raise e.original from None
-            raise RuntimeError(f"{e.type_name}: {e.message}\n{e.traceback_text}") from None
         finally:
             self._free_cpus |= cpus
             self._free_gpus |= gpus
@@ -91,24 +107,30 @@ class LocalBackend:
         action.cpu_time = result.cpu_time
         if result.logs:
             action.logs.append(result.logs)
-        return self.invoker.name_outputs(task, pickle.loads(result.outputs))
+        return codec.decode_outputs(task, result.outputs)
 
     def _calls_from(self, run: Spawner, action: ActionRecord, caller: ExecTask) -> OnCall:
         """Runs the calls a process-isolated attempt makes as child actions of its action."""
+        codec = self.invoker.codec
 
-        async def on_call(name: str, inputs: bytes) -> bytes:
-            task = self._called_task(caller, name)
+        async def on_call(call: ChildCall) -> bytes:
+            task = self._called_task(caller, call)
+            values = codec.decode_inputs(task, call.inputs)
             # run.child() takes the child's id before the first await, and the pool starts calls one at a time in
             # the order the worker made them: ids follow the order of the calls, as for an in-process parent.
-            outputs = await run.child(action, task, pickle.loads(inputs))
-            return pickle.dumps(dict(outputs), protocol=pickle.HIGHEST_PROTOCOL)
+            outputs = await run.child(action, task, values)
+            return codec.encode_outputs(task, outputs)
 
         return on_call
 
-    def _called_task(self, caller: ExecTask, name: str) -> ExecTask:
-        found = self._called.get((caller.key, name))
+    def _called_task(self, caller: ExecTask, call: ChildCall) -> ExecTask:
+        """The child's compiled task: the one this run declared under its name, or the variant the call sent."""
+        key = (caller.key, call.task)
+        found = self._called.get(key)
         if found is None:
-            found = self._called[(caller.key, name)] = self.invoker.exec_task_named(name, caller)
+            name = call.task.rpartition("@")[0]
+            template = tasks_pb2.TaskTemplate.FromString(call.template)
+            found = self._called[key] = self.invoker.exec_task_called(name, template, caller)
         return found
 
     @staticmethod

@@ -1,86 +1,130 @@
 """A warm pool of worker processes that run process-isolated local tasks (``fl.Local(process=True)``).
 
 Starting an interpreter and importing flytelike costs tens of milliseconds; a warm worker turns a task into one
-round trip over a pipe. Each worker (:mod:`flytelike._worker`) reads requests on its stdin and answers on its
-stdout with 8-byte big-endian length-prefixed pickle frames; the worker moves both pipes off fds 0 and 1 first, so
-the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to a
-per-worker log file in a directory the pool owns, which the worker returns with the reply and which the pool
+round trip over a pipe. Each worker (``python -m flytelike._worker``) reads frames of the worker protocol
+(:mod:`flytelike._worker._frames`: an 8-byte length and a serialized ``WorkerMessage``) on its stdin and answers
+on its stdout; no pickle crosses the pipe: the job carries the task's template and its inputs as literal bytes,
+the answer the outputs as literal bytes or a structured error. The worker moves both pipes off fds 0 and 1 first,
+so the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to
+a per-worker log file in a directory the pool owns, which the worker returns with its answer and which the pool
 reads itself when a worker dies mid-job.
 
-While a job runs, its task may call other tasks: the worker sends ``call`` frames, which the pool serves with the
-job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends.local._calls`). A job waiting only for
-its calls gives up its place, so nested isolated tasks never deadlock the pool.
+While a job runs, its task may call other tasks: the worker sends ``SubmitChild``, which the pool serves with the
+job's ``on_call`` while it waits for the job's ``Done`` (see :mod:`flytelike._backends.local._calls`). A job
+waiting only for its calls gives up its place, so nested isolated tasks never deadlock the pool.
 
-Memory limits are enforced twice: the pool polls the worker's resident memory while the job runs and SIGKILLs it
-past the limit, and the worker caps its address space so one allocation that can never fit fails at once.
+A job's memory limit counts the resident memory of its worker and of every process the task starts (see
+:mod:`flytelike._backends.local._memory`); past it the whole tree is killed and the job fails with
+OutOfMemoryError.
+
+The pool speaks to its workers through asyncio's subprocess protocol directly: frames are cut as bytes arrive and
+written without waiting, so a trivial job costs about two pipe writes and two wake-ups.
 
 Example:
-    >>> import anyio, pickle
-    >>> async def demo() -> object:
+    >>> async def demo(template: bytes, inputs: bytes) -> bytes:
     ...     async with ProcessPool(2) as pool:
-    ...         job = ProcessJob("a0", "t.add", file="tasks.py", module=None, inputs=pickle.dumps({"x": 1}))
-    ...         return pickle.loads((await pool.run(job)).outputs)
+    ...         job = ProcessJob("r1", "0", 1, template=template, inputs=inputs, code_file="tasks.py")
+    ...         return (await pool.run(job)).outputs
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
-import pickle
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.to_thread
-from anyio.streams.buffered import BufferedByteReceiveStream
 
-from flytelike._backends.local._calls import JobCalls, OnCall, Place
-from flytelike._backends.local._frames import HEADER, encode, unpickle_error
+from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place, ProtocolError
+from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher, kill_tree
+from flytelike._proto.core.v1 import tasks_pb2
+from flytelike._proto.worker.v1 import worker_pb2
+from flytelike._worker import _frames
 from flytelike.errors import BackendError, OutOfMemoryError
 
-__all__ = ["OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
+__all__ = ["ChildCall", "OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
 
-_POLL_SECONDS = 0.02
+Kind = worker_pb2.Error.Kind
+Message = worker_pb2.WorkerMessage
+
 _STOP_GRACE_SECONDS = 2.0
 _START_TIMEOUT_SECONDS = 60.0
 _EXIT_WAIT_SECONDS = 5.0
 _CRASH_LOG_CHARS = 2000
-_LOST = (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError)
+_MAX_STDERR = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessJob:
-    """One task invocation to run in a worker; exactly one of ``file`` and ``module`` is set."""
+    """One attempt of a task to run in a worker.
 
+    Attributes:
+        run_id, action_id, attempt: which attempt this is.
+        template: the task's serialized TaskTemplate.
+        inputs: its serialized LiteralMap of inputs.
+        code_file: the file defining the task's module; None: the worker imports the template's module.
+        memory_limit: bytes of resident memory for the worker and its descendants; 0 = no limit.
+        cpus: cpu ids to pin the task to; empty = no pinning.
+        cuda_visible_devices: the task's CUDA_VISIBLE_DEVICES; None leaves it as the worker has it.
+        env: environment variables for this job only.
+    """
+
+    run_id: str
     action_id: str
-    task: str
-    file: str | None
-    module: str | None
+    attempt: int
+    template: bytes
     inputs: bytes
+    code_file: str | None
     memory_limit: int = 0
     cpus: tuple[int, ...] = ()
     cuda_visible_devices: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (self.file is None) == (self.module is None):
-            raise ValueError(f"ProcessJob for {self.task}: set exactly one of file= and module=")
         if self.memory_limit < 0:
-            raise ValueError(f"ProcessJob for {self.task}: memory_limit={self.memory_limit} is negative")
+            raise ValueError(f"ProcessJob for action {self.action_id}: memory_limit={self.memory_limit} is negative")
+
+    @property
+    def task(self) -> str:
+        """The task's name, read from the template (for messages)."""
+        try:
+            return tasks_pb2.TaskTemplate.FromString(self.template).id.name or "?"
+        except Exception:
+            return "?"
+
+    def start(self, *, calls: bool) -> worker_pb2.Start:
+        start = worker_pb2.Start(
+            run_id=self.run_id,
+            action_id=self.action_id,
+            attempt=self.attempt,
+            template=self.template,
+            inputs=self.inputs,
+            code_file=self.code_file or "",
+            memory_limit=self.memory_limit,
+            cpus=self.cpus,
+            env=self.env,
+            calls=calls,
+        )
+        if self.cuda_visible_devices is not None:
+            start.cuda_visible_devices = self.cuda_visible_devices
+        return start
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
-    """What a job produced: pickled outputs, its peak resident memory (bytes), cpu seconds and its output."""
+    """What a job produced: its serialized LiteralMap of outputs, peak resident memory (bytes), cpu seconds and
+    its output."""
 
     outputs: bytes
     peak_memory: int
@@ -95,64 +139,127 @@ class TaskProcessError(Exception):
         type_name: qualified name of the exception's class (``ValueError``, ``mymod.MyError``).
         message: ``str()`` of the exception.
         traceback_text: the formatted traceback, as the worker printed it.
-        original: the exception itself when it survived pickling, else None.
         logs: what the job wrote to stdout/stderr before it failed.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        type_name: str,
-        traceback_text: str,
-        original: BaseException | None = None,
-        logs: str = "",
-    ) -> None:
+    def __init__(self, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> None:
         self.type_name = type_name
         self.message = message
         self.traceback_text = traceback_text
-        self.original = original
         self.logs = logs
         super().__init__(f"{type_name}: {message}" if message else type_name)
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments are lost by the default pickling of exceptions.
-        return (_rebuild, (self.message, self.type_name, self.traceback_text, self.original, self.logs))
+        return (_rebuild, (self.message, self.type_name, self.traceback_text, self.logs))
+
+    @classmethod
+    def named(cls, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> TaskProcessError:
+        """The error as an instance of a subclass named like the exception the task raised.
+
+        Nothing is unpickled, so the task's own class is never imported here; but whoever reports the failure by
+        its class (``type(e).__name__``, ``module.qualname``) still names what the task raised: ``ValueError``,
+        ``mymod.MyError``.
+        """
+        return _named_class(type_name)(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
 
 
-def _rebuild(
-    message: str, type_name: str, traceback_text: str, original: BaseException | None, logs: str
-) -> TaskProcessError:
-    return TaskProcessError(message, type_name=type_name, traceback_text=traceback_text, original=original, logs=logs)
+def _rebuild(message: str, type_name: str, traceback_text: str, logs: str) -> TaskProcessError:
+    return TaskProcessError(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
+
+
+@functools.lru_cache(maxsize=256)
+def _named_class(type_name: str) -> type[TaskProcessError]:
+    module, _, qualname = type_name.rpartition(".")
+    if not qualname.isidentifier():
+        return TaskProcessError
+    attributes = {"__module__": module or "builtins", "__qualname__": qualname, "__doc__": TaskProcessError.__doc__}
+    return type(qualname, (TaskProcessError,), attributes)
+
+
+class _LostError(Exception):
+    """No more messages will come from a worker."""
+
+
+class _Connection(asyncio.SubprocessProtocol):
+    """A worker's pipes as asyncio delivers them: frames are cut from its stdout as the bytes arrive."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._decoder = _frames.Decoder()
+        self._inbox: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.lost: str | None = None
+        self.stderr = bytearray()
+        self.stderr_closed: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            if self.lost is None:
+                try:
+                    self._inbox.extend(self._decoder.feed(data))
+                except _frames.FrameError as e:
+                    self.lost = f"it sent a malformed frame: {e}"
+                self._wake()
+        elif len(self.stderr) < _MAX_STDERR:
+            self.stderr += data[: _MAX_STDERR - len(self.stderr)]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1 and self.lost is None:
+            self.lost = "its output closed"
+            self._wake()
+        elif fd == 2 and not self.stderr_closed.done():
+            self.stderr_closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        while not self._inbox:
+            if self.lost is not None:
+                raise _LostError(self.lost)
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._inbox.popleft()
 
 
 class _Worker:
-    def __init__(self, process: anyio.abc.Process, log_path: str) -> None:
-        self.process = process
-        self.pid = process.pid
+    def __init__(self, transport: asyncio.SubprocessTransport, connection: _Connection, log_path: str) -> None:
+        self.transport = transport
+        self.connection = connection
+        self.pid: int = transport.get_pid()
         self.log_path = log_path
         self.closed = False
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self._requests = process.stdin
-        self._replies = BufferedByteReceiveStream(process.stdout)
-        # Replies to concurrent calls of one job are written by their own tasks; a frame must go out whole.
-        self._sending = anyio.Lock()
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        self._stdin = stdin
+        self.receive = connection.receive
 
-    async def send(self, message: Mapping[str, Any]) -> None:
-        data = encode(message)
-        async with self._sending:
-            await self._requests.send(data)
+    @property
+    def returncode(self) -> int | None:
+        return self.transport.get_returncode()
 
-    async def receive(self) -> dict[str, Any]:
-        (size,) = HEADER.unpack(await self._replies.receive_exactly(HEADER.size))
-        message: dict[str, Any] = pickle.loads(await self._replies.receive_exactly(size))
-        return message
+    def send(self, message: Message) -> None:
+        # A worker that died cannot take it; the job's reader reports how it died.
+        if not self._stdin.is_closing():
+            self._stdin.write(_frames.encode(message))
 
     def kill(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+        if self.returncode is None:
+            kill_tree(self.pid)
+
+    async def wait(self) -> None:
+        await asyncio.shield(self.connection.exited)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop the worker (end of input asks it to exit; SIGKILL after ``grace``) and reap it."""
@@ -160,52 +267,13 @@ class _Worker:
             return
         self.closed = True
         with anyio.CancelScope(shield=True):
-            if grace > 0 and self.process.returncode is None:
-                await self._requests.aclose()
+            if grace > 0 and self.returncode is None:
+                self._stdin.close()
                 with anyio.move_on_after(grace):
-                    await self.process.wait()
+                    await self.wait()
             self.kill()
-            await self.process.aclose()
-
-
-class _MemoryWatch:
-    """Polls a worker's resident memory during one job; kills it once the peak passes the limit."""
-
-    def __init__(self, worker: _Worker, limit: int) -> None:
-        self.worker = worker
-        self.limit = limit
-        self.peak = 0
-        self.killed = False
-        self._status = f"/proc/{worker.pid}/status"
-
-    async def run(self) -> None:
-        while True:
-            try:
-                rss, hwm = await anyio.to_thread.run_sync(_read_rss, self._status)
-            except (OSError, ValueError):
-                return  # the worker is gone; the reply reader reports why
-            self.peak = max(self.peak, rss, hwm)
-            if self.peak > self.limit:
-                self.killed = True
-                self.worker.kill()
-                return
-            await anyio.sleep(_POLL_SECONDS)
-
-
-def _read_rss(status_path: str) -> tuple[int, int]:
-    with open(status_path, "rb") as f:
-        text = f.read()
-    values = dict(re.findall(rb"^(VmRSS|VmHWM):\s+(\d+)", text, re.MULTILINE))
-    return int(values[b"VmRSS"]) * 1024, int(values[b"VmHWM"]) * 1024
-
-
-def _reset_peak(pid: int) -> None:
-    # Resetting VmHWM from here rather than only in the worker means no poll can see a previous job's peak.
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+            await self.wait()
+            self.transport.close()
 
 
 def _log_tail(path: str) -> str:
@@ -261,6 +329,7 @@ class ProcessPool:
         self._slots: anyio.Semaphore | None = None
         self._dir: str | None = None
         self._serial = 0
+        self._memory = MemoryWatcher()
 
     async def __aenter__(self) -> ProcessPool:
         self._dir = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="flytelike-workers-"))
@@ -297,6 +366,7 @@ class ProcessPool:
             async with anyio.create_task_group() as tg:
                 for worker in workers:
                     tg.start_soon(worker.close, _STOP_GRACE_SECONDS)
+            await anyio.to_thread.run_sync(self._memory.close)
             if self._dir is not None:
                 folder, self._dir = self._dir, None
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -306,34 +376,27 @@ class ProcessPool:
 
         Args:
             job: what to run.
-            on_call: serves the tasks the job's task calls (``on_call(task_name, pickled_values)`` returns the
-                pickled named outputs, or raises); the job is cancelled with them. Without it, calls inside the
-                task are plain function calls.
+            on_call: serves the tasks the job's task calls (it returns the child's serialized outputs, or raises);
+                the calls are cancelled with the job. Without it, calls inside the task are plain function calls.
 
         Raises:
             TaskProcessError: the task raised.
             OutOfMemoryError: the job went past ``job.memory_limit`` (or raised MemoryError); the error has
                 ``peak_memory`` (bytes) and ``logs``.
             BackendError: the worker died without replying, or could not start the job (the file failed to
-                import, an unknown cpu id); the error has ``logs``.
+                import, the code changed, an unknown cpu id); the error has ``logs``.
         """
         if self._slots is None or self._dir is None:
             raise RuntimeError("ProcessPool.run() called outside `async with ProcessPool(...)`")
-        # The worker gets plain values: it must not need to import this module (and anyio) to read them.
-        request = {f.name: getattr(job, f.name) for f in fields(ProcessJob)} | {
-            "env": dict(job.env),
-            "calls": on_call is not None,
-        }
         place = Place(self._slots)
         await place.take()
         try:
             worker = await self._checkout()
             keep = False
             try:
-                calls = JobCalls(worker.send, on_call, place)
-                reply, peak_seen = await self._exchange(worker, job, request, calls)
+                done, peak_seen = await self._exchange(worker, job, on_call, place)
                 # A MemoryError can leave the worker's heap fragmented and large: start the next job afresh.
-                keep = reply["kind"] != "oom"
+                keep = not (done.WhichOneof("outcome") == "error" and done.error.kind == Kind.OOM)
             finally:
                 # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
                 if keep and len(self._idle) < self.size:
@@ -342,13 +405,13 @@ class ProcessPool:
                     await self._discard(worker)
         finally:
             place.give_back()
-        return _result(job, reply, peak_seen)
+        return _result(job, done, peak_seen)
 
     async def _checkout(self) -> _Worker:
         while self._idle:
             # Most recently used first: its caches are warm, and a lightly used pool keeps reusing one worker.
             worker = self._idle.pop()
-            if worker.process.returncode is None:
+            if worker.returncode is None and worker.connection.lost is None:
                 return worker
             await self._discard(worker)
         return await self._start()
@@ -361,23 +424,30 @@ class ProcessPool:
         assert self._dir is not None
         self._serial += 1
         log_path = os.path.join(self._dir, f"worker-{self._serial}.log")
-        process = await anyio.open_process(
-            [self._python, "-m", "flytelike._worker", log_path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self._env,
-            # Ctrl-C must reach only this process, which then cancels jobs and kills their workers itself.
-            start_new_session=True,
-        )
-        worker = _Worker(process, log_path)
+        loop = asyncio.get_running_loop()
+        connection = _Connection(loop)
+        command = [self._python, "-m", "flytelike._worker", log_path]
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: connection,
+                *command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                # Ctrl-C must reach only this process, which then cancels jobs and kills their workers itself.
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise BackendError(f"a worker process ({' '.join(command[:3])}) failed to start: {e}") from None
+        worker = _Worker(transport, connection, log_path)
         self._workers.add(worker)
         try:
             with anyio.fail_after(_START_TIMEOUT_SECONDS):
                 ready = await worker.receive()
-            if ready.get("kind") != "ready":
-                raise BackendError(f"worker process {worker.pid} sent {ready.get('kind')!r} instead of 'ready'")
-        except (*_LOST, TimeoutError) as e:
+            if ready.WhichOneof("body") != "ready":
+                raise BackendError(f"worker process {worker.pid} sent {ready.WhichOneof('body')!r} before 'ready'")
+        except (_LostError, TimeoutError) as e:
             detail = await _startup_failure(worker, timed_out=isinstance(e, TimeoutError))
             await self._discard(worker)
             raise BackendError(
@@ -389,40 +459,50 @@ class ProcessPool:
         return worker
 
     async def _exchange(
-        self, worker: _Worker, job: ProcessJob, request: Mapping[str, Any], calls: JobCalls
-    ) -> tuple[dict[str, Any], int]:
-        watch = _MemoryWatch(worker, job.memory_limit) if job.memory_limit else None
-        reply: dict[str, Any] | None = None
+        self, worker: _Worker, job: ProcessJob, on_call: OnCall | None, place: Place
+    ) -> tuple[worker_pb2.Done, int]:
+        calls = JobCalls(worker.send, on_call, place)
+        watch: MemoryWatch | None = None
+        done: worker_pb2.Done | None = None
+        failure: ProtocolError | None = None
         try:
+            if job.memory_limit:
+                watch = self._memory.watch(worker.pid, job.memory_limit)
+            worker.send(Message(start=job.start(calls=on_call is not None)))
+            if on_call is None:
+                with contextlib.suppress(_LostError):
+                    done = await calls.until_done(worker.receive, None)
+            else:
+                async with anyio.create_task_group() as tg:
+                    try:
+                        done = await calls.until_done(worker.receive, tg)
+                    except _LostError:
+                        pass  # handled below; raising here would wrap it in an ExceptionGroup
+                    except ProtocolError as e:
+                        failure = e
+                    finally:
+                        # Calls the task made but did not wait for are cancelled.
+                        tg.cancel_scope.cancel()
+        except ProtocolError as e:
+            failure = e
+        finally:
             if watch is not None:
-                await anyio.to_thread.run_sync(_reset_peak, worker.pid)
-            await worker.send(request)
-            async with anyio.create_task_group() as tg:
-                if watch is not None:
-                    tg.start_soon(watch.run)
-                try:
-                    reply = await calls.until_reply(worker.receive, tg)
-                except _LOST:
-                    pass  # handled below; raising here would wrap it in an ExceptionGroup
-                finally:
-                    # The memory watch stops, and calls the task made but did not wait for are cancelled.
-                    tg.cancel_scope.cancel()
-        except _LOST:
-            pass
-        if reply is not None:
-            return reply, watch.peak if watch is not None else 0
+                self._memory.unwatch(watch)
+        if failure is not None:
+            raise failure
+        if done is not None:
+            return done, watch.peak if watch is not None else 0
         # The worker died mid-job: learn how, outside the except block so the error reads as the cause.
         with anyio.move_on_after(_EXIT_WAIT_SECONDS):
-            await worker.process.wait()
+            await worker.wait()
         worker.kill()
-        await worker.process.wait()
+        await worker.wait()
         logs = await anyio.to_thread.run_sync(_log_tail, worker.log_path)
         if watch is not None and watch.killed:
             raise _out_of_memory(job, watch.peak, logs)
-        how = _exit_description(worker.process.returncode)
-        message = (
-            f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying ({how})"
-        )
+        how = _exit_description(worker.returncode)
+        message = f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying "
+        message += f"({how})" if worker.connection.lost == "its output closed" else f"({how}; {worker.connection.lost})"
         if logs.strip():
             message += f"; last output:\n{logs.rstrip()}"
         error = BackendError(message)
@@ -432,52 +512,47 @@ class ProcessPool:
 
 async def _startup_failure(worker: _Worker, *, timed_out: bool) -> str:
     worker.kill()
-    stderr = b""
-    assert worker.process.stderr is not None
-    with anyio.move_on_after(_EXIT_WAIT_SECONDS), contextlib.suppress(*_LOST):
-        async for chunk in worker.process.stderr:
-            stderr += chunk
-    await worker.process.wait()
-    how = f"no reply in {_START_TIMEOUT_SECONDS:.0f} s" if timed_out else _exit_description(worker.process.returncode)
-    text = stderr.decode("utf-8", errors="replace").strip()
+    with anyio.move_on_after(_EXIT_WAIT_SECONDS):
+        await worker.wait()
+        await asyncio.shield(worker.connection.stderr_closed)
+    how = f"no reply in {_START_TIMEOUT_SECONDS:.0f} s" if timed_out else _exit_description(worker.returncode)
+    text = worker.connection.stderr.decode("utf-8", errors="replace").strip()
     return f"{how}: {text[-_CRASH_LOG_CHARS:]}" if text else how
 
 
 def _out_of_memory(job: ProcessJob, peak: int, logs: str, *, allocation_failed: bool = False) -> OutOfMemoryError:
     how = "; an allocation failed with MemoryError" if allocation_failed else ""
+    task = job.task
     error = OutOfMemoryError(
-        f"task {job.task} exceeded its memory limit of {_mib(job.memory_limit)} "
-        f"(peak resident memory {_mib(peak)}{how})",
-        task=job.task,
+        f"task {task} exceeded its memory limit of {_mib(job.memory_limit)} (peak resident memory {_mib(peak)}{how})",
+        task=task,
         action=job.action_id,
-        attempt=0,
+        attempt=job.attempt,
         cause_type="MemoryError",
     )
     _annotate(error, peak_memory=peak, logs=logs)
     return error
 
 
-def _result(job: ProcessJob, reply: Mapping[str, Any], peak_seen: int) -> ProcessResult:
-    kind = reply["kind"]
-    logs: str = reply.get("logs", "")
-    peak = max(int(reply.get("peak_memory", 0)), peak_seen)
+def _result(job: ProcessJob, done: worker_pb2.Done, peak_seen: int) -> ProcessResult:
+    logs = done.logs
+    peak = max(done.peak_memory, peak_seen)
+    outcome = done.WhichOneof("outcome")
+    error = done.error if outcome == "error" else None
+    oom = error is not None and error.kind == Kind.OOM
     # A peak over the limit that fell between two polls still fails the job, as a cgroup would.
-    if kind == "oom" or (job.memory_limit and peak > job.memory_limit):
-        raise _out_of_memory(job, peak, logs, allocation_failed=kind == "oom")
-    if kind == "ok":
-        return ProcessResult(outputs=reply["outputs"], peak_memory=peak, cpu_time=reply["cpu_time"], logs=logs)
-    original = unpickle_error(reply.get("exception"))
-    if kind == "error":
-        raise TaskProcessError(
-            reply["message"],
-            type_name=reply["type_name"],
-            traceback_text=reply["traceback"],
-            original=original,
-            logs=logs,
+    if oom or (job.memory_limit and peak > job.memory_limit):
+        raise _out_of_memory(job, peak, logs, allocation_failed=oom)
+    if outcome == "outputs":
+        return ProcessResult(outputs=done.outputs, peak_memory=peak, cpu_time=done.cpu_seconds, logs=logs)
+    if error is not None and error.kind == Kind.USER:
+        raise TaskProcessError.named(
+            error.message, type_name=error.type_name, traceback_text=error.traceback, logs=logs
         )
-    error = BackendError(
-        f"task {job.task} (action {job.action_id}): the worker could not start it: "
-        f"{reply['type_name']}: {reply['message']}"
-    )
-    _annotate(error, logs=logs)
-    raise error from original
+    if error is not None:
+        detail = f"the worker could not start it: {error.type_name}: {error.message}"
+    else:
+        detail = f"the worker answered with {outcome or 'nothing'!r}, which this pool cannot read"
+    failure = BackendError(f"task {job.task} (action {job.action_id}): {detail}")
+    _annotate(failure, logs=logs, traceback_text=error.traceback if error is not None else "")
+    raise failure
