@@ -49,6 +49,7 @@ Message = worker_pb2.WorkerMessage
 _MAX_LOG_BYTES = 8 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 _HWM = re.compile(rb"^VmHWM:\s+(\d+)", re.MULTILINE)
+_TEMPLATES_KEPT = 256
 
 
 class _Channel:
@@ -62,6 +63,19 @@ class _Channel:
         self._waiting: dict[int, Deliver] = {}
         self._starts: queue.SimpleQueue[worker_pb2.Start | None] | None = None
         self._ended = False
+        self._decoder = _frames.Decoder()
+        self._read: list[Message] = []
+
+    def _next(self) -> Message | None:
+        """The next message from the parent (None at the end of input); reads as much as the pipe holds at once."""
+        while not self._read:
+            data = os.read(self._requests, 1 << 16)
+            if not data:
+                self._decoder.end()
+                return None
+            self._read = self._decoder.feed(data)
+            self._read.reverse()
+        return self._read.pop()
 
     def send(self, message: Message) -> None:
         data = _frames.encode(message)
@@ -74,7 +88,7 @@ class _Channel:
             return self._starts.get()
         while True:
             try:
-                message = _frames.read(self._requests)
+                message = self._next()
             except (OSError, _frames.FrameError):
                 return None
             if message is None:
@@ -111,7 +125,7 @@ class _Channel:
     def _read_all(self) -> None:
         assert self._starts is not None
         try:
-            while (message := _frames.read(self._requests)) is not None:
+            while (message := self._next()) is not None:
                 which = message.WhichOneof("body")
                 if which == "child_result":
                     with self._lock:
@@ -234,6 +248,16 @@ class _Worker:
         self.cache = ExecuteCache()
         # One event loop for the worker's life: a loop per job would cost more than a trivial job.
         self.loop = asyncio.new_event_loop()
+        # Parsed templates by their bytes: the jobs of one task send the same template again and again.
+        self._templates: dict[bytes, tasks_pb2.TaskTemplate] = {}
+
+    def _template(self, data: bytes) -> tasks_pb2.TaskTemplate:
+        template = self._templates.get(data)
+        if template is None:
+            if len(self._templates) >= _TEMPLATES_KEPT:
+                self._templates.clear()
+            template = self._templates[data] = tasks_pb2.TaskTemplate.FromString(data)
+        return template
 
     def handle(self, start: worker_pb2.Start) -> worker_pb2.Done:
         cwd = os.getcwd()
@@ -249,14 +273,14 @@ class _Worker:
         return done
 
     def _run(self, start: worker_pb2.Start) -> worker_pb2.Done:
-        env = dict(start.env)
+        env = dict(start.env) if start.env else {}
         if start.HasField("cuda_visible_devices"):
             env["CUDA_VISIBLE_DEVICES"] = start.cuda_visible_devices
         children = Children(self.channel, start.action_id, self.cache) if start.calls else None
         try:
             with _environment(env), _affinity(tuple(start.cpus)):
                 request = ExecuteInput(
-                    template=tasks_pb2.TaskTemplate.FromString(start.template),
+                    template=self._template(start.template),
                     inputs=start.inputs,
                     code_file=start.code_file or None,
                     submitter=children,

@@ -54,7 +54,8 @@ before the next frame is read, so an ``on_call`` that takes an order-dependent i
 """
 
 Send = Callable[[Message], None]
-Receive = Callable[[], Awaitable[Message]]
+Receive = Callable[[], Awaitable[Message | None]]
+"""The worker's next message; None once no more will come (the worker died or sent garbage)."""
 
 
 class ProtocolError(BackendError):
@@ -71,7 +72,7 @@ class Place:
 
     def __init__(self, places: anyio.Semaphore) -> None:
         self._places = places
-        self._resuming = anyio.Lock()
+        self._resuming: anyio.Lock | None = None
         self.held = False
         self.waiting = 0
 
@@ -93,6 +94,8 @@ class Place:
 
     async def resume(self) -> None:
         """Take a place again once no call is outstanding, before the worker gets the answer that wakes it."""
+        if self._resuming is None:
+            self._resuming = anyio.Lock()
         async with self._resuming:
             if self.held or self.waiting > 0:
                 return
@@ -119,27 +122,53 @@ class JobCalls:
         self._place = place
         self._scopes: dict[int, anyio.CancelScope] = {}
 
-    async def until_done(self, receive: Receive, tg: anyio.abc.TaskGroup | None) -> worker_pb2.Done:
-        """Serve the job's calls in ``tg`` until the job's ``Done`` comes, and return it.
+    async def until_done(self, receive: Receive) -> worker_pb2.Done | None:
+        """Serve the job's calls until the job's ``Done`` comes, and return it; None if the worker is lost.
 
-        Each call is started before the next frame is read, and has run up to its first suspension by then.
+        Each call is started before the next frame is read, and has run up to its first suspension by then. A task
+        group for the calls is only made once the first call comes, so a job that calls nothing costs none.
         """
         while True:
             message = await receive()
+            if message is None:
+                return None
             which = message.WhichOneof("body")
             if which == "done":
                 return message.done
-            if which == "submit_child" and tg is not None:
+            if which == "submit_child" and self._on_call is not None:
+                async with anyio.create_task_group() as tg:
+                    try:
+                        await tg.start(self._serve, message.submit_child)
+                        return await self._serve_until_done(receive, tg)
+                    finally:
+                        # Calls the task made but did not wait for are cancelled.
+                        tg.cancel_scope.cancel()
+            self._other(message)
+
+    async def _serve_until_done(self, receive: Receive, tg: anyio.abc.TaskGroup) -> worker_pb2.Done | None:
+        while True:
+            message = await receive()
+            if message is None:
+                return None
+            which = message.WhichOneof("body")
+            if which == "done":
+                return message.done
+            if which == "submit_child":
                 await tg.start(self._serve, message.submit_child)
-            elif which == "submit_child":
-                self._send(Message(child_result=self._refused(message.submit_child)))
-            elif which == "cancel_child":
-                # The worker no longer waits for this call; one already answered is gone from the table.
-                scope = self._scopes.get(message.cancel_child.call)
-                if scope is not None:
-                    scope.cancel()
-            elif which not in ("logs", "heartbeat"):
-                raise ProtocolError(f"the worker sent {which!r} while running a job")
+            else:
+                self._other(message)
+
+    def _other(self, message: Message) -> None:
+        which = message.WhichOneof("body")
+        if which == "submit_child":
+            self._send(Message(child_result=self._refused(message.submit_child)))
+        elif which == "cancel_child":
+            # The worker no longer waits for this call; one already answered is gone from the table.
+            scope = self._scopes.get(message.cancel_child.call)
+            if scope is not None:
+                scope.cancel()
+        elif which not in ("logs", "heartbeat"):
+            raise ProtocolError(f"the worker sent {which!r} while running a job")
 
     @staticmethod
     def _refused(submit: worker_pb2.SubmitChild) -> worker_pb2.ChildResult:

@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import shutil
@@ -46,7 +45,7 @@ from types import TracebackType
 import anyio
 import anyio.to_thread
 
-from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place, ProtocolError
+from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place
 from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher, kill_tree
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
@@ -177,10 +176,6 @@ def _named_class(type_name: str) -> type[TaskProcessError]:
     return type(qualname, (TaskProcessError,), attributes)
 
 
-class _LostError(Exception):
-    """No more messages will come from a worker."""
-
-
 class _Connection(asyncio.SubprocessProtocol):
     """A worker's pipes as asyncio delivers them: frames are cut from its stdout as the bytes arrive."""
 
@@ -221,10 +216,11 @@ class _Connection(asyncio.SubprocessProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def receive(self) -> Message:
+    async def receive(self) -> Message | None:
+        """The next message; None once no more will come (``lost`` says why)."""
         while not self._inbox:
             if self.lost is not None:
-                raise _LostError(self.lost)
+                return None
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
@@ -442,20 +438,22 @@ class ProcessPool:
             raise BackendError(f"a worker process ({' '.join(command[:3])}) failed to start: {e}") from None
         worker = _Worker(transport, connection, log_path)
         self._workers.add(worker)
+        timed_out = False
         try:
             with anyio.fail_after(_START_TIMEOUT_SECONDS):
                 ready = await worker.receive()
-            if ready.WhichOneof("body") != "ready":
-                raise BackendError(f"worker process {worker.pid} sent {ready.WhichOneof('body')!r} before 'ready'")
-        except (_LostError, TimeoutError) as e:
-            detail = await _startup_failure(worker, timed_out=isinstance(e, TimeoutError))
-            await self._discard(worker)
-            raise BackendError(
-                f"a worker process ({self._python} -m flytelike._worker) failed to start: {detail}"
-            ) from None
+        except TimeoutError:
+            ready, timed_out = None, True
         except BaseException:
             await self._discard(worker)
             raise
+        if ready is None or ready.WhichOneof("body") != "ready":
+            if ready is None:
+                detail = await _startup_failure(worker, timed_out=timed_out)
+            else:
+                detail = f"it sent {ready.WhichOneof('body')!r} before 'ready'"
+            await self._discard(worker)
+            raise BackendError(f"a worker process ({self._python} -m flytelike._worker) failed to start: {detail}")
         return worker
 
     async def _exchange(
@@ -463,33 +461,14 @@ class ProcessPool:
     ) -> tuple[worker_pb2.Done, int]:
         calls = JobCalls(worker.send, on_call, place)
         watch: MemoryWatch | None = None
-        done: worker_pb2.Done | None = None
-        failure: ProtocolError | None = None
         try:
             if job.memory_limit:
                 watch = self._memory.watch(worker.pid, job.memory_limit)
             worker.send(Message(start=job.start(calls=on_call is not None)))
-            if on_call is None:
-                with contextlib.suppress(_LostError):
-                    done = await calls.until_done(worker.receive, None)
-            else:
-                async with anyio.create_task_group() as tg:
-                    try:
-                        done = await calls.until_done(worker.receive, tg)
-                    except _LostError:
-                        pass  # handled below; raising here would wrap it in an ExceptionGroup
-                    except ProtocolError as e:
-                        failure = e
-                    finally:
-                        # Calls the task made but did not wait for are cancelled.
-                        tg.cancel_scope.cancel()
-        except ProtocolError as e:
-            failure = e
+            done = await calls.until_done(worker.receive)
         finally:
             if watch is not None:
                 self._memory.unwatch(watch)
-        if failure is not None:
-            raise failure
         if done is not None:
             return done, watch.peak if watch is not None else 0
         # The worker died mid-job: learn how, outside the except block so the error reads as the cause.
