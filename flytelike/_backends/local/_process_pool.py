@@ -33,11 +33,9 @@ import asyncio
 import functools
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -46,10 +44,18 @@ import anyio
 import anyio.to_thread
 
 from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place
-from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher, kill_tree
+from flytelike._backends.local._connection import (
+    EXIT_WAIT_SECONDS,
+    START_TIMEOUT_SECONDS,
+    Connection,
+    Worker,
+    exit_description,
+    log_tail,
+    startup_failure,
+)
+from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
-from flytelike._worker import _frames
 from flytelike.errors import BackendError, OutOfMemoryError
 
 __all__ = ["ChildCall", "OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
@@ -58,10 +64,6 @@ Kind = worker_pb2.Error.Kind
 Message = worker_pb2.WorkerMessage
 
 _STOP_GRACE_SECONDS = 2.0
-_START_TIMEOUT_SECONDS = 60.0
-_EXIT_WAIT_SECONDS = 5.0
-_CRASH_LOG_CHARS = 2000
-_MAX_STDERR = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,123 +178,8 @@ def _named_class(type_name: str) -> type[TaskProcessError]:
     return type(qualname, (TaskProcessError,), attributes)
 
 
-class _Connection(asyncio.SubprocessProtocol):
-    """A worker's pipes as asyncio delivers them: frames are cut from its stdout as the bytes arrive."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._decoder = _frames.Decoder()
-        self._inbox: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: str | None = None
-        self.stderr = bytearray()
-        self.stderr_closed: asyncio.Future[None] = loop.create_future()
-        self.exited: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            if self.lost is None:
-                try:
-                    self._inbox.extend(self._decoder.feed(data))
-                except _frames.FrameError as e:
-                    self.lost = f"it sent a malformed frame: {e}"
-                self._wake()
-        elif len(self.stderr) < _MAX_STDERR:
-            self.stderr += data[: _MAX_STDERR - len(self.stderr)]
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1 and self.lost is None:
-            self.lost = "its output closed"
-            self._wake()
-        elif fd == 2 and not self.stderr_closed.done():
-            self.stderr_closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def receive(self) -> Message | None:
-        """The next message; None once no more will come (``lost`` says why)."""
-        while not self._inbox:
-            if self.lost is not None:
-                return None
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._inbox.popleft()
-
-
-class _Worker:
-    def __init__(self, transport: asyncio.SubprocessTransport, connection: _Connection, log_path: str) -> None:
-        self.transport = transport
-        self.connection = connection
-        self.pid: int = transport.get_pid()
-        self.log_path = log_path
-        self.closed = False
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
-        self.receive = connection.receive
-
-    @property
-    def returncode(self) -> int | None:
-        return self.transport.get_returncode()
-
-    def send(self, message: Message) -> None:
-        # A worker that died cannot take it; the job's reader reports how it died.
-        if not self._stdin.is_closing():
-            self._stdin.write(_frames.encode(message))
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            kill_tree(self.pid)
-
-    async def wait(self) -> None:
-        await asyncio.shield(self.connection.exited)
-
-    async def close(self, grace: float = 0.0) -> None:
-        """Stop the worker (end of input asks it to exit; SIGKILL after ``grace``) and reap it."""
-        if self.closed:
-            return
-        self.closed = True
-        with anyio.CancelScope(shield=True):
-            if grace > 0 and self.returncode is None:
-                self._stdin.close()
-                with anyio.move_on_after(grace):
-                    await self.wait()
-            self.kill()
-            await self.wait()
-            self.transport.close()
-
-
-def _log_tail(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4 * _CRASH_LOG_CHARS))
-            return f.read().decode("utf-8", errors="replace")[-_CRASH_LOG_CHARS:]
-    except OSError:
-        return ""
-
-
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
-
-
-def _exit_description(code: int | None) -> str:
-    if code is None or code >= 0:
-        return f"exit code {code}"
-    try:
-        return f"killed by signal {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
 
 
 def _annotate(error: BaseException, **attributes: object) -> None:
@@ -320,8 +207,8 @@ class ProcessPool:
         self.size = size
         self._python = python
         self._env = {**os.environ, **startup_env} if startup_env else None
-        self._idle: list[_Worker] = []
-        self._workers: set[_Worker] = set()
+        self._idle: list[Worker] = []
+        self._workers: set[Worker] = set()
         self._slots: anyio.Semaphore | None = None
         self._dir: str | None = None
         self._serial = 0
@@ -403,7 +290,7 @@ class ProcessPool:
             place.give_back()
         return _result(job, done, peak_seen)
 
-    async def _checkout(self) -> _Worker:
+    async def _checkout(self) -> Worker:
         while self._idle:
             # Most recently used first: its caches are warm, and a lightly used pool keeps reusing one worker.
             worker = self._idle.pop()
@@ -412,16 +299,16 @@ class ProcessPool:
             await self._discard(worker)
         return await self._start()
 
-    async def _discard(self, worker: _Worker) -> None:
+    async def _discard(self, worker: Worker) -> None:
         self._workers.discard(worker)
         await worker.close()
 
-    async def _start(self) -> _Worker:
+    async def _start(self) -> Worker:
         assert self._dir is not None
         self._serial += 1
         log_path = os.path.join(self._dir, f"worker-{self._serial}.log")
         loop = asyncio.get_running_loop()
-        connection = _Connection(loop)
+        connection = Connection(loop)
         command = [self._python, "-m", "flytelike._worker", log_path]
         try:
             transport, _ = await loop.subprocess_exec(
@@ -436,11 +323,11 @@ class ProcessPool:
             )
         except OSError as e:
             raise BackendError(f"a worker process ({' '.join(command[:3])}) failed to start: {e}") from None
-        worker = _Worker(transport, connection, log_path)
+        worker = Worker(transport, connection, log_path)
         self._workers.add(worker)
         timed_out = False
         try:
-            with anyio.fail_after(_START_TIMEOUT_SECONDS):
+            with anyio.fail_after(START_TIMEOUT_SECONDS):
                 ready = await worker.receive()
         except TimeoutError:
             ready, timed_out = None, True
@@ -449,7 +336,7 @@ class ProcessPool:
             raise
         if ready is None or ready.WhichOneof("body") != "ready":
             if ready is None:
-                detail = await _startup_failure(worker, timed_out=timed_out)
+                detail = await startup_failure(worker, timed_out=timed_out)
             else:
                 detail = f"it sent {ready.WhichOneof('body')!r} before 'ready'"
             await self._discard(worker)
@@ -457,7 +344,7 @@ class ProcessPool:
         return worker
 
     async def _exchange(
-        self, worker: _Worker, job: ProcessJob, on_call: OnCall | None, place: Place
+        self, worker: Worker, job: ProcessJob, on_call: OnCall | None, place: Place
     ) -> tuple[worker_pb2.Done, int]:
         calls = JobCalls(worker.send, on_call, place)
         watch: MemoryWatch | None = None
@@ -472,14 +359,14 @@ class ProcessPool:
         if done is not None:
             return done, watch.peak if watch is not None else 0
         # The worker died mid-job: learn how, outside the except block so the error reads as the cause.
-        with anyio.move_on_after(_EXIT_WAIT_SECONDS):
+        with anyio.move_on_after(EXIT_WAIT_SECONDS):
             await worker.wait()
         worker.kill()
         await worker.wait()
-        logs = await anyio.to_thread.run_sync(_log_tail, worker.log_path)
+        logs = await anyio.to_thread.run_sync(log_tail, worker.log_path)
         if watch is not None and watch.killed:
             raise _out_of_memory(job, watch.peak, logs)
-        how = _exit_description(worker.returncode)
+        how = exit_description(worker.returncode)
         message = f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying "
         message += f"({how})" if worker.connection.lost == "its output closed" else f"({how}; {worker.connection.lost})"
         if logs.strip():
@@ -487,16 +374,6 @@ class ProcessPool:
         error = BackendError(message)
         _annotate(error, logs=logs)
         raise error
-
-
-async def _startup_failure(worker: _Worker, *, timed_out: bool) -> str:
-    worker.kill()
-    with anyio.move_on_after(_EXIT_WAIT_SECONDS):
-        await worker.wait()
-        await asyncio.shield(worker.connection.stderr_closed)
-    how = f"no reply in {_START_TIMEOUT_SECONDS:.0f} s" if timed_out else _exit_description(worker.returncode)
-    text = worker.connection.stderr.decode("utf-8", errors="replace").strip()
-    return f"{how}: {text[-_CRASH_LOG_CHARS:]}" if text else how
 
 
 def _out_of_memory(job: ProcessJob, peak: int, logs: str, *, allocation_failed: bool = False) -> OutOfMemoryError:
