@@ -11,9 +11,9 @@ stop. While a job that takes calls runs, its task's calls go out as ``SubmitChil
 ``ChildResult`` (see :mod:`flytelike._worker._children`); a call the task stops waiting for is withdrawn with
 ``CancelChild``.
 
-Until the first job that takes calls, the main thread reads its own requests, so a job costs no thread switch;
-from then on a reader thread owns the request pipe and hands each ``Start`` to the main thread, so answers to
-calls reach a task while it runs. Frames are written whole under a lock by whichever thread sends them.
+Until a task first calls a task, the main thread reads its own requests, so a job costs no thread switch; from then
+on a reader thread owns the request pipe and hands each ``Start`` to the main thread, so answers to calls reach a
+task while it runs. Frames are written whole under a lock by whichever thread sends them.
 """
 
 from __future__ import annotations
@@ -99,11 +99,15 @@ class _Channel:
 
     def serve_calls(self) -> None:
         """From now on a thread reads the requests, so that answers reach a task while it runs."""
-        if self._starts is None:
+        with self._lock:
+            if self._starts is not None:
+                return
             self._starts = queue.SimpleQueue()
-            threading.Thread(target=self._read_all, name="flytelike-in", daemon=True).start()
+        threading.Thread(target=self._read_all, name="flytelike-in", daemon=True).start()
 
     def submit(self, message: worker_pb2.SubmitChild, deliver: Deliver) -> None:
+        # The answer comes while the job runs: from now on a thread reads the requests.
+        self.serve_calls()
         with self._lock:
             if self._ended:
                 raise BackendError(f"task {message.task} cannot be called: the run this worker served has ended")
@@ -286,8 +290,6 @@ class _Worker:
                     submitter=children,
                     cache=self.cache,
                 )
-                if children is not None:
-                    self.channel.serve_calls()
                 _reset_peak_rss()
                 cpu_start = _cpu_seconds()
                 try:

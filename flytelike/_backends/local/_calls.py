@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
 
+from flytelike._backends.local._places import Places
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._worker import _frames
 from flytelike.errors import BackendError, OutOfMemoryError, TaskFailedError, TaskTimeoutError
@@ -70,7 +72,7 @@ class Place:
     pool's counterpart of the executor releasing a parent's admitted resources while its children run.
     """
 
-    def __init__(self, places: anyio.Semaphore) -> None:
+    def __init__(self, places: Places[Any]) -> None:
         self._places = places
         self._resuming: anyio.Lock | None = None
         self.held = False

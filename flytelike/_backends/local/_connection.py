@@ -13,7 +13,9 @@ from collections import deque
 
 import anyio
 
+from flytelike._backends.local._calls import Place
 from flytelike._backends.local._memory import kill_tree
+from flytelike._backends.local._places import Turn
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._worker import _frames
 
@@ -91,6 +93,10 @@ class Worker:
         assert isinstance(stdin, asyncio.WriteTransport)
         self._stdin = stdin
         self.receive = connection.receive
+        # The job running on it (its place, and whether it has a memory limit) and the job queued behind it.
+        self.place: Place | None = None
+        self.limited = False
+        self.next: Turn | None = None
 
     @property
     def returncode(self) -> int | None:

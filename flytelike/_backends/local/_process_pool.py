@@ -54,6 +54,7 @@ from flytelike._backends.local._connection import (
     startup_failure,
 )
 from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher
+from flytelike._backends.local._places import Places, Turn
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike.errors import BackendError, OutOfMemoryError
@@ -209,14 +210,15 @@ class ProcessPool:
         self._env = {**os.environ, **startup_env} if startup_env else None
         self._idle: list[Worker] = []
         self._workers: set[Worker] = set()
-        self._slots: anyio.Semaphore | None = None
+        self._places: Places[Worker] | None = None
+        self._busy: set[Worker] = set()
         self._dir: str | None = None
         self._serial = 0
         self._memory = MemoryWatcher()
 
     async def __aenter__(self) -> ProcessPool:
         self._dir = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="flytelike-workers-"))
-        self._slots = anyio.Semaphore(self.size, fast_acquire=True)
+        self._places = Places(self.size, prefetch=self._prefetch, unused=self._unused)
         failures: list[BaseException] = []
 
         async def start_one() -> None:
@@ -269,26 +271,107 @@ class ProcessPool:
             BackendError: the worker died without replying, or could not start the job (the file failed to
                 import, the code changed, an unknown cpu id); the error has ``logs``.
         """
-        if self._slots is None or self._dir is None:
+        places = self._places
+        if places is None or self._dir is None:
             raise RuntimeError("ProcessPool.run() called outside `async with ProcessPool(...)`")
-        place = Place(self._slots)
-        await place.take()
+        place = Place(places)
+        start = Message(start=job.start(calls=on_call is not None))
+        while True:
+            granted = await places.claim(queueable=not job.memory_limit)
+            if granted is None:
+                place.held = True
+                try:
+                    worker = await self._checkout()
+                except BaseException:
+                    place.give_back()
+                    raise
+                worker.send(start)
+                break
+            worker, turn = granted
+            worker.send(start)
+            try:
+                started = await turn.started
+            except BaseException:
+                turn.cancelled = True
+                raise
+            if started:
+                place.held = True  # handed over by the job before it
+                break
+            if self._dir is None:
+                raise RuntimeError("ProcessPool.run(): the pool was closed while the job waited")
+            # Its worker died before it got to this job, which never started: run it elsewhere.
         try:
-            worker = await self._checkout()
+            done: worker_pb2.Done | None = None
             keep = False
+            self._begin(worker, job, place)
             try:
                 done, peak_seen = await self._exchange(worker, job, on_call, place)
                 # A MemoryError can leave the worker's heap fragmented and large: start the next job afresh.
                 keep = not (done.WhichOneof("outcome") == "error" and done.error.kind == Kind.OOM)
             finally:
-                # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
-                if keep and len(self._idle) < self.size:
-                    self._idle.append(worker)
-                else:
-                    await self._discard(worker)
+                await self._end(worker, place, finished=done is not None, keep=keep)
         finally:
             place.give_back()
         return _result(job, done, peak_seen)
+
+    def _prefetchable(self, worker: Worker) -> bool:
+        place = worker.place
+        return (
+            place is not None
+            and worker.next is None
+            and not worker.limited
+            and place.waiting == 0
+            and not worker.closed
+            and worker.connection.lost is None
+        )
+
+    def _prefetch(self) -> tuple[Worker, Turn] | None:
+        for worker in self._busy:
+            if self._prefetchable(worker):
+                turn = worker.next = Turn()
+                return worker, turn
+        return None
+
+    def _unused(self, grant: tuple[Worker, Turn]) -> None:
+        worker, turn = grant
+        if worker.next is turn:
+            worker.next = None
+            self._offer(worker)
+
+    def _offer(self, worker: Worker) -> None:
+        places = self._places
+        if places is not None and places.waiting and self._prefetchable(worker):
+            turn = worker.next = Turn()
+            if not places.offer((worker, turn)):
+                worker.next = None
+
+    def _begin(self, worker: Worker, job: ProcessJob, place: Place) -> None:
+        worker.place = place
+        worker.limited = bool(job.memory_limit)
+        self._busy.add(worker)
+        if not worker.limited:
+            self._offer(worker)
+
+    async def _end(self, worker: Worker, place: Place, *, finished: bool, keep: bool) -> None:
+        """The job on ``worker`` ended: hand the worker and the place to the job queued behind it, if it started."""
+        turn, worker.next, worker.place = worker.next, None, None
+        self._busy.discard(worker)
+        if turn is not None:
+            if finished and not turn.cancelled:
+                # The worker started the next job as soon as it answered this one.
+                place.held = False
+                turn.started.set_result(True)
+                return
+            if not turn.started.done():
+                # Not finished: the worker died (or is killed now) before it could start the next job.
+                turn.started.set_result(False)
+            # Finished, but the next job was cancelled while it waited: the worker runs what nobody wants.
+            keep = False
+        # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
+        if keep and len(self._idle) < self.size:
+            self._idle.append(worker)
+        else:
+            await self._discard(worker)
 
     async def _checkout(self) -> Worker:
         while self._idle:
@@ -351,7 +434,6 @@ class ProcessPool:
         try:
             if job.memory_limit:
                 watch = self._memory.watch(worker.pid, job.memory_limit)
-            worker.send(Message(start=job.start(calls=on_call is not None)))
             done = await calls.until_done(worker.receive)
         finally:
             if watch is not None:
