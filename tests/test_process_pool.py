@@ -108,6 +108,12 @@ TASKS = textwrap.dedent(
 
 
     @env.task
+    def die_after(seconds: float) -> None:
+        time.sleep(seconds)
+        os.kill(os.getpid(), 9)
+
+
+    @env.task
     def environment() -> list[str | None]:
         return [os.environ.get("POOL_TEST_VAR"), os.environ.get("CUDA_VISIBLE_DEVICES")]
 
@@ -475,3 +481,44 @@ async def test_an_error_of_on_call_is_raised_where_the_task_called(tasks_file: s
 async def test_without_on_call_calls_are_plain_function_calls(tasks_file: str) -> None:
     async with ProcessPool(1) as pool:
         assert value(await pool.run(job(tasks_file, "fan_add", n=3))) == [0, 11, 22]
+
+
+async def test_a_job_queued_behind_one_whose_worker_dies_runs_in_another_worker(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        results: dict[str, Any] = {}
+
+        async def run(name: str, j: ProcessJob) -> None:
+            try:
+                results[name] = value(await pool.run(j))
+            except BackendError as e:
+                results[name] = e
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dies", job(tasks_file, "die_after", seconds=0.3))
+            await anyio.sleep(0.05)
+            # No place is free: this one is queued behind the job that is about to die, and never starts there.
+            tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
+            await anyio.sleep(0.05)
+            assert [w.next is not None for w in pool._busy] == [True]
+    assert isinstance(results["dies"], BackendError)
+    assert results["queued"] == 3
+
+
+async def test_a_queued_job_that_is_cancelled_never_runs_where_it_was_queued(tmp_path: Path, tasks_file: str) -> None:
+    pid_file = tmp_path / "queued.pid"
+    async with ProcessPool(1) as pool:
+        first: list[Any] = []
+
+        async def nap() -> None:
+            first.append(value(await pool.run(job(tasks_file, "nap", seconds=0.4))))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(nap)
+            await anyio.sleep(0.1)
+            with anyio.move_on_after(0.1):
+                await pool.run(job(tasks_file, "sleepy", pid_file=str(pid_file)))
+        assert first == [0.4]
+        # The worker that started the unwanted job was stopped; the pool goes on with a fresh one.
+        if pid_file.exists():
+            assert not alive(int(pid_file.read_text()))
+        assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
