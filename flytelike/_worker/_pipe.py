@@ -280,25 +280,21 @@ class _Worker:
         env = dict(start.env) if start.env else {}
         if start.HasField("cuda_visible_devices"):
             env["CUDA_VISIBLE_DEVICES"] = start.cuda_visible_devices
+        cpus = tuple(start.cpus)
         children = Children(self.channel, start.action_id, self.cache) if start.calls else None
         try:
-            with _environment(env), _affinity(tuple(start.cpus)):
-                request = ExecuteInput(
-                    template=self._template(start.template),
-                    inputs=start.inputs,
-                    code_file=start.code_file or None,
-                    submitter=children,
-                    cache=self.cache,
-                )
-                _reset_peak_rss()
-                cpu_start = _cpu_seconds()
-                try:
-                    # A fresh context per job: context variables a task sets do not reach the next job.
-                    result = contextvars.copy_context().run(self.loop.run_until_complete, _job(request))
-                finally:
-                    if children is not None:
-                        children.close()
-                done = worker_pb2.Done(peak_memory=_peak_rss(), cpu_seconds=_cpu_seconds() - cpu_start)
+            request = ExecuteInput(
+                template=self._template(start.template),
+                inputs=start.inputs,
+                code_file=start.code_file or None,
+                submitter=children,
+                cache=self.cache,
+            )
+            if env or cpus:
+                with _environment(env), _affinity(cpus):
+                    result, done = self._execute(request, children)
+            else:
+                result, done = self._execute(request, children)
         except Exception as e:
             # The template did not parse, or setting the environment or the affinity failed (an unknown cpu).
             return worker_pb2.Done(error=_frames.error(Kind.SETUP, e))
@@ -308,6 +304,17 @@ class _Worker:
             assert result.outputs is not None
             done.outputs = result.outputs
         return done
+
+    def _execute(self, request: ExecuteInput, children: Children | None) -> tuple[ExecuteResult, worker_pb2.Done]:
+        _reset_peak_rss()
+        cpu_start = _cpu_seconds()
+        try:
+            # A fresh context per job: context variables a task sets do not reach the next job.
+            result = contextvars.copy_context().run(self.loop.run_until_complete, _job(request))
+        finally:
+            if children is not None:
+                children.close()
+        return result, worker_pb2.Done(peak_memory=_peak_rss(), cpu_seconds=_cpu_seconds() - cpu_start)
 
 
 async def _job(request: ExecuteInput) -> ExecuteResult:
