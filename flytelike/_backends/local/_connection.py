@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 from collections import deque
+from pathlib import Path
 
 import anyio
 
@@ -97,6 +98,7 @@ class Worker:
         self.place: Place | None = None
         self.limited = False
         self.next: Turn | None = None
+        self.cgroup: Path | None = None  # its own cgroup, where the pool limits memory through cgroup v2
 
     @property
     def returncode(self) -> int | None:

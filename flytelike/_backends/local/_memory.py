@@ -32,6 +32,7 @@ class MemoryWatch:
 
     pid: int
     limit: int
+    kill: bool = True
     peak: int = 0
     killed: bool = False
     tree: set[int] = field(default_factory=set)
@@ -54,9 +55,10 @@ class MemoryWatcher:
         self._closed = False
         self._procs: dict[int, tuple[int, int]] = {}  # pid -> (ppid, session), for every process seen
 
-    def watch(self, pid: int, limit: int) -> MemoryWatch:
+    def watch(self, pid: int, limit: int, *, kill: bool = True) -> MemoryWatch:
+        """Watch a worker's tree; past ``limit`` it is killed, unless ``kill`` is False (the peak is only kept)."""
         reset_peak(pid)
-        watch = MemoryWatch(pid, limit)
+        watch = MemoryWatch(pid, limit, kill)
         with self._changed:
             self._watches.add(watch)
             if self._thread is None:
@@ -130,7 +132,7 @@ class MemoryWatcher:
         watch.tree = tree
         total = rss + sum(_rss(pid) for pid in tree)
         watch.peak = max(watch.peak, total, hwm)
-        if watch.peak > watch.limit and not watch.killed:
+        if watch.kill and watch.peak > watch.limit and not watch.killed:
             watch.killed = True
             kill_tree(watch.pid, tree)
 

@@ -44,6 +44,7 @@ import anyio
 import anyio.to_thread
 
 from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place
+from flytelike._backends.local._cgroup import CgroupMemory
 from flytelike._backends.local._connection import (
     EXIT_WAIT_SECONDS,
     START_TIMEOUT_SECONDS,
@@ -215,10 +216,12 @@ class ProcessPool:
         self._dir: str | None = None
         self._serial = 0
         self._memory = MemoryWatcher()
+        self._cgroup: CgroupMemory | None = None
 
     async def __aenter__(self) -> ProcessPool:
         self._dir = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="flytelike-workers-"))
         self._places = Places(self.size, prefetch=self._prefetch, unused=self._unused)
+        self._cgroup = await anyio.to_thread.run_sync(CgroupMemory.detect)
         failures: list[BaseException] = []
 
         async def start_one() -> None:
@@ -252,6 +255,8 @@ class ProcessPool:
                 for worker in workers:
                     tg.start_soon(worker.close, _STOP_GRACE_SECONDS)
             await anyio.to_thread.run_sync(self._memory.close)
+            if self._cgroup is not None:
+                await anyio.to_thread.run_sync(self._cgroup.close)
             if self._dir is not None:
                 folder, self._dir = self._dir, None
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -385,6 +390,8 @@ class ProcessPool:
     async def _discard(self, worker: Worker) -> None:
         self._workers.discard(worker)
         await worker.close()
+        if worker.cgroup is not None:
+            CgroupMemory.release(worker.cgroup)
 
     async def _start(self) -> Worker:
         assert self._dir is not None
@@ -424,6 +431,8 @@ class ProcessPool:
                 detail = f"it sent {ready.WhichOneof('body')!r} before 'ready'"
             await self._discard(worker)
             raise BackendError(f"a worker process ({self._python} -m flytelike._worker) failed to start: {detail}")
+        if self._cgroup is not None:
+            worker.cgroup = self._cgroup.adopt(worker.pid, f"worker-{self._serial}")
         return worker
 
     async def _exchange(
@@ -431,22 +440,37 @@ class ProcessPool:
     ) -> tuple[worker_pb2.Done, int]:
         calls = JobCalls(worker.send, on_call, place)
         watch: MemoryWatch | None = None
+        group = worker.cgroup if job.memory_limit else None
+        oom_kills = 0
         try:
             if job.memory_limit:
-                watch = self._memory.watch(worker.pid, job.memory_limit)
+                if group is not None:
+                    # The kernel holds the tree to the limit; the watch only keeps the peak.
+                    CgroupMemory.limit(group, job.memory_limit)
+                    oom_kills = CgroupMemory.oom_kills(group)
+                watch = self._memory.watch(worker.pid, job.memory_limit, kill=group is None)
             done = await calls.until_done(worker.receive)
         finally:
             if watch is not None:
                 self._memory.unwatch(watch)
-        if done is not None:
+        killed = watch is not None and watch.killed
+        if group is not None and CgroupMemory.oom_kills(group) > oom_kills:
+            killed = True
+            assert watch is not None
+            watch.peak = max(watch.peak, job.memory_limit + 1)
+        elif group is not None and done is not None:
+            CgroupMemory.limit(group, 0)
+        if done is not None and not killed:
             return done, watch.peak if watch is not None else 0
-        # The worker died mid-job: learn how, outside the except block so the error reads as the cause.
-        with anyio.move_on_after(EXIT_WAIT_SECONDS):
-            await worker.wait()
+        # The worker died mid-job (or ran out of memory): learn how.
+        if not killed:
+            with anyio.move_on_after(EXIT_WAIT_SECONDS):
+                await worker.wait()
         worker.kill()
         await worker.wait()
         logs = await anyio.to_thread.run_sync(log_tail, worker.log_path)
-        if watch is not None and watch.killed:
+        if killed:
+            assert watch is not None
             raise _out_of_memory(job, watch.peak, logs)
         how = exit_description(worker.returncode)
         message = f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying "
