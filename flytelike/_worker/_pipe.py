@@ -281,6 +281,9 @@ class _Worker:
         if start.HasField("cuda_visible_devices"):
             env["CUDA_VISIBLE_DEVICES"] = start.cuda_visible_devices
         cpus = tuple(start.cpus)
+        if start.WhichOneof("inputs_ref") == "inputs_uri":
+            error = BackendError(f"inputs at {start.inputs_uri}: a worker on a pipe takes its inputs in the Start")
+            return worker_pb2.Done(error=_frames.error(Kind.SETUP, error))
         children = Children(self.channel, start.action_id, self.cache) if start.calls else None
         try:
             request = ExecuteInput(
