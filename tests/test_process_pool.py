@@ -522,3 +522,25 @@ async def test_a_queued_job_that_is_cancelled_never_runs_where_it_was_queued(tmp
         if pid_file.exists():
             assert not alive(int(pid_file.read_text()))
         assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
+
+
+async def test_a_queued_job_takes_a_place_that_frees_up_before_the_job_ahead_of_it_ends(tasks_file: str) -> None:
+    async with ProcessPool(2) as pool:
+        started = time.monotonic()
+        ended: dict[str, float] = {}
+
+        async def run(name: str, j: ProcessJob) -> None:
+            await pool.run(j)
+            ended[name] = time.monotonic() - started
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "long", job(tasks_file, "nap", seconds=1.5))
+            await anyio.sleep(0.1)
+            # A job with a memory limit is never queued behind: the next one can only queue behind the long job.
+            tg.start_soon(run, "short", replace(job(tasks_file, "nap", seconds=0.3), memory_limit=2**30))
+            await anyio.sleep(0.1)
+            tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
+            await anyio.sleep(0.05)
+            assert sorted(w.next is not None for w in pool._busy) == [False, True]
+    # Withdrawn from behind the long job once the short one gave its place back, it ran in that place.
+    assert ended["short"] < ended["queued"] < ended["long"] - 0.5

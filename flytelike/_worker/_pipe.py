@@ -11,9 +11,9 @@ stop. While a job that takes calls runs, its task's calls go out as ``SubmitChil
 ``ChildResult`` (see :mod:`flytelike._worker._children`); a call the task stops waiting for is withdrawn with
 ``CancelChild``.
 
-Until a task first calls a task, the main thread reads its own requests, so a job costs no thread switch; from then
-on a reader thread owns the request pipe and hands each ``Start`` to the main thread, so answers to calls reach a
-task while it runs. Frames are written whole under a lock by whichever thread sends them.
+A reader thread owns the request pipe: answers to calls reach a task while it runs, and a ``Start`` that arrives
+while a job runs is queued and started the moment that job's ``Done`` is sent (unless the parent withdraws it
+first, see ``Withdraw``). Frames are written whole under a lock by whichever thread sends them.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import contextvars
 import ctypes
 import io
 import os
-import queue
 import re
 import resource
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 
 from flytelike._proto.core.v1 import tasks_pb2
@@ -53,18 +53,27 @@ _TEMPLATES_KEPT = 256
 
 
 class _Channel:
-    """The pipes to the parent, shared by the job loop, the tasks' calls and (once needed) a reader thread."""
+    """The pipes to the parent, shared by the job loop, the tasks' calls and the reader thread.
+
+    The reader thread takes every frame off the request pipe: answers to calls go to whoever waits for them, a
+    ``Start`` to the queue of jobs, a ``Withdraw`` removes a queued ``Start`` (answered with ``Withdrawn``) if the
+    job ahead of it still runs. The main thread sends a job's ``Done`` and takes the next queued ``Start`` under
+    one lock, so the parent can tell from the order of ``Done`` and ``Withdrawn`` whether a job it withdrew started.
+    """
 
     def __init__(self, requests: int, replies: int) -> None:
         self._requests = requests
         self._replies = replies
         self._sending = threading.Lock()
         self._lock = threading.Lock()
+        self._queued = threading.Condition(self._lock)
         self._waiting: dict[int, Deliver] = {}
-        self._starts: queue.SimpleQueue[worker_pb2.Start | None] | None = None
+        self._starts: deque[worker_pb2.Start] = deque()
+        self._running = False  # a job runs (so a Start queued behind it can still be withdrawn)
         self._ended = False
         self._decoder = _frames.Decoder()
         self._read: list[Message] = []
+        threading.Thread(target=self._read_all, name="flytelike-in", daemon=True).start()
 
     def _next(self) -> Message | None:
         """The next message from the parent (None at the end of input); reads as much as the pipe holds at once."""
@@ -83,31 +92,26 @@ class _Channel:
             _frames.write(self._replies, data)
 
     def next_start(self) -> worker_pb2.Start | None:
-        """The next job; None at the end of input (or when the parent is gone)."""
-        if self._starts is not None:
-            return self._starts.get()
-        while True:
-            try:
-                message = self._next()
-            except (OSError, _frames.FrameError):
+        """The next job, waiting for one; None at the end of input (or when the parent is gone)."""
+        with self._queued:
+            while not self._starts and not self._ended:
+                self._queued.wait()
+            if not self._starts:
                 return None
-            if message is None:
-                return None
-            if message.WhichOneof("body") == "start":
-                return message.start
-            # Anything else between jobs answers a call nobody waits for any more.
+            self._running = True
+            return self._starts.popleft()
 
-    def serve_calls(self) -> None:
-        """From now on a thread reads the requests, so that answers reach a task while it runs."""
-        with self._lock:
-            if self._starts is not None:
-                return
-            self._starts = queue.SimpleQueue()
-        threading.Thread(target=self._read_all, name="flytelike-in", daemon=True).start()
+    def finish(self, done: worker_pb2.Done) -> worker_pb2.Start | None:
+        """Send a job's Done and take the job queued behind it, if any (then it has started)."""
+        data = _frames.encode(Message(done=done))
+        with self._queued:
+            following = self._starts.popleft() if self._starts else None
+            self._running = following is not None
+            with self._sending:
+                _frames.write(self._replies, data)
+        return following
 
     def submit(self, message: worker_pb2.SubmitChild, deliver: Deliver) -> None:
-        # The answer comes while the job runs: from now on a thread reads the requests.
-        self.serve_calls()
         with self._lock:
             if self._ended:
                 raise BackendError(f"task {message.task} cannot be called: the run this worker served has ended")
@@ -126,8 +130,18 @@ class _Channel:
         for call, deliver in waiting.items():
             deliver(_lost(call, reason))
 
+    def _withdraw(self, request: worker_pb2.Withdraw) -> None:
+        with self._queued:
+            if not self._running:
+                return  # the Done ahead of it was sent: it has started, or starts now
+            for start in self._starts:
+                if (start.action_id, start.attempt) == (request.action_id, request.attempt):
+                    self._starts.remove(start)
+                    answer = worker_pb2.Withdrawn(action_id=request.action_id, attempt=request.attempt)
+                    self.send(Message(withdrawn=answer))
+                    return
+
     def _read_all(self) -> None:
-        assert self._starts is not None
         try:
             while (message := self._next()) is not None:
                 which = message.WhichOneof("body")
@@ -137,14 +151,18 @@ class _Channel:
                     if deliver is not None:  # None: a call its job no longer waits for
                         deliver(message.child_result)
                 elif which == "start":
-                    self._starts.put(message.start)
+                    with self._queued:
+                        self._starts.append(message.start)
+                        self._queued.notify()
+                elif which == "withdraw":
+                    self._withdraw(message.withdraw)
         except (OSError, _frames.FrameError):
             pass
         finally:
-            with self._lock:
+            with self._queued:
                 self._ended = True
+                self._queued.notify()
             self.abandon("the run this worker served has ended")
-            self._starts.put(None)
 
 
 def _lost(call: int, reason: str) -> worker_pb2.ChildResult:
@@ -363,5 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = _Worker(_Log(log_fd), channel)
     channel.send(Message(ready=worker_pb2.Ready(pid=os.getpid())))
     with contextlib.suppress(OSError):  # the parent is gone
-        while (start := channel.next_start()) is not None:
-            channel.send(Message(done=worker.handle(start)))
+        start = channel.next_start()
+        while start is not None:
+            start = channel.finish(worker.handle(start))
+            if start is None:
+                start = channel.next_start()

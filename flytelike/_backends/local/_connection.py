@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -42,12 +43,18 @@ class Connection(asyncio.SubprocessProtocol):
         self.stderr = bytearray()
         self.stderr_closed: asyncio.Future[None] = loop.create_future()
         self.exited: asyncio.Future[None] = loop.create_future()
+        # Withdrawn answers a Withdraw of a queued job, not the job whose frames are being read: handled at once.
+        self.on_withdrawn: Callable[[worker_pb2.Withdrawn], None] | None = None
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
             if self.lost is None:
                 try:
-                    self._inbox.extend(self._decoder.feed(data))
+                    for message in self._decoder.feed(data):
+                        if message.WhichOneof("body") == "withdrawn" and self.on_withdrawn is not None:
+                            self.on_withdrawn(message.withdrawn)
+                        else:
+                            self._inbox.append(message)
                 except _frames.FrameError as e:
                     self.lost = f"it sent a malformed frame: {e}"
                 self._wake()

@@ -25,10 +25,14 @@ W = TypeVar("W")
 @dataclass(eq=False)
 class Turn:
     """A job queued behind the one a worker runs. ``started`` is True once the worker has started it, False if it
-    never will (its worker died first); ``cancelled`` when nobody waits for it any more."""
+    never will (its worker died first, or it was withdrawn); ``cancelled`` when nobody waits for it any more;
+    ``withdrawing`` once the pool asked the worker to drop it."""
 
     started: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    action_id: str = ""
+    attempt: int = 0
     cancelled: bool = False
+    withdrawing: bool = False
 
 
 Grant = tuple[W, Turn]
@@ -47,14 +51,21 @@ class Places(Generic[W]):
         size: number of places.
         prefetch: finds a worker a job may queue behind and reserves it (sets its next turn), or returns None.
         unused: gives back a reserved turn that its job did not take (it was cancelled as it was granted).
+        freed: called when a place is given back and no job waits for it (a queued job may want it).
     """
 
     def __init__(
-        self, size: int, *, prefetch: Callable[[], Grant[W] | None], unused: Callable[[Grant[W]], None]
+        self,
+        size: int,
+        *,
+        prefetch: Callable[[], Grant[W] | None],
+        unused: Callable[[Grant[W]], None],
+        freed: Callable[[], None],
     ) -> None:
         self.free = size
         self._prefetch = prefetch
         self._unused = unused
+        self._freed = freed
         self._waiters: deque[_Waiter[W]] = deque()
 
     @property
@@ -74,6 +85,7 @@ class Places(Generic[W]):
                 waiter.future.set_result(None)
                 return
         self.free += 1
+        self._freed()
 
     async def claim(self, *, queueable: bool) -> Grant[W] | None:
         """A place (None), or, for a ``queueable`` job when no place is free, a turn behind a running worker."""

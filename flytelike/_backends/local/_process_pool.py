@@ -213,6 +213,7 @@ class ProcessPool:
         self._workers: set[Worker] = set()
         self._places: Places[Worker] | None = None
         self._busy: set[Worker] = set()
+        self._queued: dict[Turn, Worker] = {}  # turns not started yet, oldest first
         self._dir: str | None = None
         self._serial = 0
         self._memory = MemoryWatcher()
@@ -220,7 +221,7 @@ class ProcessPool:
 
     async def __aenter__(self) -> ProcessPool:
         self._dir = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="flytelike-workers-"))
-        self._places = Places(self.size, prefetch=self._prefetch, unused=self._unused)
+        self._places = Places(self.size, prefetch=self._prefetch, unused=self._unused, freed=self._withdraw_one)
         self._cgroup = await anyio.to_thread.run_sync(CgroupMemory.detect)
         failures: list[BaseException] = []
 
@@ -293,6 +294,7 @@ class ProcessPool:
                 worker.send(start)
                 break
             worker, turn = granted
+            turn.action_id, turn.attempt = job.action_id, job.attempt
             worker.send(start)
             try:
                 started = await turn.started
@@ -304,7 +306,7 @@ class ProcessPool:
                 break
             if self._dir is None:
                 raise RuntimeError("ProcessPool.run(): the pool was closed while the job waited")
-            # Its worker died before it got to this job, which never started: run it elsewhere.
+            # Withdrawn, or its worker died before it got to this job, which never started: run it elsewhere.
         try:
             done: worker_pb2.Done | None = None
             keep = False
@@ -330,25 +332,52 @@ class ProcessPool:
             and worker.connection.lost is None
         )
 
+    def _reserve(self, worker: Worker) -> Turn:
+        turn = worker.next = self._queue_turn(worker)
+        return turn
+
+    def _queue_turn(self, worker: Worker) -> Turn:
+        turn = Turn()
+        self._queued[turn] = worker
+        return turn
+
+    def _clear(self, worker: Worker, turn: Turn) -> None:
+        if worker.next is turn:
+            worker.next = None
+        self._queued.pop(turn, None)
+
     def _prefetch(self) -> tuple[Worker, Turn] | None:
         for worker in self._busy:
             if self._prefetchable(worker):
-                turn = worker.next = Turn()
-                return worker, turn
+                return worker, self._reserve(worker)
         return None
 
     def _unused(self, grant: tuple[Worker, Turn]) -> None:
         worker, turn = grant
-        if worker.next is turn:
-            worker.next = None
-            self._offer(worker)
+        self._clear(worker, turn)
+        self._offer(worker)
 
     def _offer(self, worker: Worker) -> None:
         places = self._places
         if places is not None and places.waiting and self._prefetchable(worker):
-            turn = worker.next = Turn()
+            turn = self._reserve(worker)
             if not places.offer((worker, turn)):
-                worker.next = None
+                self._clear(worker, turn)
+
+    def _withdraw_one(self) -> None:
+        """A place is free and nobody waits for it: withdraw the oldest queued job, which then takes it."""
+        for turn, worker in self._queued.items():
+            if not (turn.withdrawing or turn.cancelled or turn.started.done()) and turn.action_id:
+                turn.withdrawing = True
+                worker.send(Message(withdraw=worker_pb2.Withdraw(action_id=turn.action_id, attempt=turn.attempt)))
+                return
+
+    def _withdrawn(self, worker: Worker, answer: worker_pb2.Withdrawn) -> None:
+        turn = worker.next
+        if turn is not None and (turn.action_id, turn.attempt) == (answer.action_id, answer.attempt):
+            self._clear(worker, turn)
+            if not turn.started.done():
+                turn.started.set_result(False)
 
     def _begin(self, worker: Worker, job: ProcessJob, place: Place) -> None:
         worker.place = place
@@ -362,6 +391,7 @@ class ProcessPool:
         turn, worker.next, worker.place = worker.next, None, None
         self._busy.discard(worker)
         if turn is not None:
+            self._queued.pop(turn, None)
             if finished and not turn.cancelled:
                 # The worker started the next job as soon as it answered this one.
                 place.held = False
@@ -414,6 +444,7 @@ class ProcessPool:
         except OSError as e:
             raise BackendError(f"a worker process ({' '.join(command[:3])}) failed to start: {e}") from None
         worker = Worker(transport, connection, log_path)
+        connection.on_withdrawn = functools.partial(self._withdrawn, worker)
         self._workers.add(worker)
         timed_out = False
         try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/worker/v1/worker.proto\x12\x13\x66lytelike.worker.v1\"\xaa\x03\n\rWorkerMessage\x12+\n\x05ready\x18\x01 \x01(\x0b\x32\x1a.flytelike.worker.v1.ReadyH\x00\x12+\n\x05start\x18\x02 \x01(\x0b\x32\x1a.flytelike.worker.v1.StartH\x00\x12\x38\n\x0csubmit_child\x18\x03 \x01(\x0b\x32 .flytelike.worker.v1.SubmitChildH\x00\x12\x38\n\x0c\x63hild_result\x18\x04 \x01(\x0b\x32 .flytelike.worker.v1.ChildResultH\x00\x12\x38\n\x0c\x63\x61ncel_child\x18\x05 \x01(\x0b\x32 .flytelike.worker.v1.CancelChildH\x00\x12)\n\x04logs\x18\x06 \x01(\x0b\x32\x19.flytelike.worker.v1.LogsH\x00\x12\x33\n\theartbeat\x18\x07 \x01(\x0b\x32\x1e.flytelike.worker.v1.HeartbeatH\x00\x12)\n\x04\x64one\x18\x08 \x01(\x0b\x32\x19.flytelike.worker.v1.DoneH\x00\x42\x06\n\x04\x62ody\"\x14\n\x05Ready\x12\x0b\n\x03pid\x18\x01 \x01(\x03\"\xe3\x02\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x10\n\x08template\x18\x04 \x01(\x0c\x12\x10\n\x06inputs\x18\x05 \x01(\x0cH\x00\x12\x14\n\ninputs_uri\x18\x06 \x01(\tH\x00\x12\x11\n\tcode_file\x18\x07 \x01(\t\x12\x14\n\x0cmemory_limit\x18\x08 \x01(\x04\x12\x0c\n\x04\x63pus\x18\t \x03(\r\x12!\n\x14\x63uda_visible_devices\x18\n \x01(\tH\x01\x88\x01\x01\x12\x30\n\x03\x65nv\x18\x0b \x03(\x0b\x32#.flytelike.worker.v1.Start.EnvEntry\x12\r\n\x05\x63\x61lls\x18\x0c \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\ninputs_refB\x17\n\x15_cuda_visible_devices\"\x8a\x01\n\x0bSubmitChild\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x17\n\x0f\x63hild_action_id\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\x0c\x12\x10\n\x06inputs\x18\x05 \x01(\x0cH\x00\x12\x14\n\ninputs_uri\x18\x06 \x01(\tH\x00\x42\x0c\n\ninputs_ref\"f\n\x0b\x43hildResult\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x11\n\x07outputs\x18\x02 \x01(\x0cH\x00\x12+\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.flytelike.worker.v1.ErrorH\x00\x42\t\n\x07outcome\"\x1b\n\x0b\x43\x61ncelChild\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\"\x14\n\x04Logs\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x0b\n\tHeartbeat\"\xa0\x01\n\x04\x44one\x12\x11\n\x07outputs\x18\x01 \x01(\x0cH\x00\x12\x15\n\x0boutputs_uri\x18\x02 \x01(\tH\x00\x12+\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.flytelike.worker.v1.ErrorH\x00\x12\x13\n\x0bpeak_memory\x18\x04 \x01(\x04\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04logs\x18\x06 \x01(\tB\t\n\x07outcome\"\x88\x02\n\x05\x45rror\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.flytelike.worker.v1.Error.Kind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x11\n\taction_id\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x12\n\ncause_type\x18\x08 \x01(\t\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\x07\n\x03OOM\x10\x02\x12\t\n\x05SETUP\x10\x03\x12\n\n\x06SYSTEM\x10\x04\x12\x0b\n\x07TIMEOUT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/worker/v1/worker.proto\x12\x13\x66lytelike.worker.v1\"\x92\x04\n\rWorkerMessage\x12+\n\x05ready\x18\x01 \x01(\x0b\x32\x1a.flytelike.worker.v1.ReadyH\x00\x12+\n\x05start\x18\x02 \x01(\x0b\x32\x1a.flytelike.worker.v1.StartH\x00\x12\x38\n\x0csubmit_child\x18\x03 \x01(\x0b\x32 .flytelike.worker.v1.SubmitChildH\x00\x12\x38\n\x0c\x63hild_result\x18\x04 \x01(\x0b\x32 .flytelike.worker.v1.ChildResultH\x00\x12\x38\n\x0c\x63\x61ncel_child\x18\x05 \x01(\x0b\x32 .flytelike.worker.v1.CancelChildH\x00\x12)\n\x04logs\x18\x06 \x01(\x0b\x32\x19.flytelike.worker.v1.LogsH\x00\x12\x33\n\theartbeat\x18\x07 \x01(\x0b\x32\x1e.flytelike.worker.v1.HeartbeatH\x00\x12)\n\x04\x64one\x18\x08 \x01(\x0b\x32\x19.flytelike.worker.v1.DoneH\x00\x12\x31\n\x08withdraw\x18\t \x01(\x0b\x32\x1d.flytelike.worker.v1.WithdrawH\x00\x12\x33\n\twithdrawn\x18\n \x01(\x0b\x32\x1e.flytelike.worker.v1.WithdrawnH\x00\x42\x06\n\x04\x62ody\"\x14\n\x05Ready\x12\x0b\n\x03pid\x18\x01 \x01(\x03\"\xe3\x02\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x10\n\x08template\x18\x04 \x01(\x0c\x12\x10\n\x06inputs\x18\x05 \x01(\x0cH\x00\x12\x14\n\ninputs_uri\x18\x06 \x01(\tH\x00\x12\x11\n\tcode_file\x18\x07 \x01(\t\x12\x14\n\x0cmemory_limit\x18\x08 \x01(\x04\x12\x0c\n\x04\x63pus\x18\t \x03(\r\x12!\n\x14\x63uda_visible_devices\x18\n \x01(\tH\x01\x88\x01\x01\x12\x30\n\x03\x65nv\x18\x0b \x03(\x0b\x32#.flytelike.worker.v1.Start.EnvEntry\x12\r\n\x05\x63\x61lls\x18\x0c \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\ninputs_refB\x17\n\x15_cuda_visible_devices\"\x8a\x01\n\x0bSubmitChild\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x17\n\x0f\x63hild_action_id\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\x0c\x12\x10\n\x06inputs\x18\x05 \x01(\x0cH\x00\x12\x14\n\ninputs_uri\x18\x06 \x01(\tH\x00\x42\x0c\n\ninputs_ref\"f\n\x0b\x43hildResult\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x11\n\x07outputs\x18\x02 \x01(\x0cH\x00\x12+\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.flytelike.worker.v1.ErrorH\x00\x42\t\n\x07outcome\"\x1b\n\x0b\x43\x61ncelChild\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\"\x14\n\x04Logs\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x0b\n\tHeartbeat\".\n\x08Withdraw\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"/\n\tWithdrawn\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\xa0\x01\n\x04\x44one\x12\x11\n\x07outputs\x18\x01 \x01(\x0cH\x00\x12\x15\n\x0boutputs_uri\x18\x02 \x01(\tH\x00\x12+\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.flytelike.worker.v1.ErrorH\x00\x12\x13\n\x0bpeak_memory\x18\x04 \x01(\x04\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04logs\x18\x06 \x01(\tB\t\n\x07outcome\"\x88\x02\n\x05\x45rror\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.flytelike.worker.v1.Error.Kind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x11\n\taction_id\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x12\n\ncause_type\x18\x08 \x01(\t\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\x07\n\x03OOM\x10\x02\x12\t\n\x05SETUP\x10\x03\x12\n\n\x06SYSTEM\x10\x04\x12\x0b\n\x07TIMEOUT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_START_ENVENTRY']._loaded_options = None
   _globals['_START_ENVENTRY']._serialized_options = b'8\001'
   _globals['_WORKERMESSAGE']._serialized_start=58
-  _globals['_WORKERMESSAGE']._serialized_end=484
-  _globals['_READY']._serialized_start=486
-  _globals['_READY']._serialized_end=506
-  _globals['_START']._serialized_start=509
-  _globals['_START']._serialized_end=864
-  _globals['_START_ENVENTRY']._serialized_start=783
-  _globals['_START_ENVENTRY']._serialized_end=825
-  _globals['_SUBMITCHILD']._serialized_start=867
-  _globals['_SUBMITCHILD']._serialized_end=1005
-  _globals['_CHILDRESULT']._serialized_start=1007
-  _globals['_CHILDRESULT']._serialized_end=1109
-  _globals['_CANCELCHILD']._serialized_start=1111
-  _globals['_CANCELCHILD']._serialized_end=1138
-  _globals['_LOGS']._serialized_start=1140
-  _globals['_LOGS']._serialized_end=1160
-  _globals['_HEARTBEAT']._serialized_start=1162
-  _globals['_HEARTBEAT']._serialized_end=1173
-  _globals['_DONE']._serialized_start=1176
-  _globals['_DONE']._serialized_end=1336
-  _globals['_ERROR']._serialized_start=1339
-  _globals['_ERROR']._serialized_end=1603
-  _globals['_ERROR_KIND']._serialized_start=1520
-  _globals['_ERROR_KIND']._serialized_end=1603
+  _globals['_WORKERMESSAGE']._serialized_end=588
+  _globals['_READY']._serialized_start=590
+  _globals['_READY']._serialized_end=610
+  _globals['_START']._serialized_start=613
+  _globals['_START']._serialized_end=968
+  _globals['_START_ENVENTRY']._serialized_start=887
+  _globals['_START_ENVENTRY']._serialized_end=929
+  _globals['_SUBMITCHILD']._serialized_start=971
+  _globals['_SUBMITCHILD']._serialized_end=1109
+  _globals['_CHILDRESULT']._serialized_start=1111
+  _globals['_CHILDRESULT']._serialized_end=1213
+  _globals['_CANCELCHILD']._serialized_start=1215
+  _globals['_CANCELCHILD']._serialized_end=1242
+  _globals['_LOGS']._serialized_start=1244
+  _globals['_LOGS']._serialized_end=1264
+  _globals['_HEARTBEAT']._serialized_start=1266
+  _globals['_HEARTBEAT']._serialized_end=1277
+  _globals['_WITHDRAW']._serialized_start=1279
+  _globals['_WITHDRAW']._serialized_end=1325
+  _globals['_WITHDRAWN']._serialized_start=1327
+  _globals['_WITHDRAWN']._serialized_end=1374
+  _globals['_DONE']._serialized_start=1377
+  _globals['_DONE']._serialized_end=1537
+  _globals['_ERROR']._serialized_start=1540
+  _globals['_ERROR']._serialized_end=1804
+  _globals['_ERROR_KIND']._serialized_start=1721
+  _globals['_ERROR_KIND']._serialized_end=1804
 # @@protoc_insertion_point(module_scope)

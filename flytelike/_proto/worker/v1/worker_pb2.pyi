@@ -42,6 +42,8 @@ class WorkerMessage(_message.Message):
     LOGS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
+    WITHDRAW_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ready(self) -> Global___Ready:
         """worker -> controller, once, when it can take a Start"""
@@ -74,6 +76,14 @@ class WorkerMessage(_message.Message):
     def done(self) -> Global___Done:
         """worker -> controller: the attempt ended"""
 
+    @_builtins.property
+    def withdraw(self) -> Global___Withdraw:
+        """controller -> worker: do not start a Start still queued behind another"""
+
+    @_builtins.property
+    def withdrawn(self) -> Global___Withdrawn:
+        """worker -> controller: that Start was dropped and will never run"""
+
     def __init__(
         self,
         *,
@@ -85,12 +95,14 @@ class WorkerMessage(_message.Message):
         logs: Global___Logs | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         done: Global___Done | None = ...,
+        withdraw: Global___Withdraw | None = ...,
+        withdrawn: Global___Withdrawn | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_child", b"cancel_child", "child_result", b"child_result", "done", b"done", "heartbeat", b"heartbeat", "logs", b"logs", "ready", b"ready", "start", b"start", "submit_child", b"submit_child"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_child", b"cancel_child", "child_result", b"child_result", "done", b"done", "heartbeat", b"heartbeat", "logs", b"logs", "ready", b"ready", "start", b"start", "submit_child", b"submit_child", "withdraw", b"withdraw", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_child", b"cancel_child", "child_result", b"child_result", "done", b"done", "heartbeat", b"heartbeat", "logs", b"logs", "ready", b"ready", "start", b"start", "submit_child", b"submit_child"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_child", b"cancel_child", "child_result", b"child_result", "done", b"done", "heartbeat", b"heartbeat", "logs", b"logs", "ready", b"ready", "start", b"start", "submit_child", b"submit_child", "withdraw", b"withdraw", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["ready", "start", "submit_child", "child_result", "cancel_child", "logs", "heartbeat", "done"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["ready", "start", "submit_child", "child_result", "cancel_child", "logs", "heartbeat", "done", "withdraw", "withdrawn"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -342,6 +354,56 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class Withdraw(_message.Message):
+    """A worker that takes a Start while it runs another attempt queues it, and starts it the moment it sends that
+    attempt's Done. Withdraw asks it to drop the queued Start instead (the controller found a better place for it).
+    The worker answers Withdrawn only when the Start had not started; a Done of the attempt ahead of it arriving
+    first means the withdrawn attempt has started and runs to its own Done.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    action_id: _builtins.str
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        action_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "attempt", b"attempt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdraw: _TypeAlias = Withdraw  # noqa: Y015
+
+@_typing.final
+class Withdrawn(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    action_id: _builtins.str
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        action_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "attempt", b"attempt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdrawn: _TypeAlias = Withdrawn  # noqa: Y015
 
 @_typing.final
 class Done(_message.Message):
