@@ -17,8 +17,10 @@ A job's memory limit counts the resident memory of its worker and of every proce
 :mod:`flytelike._backends.local._memory`); past it the whole tree is killed and the job fails with
 OutOfMemoryError.
 
-The pool speaks to its workers through asyncio's subprocess protocol directly: frames are cut as bytes arrive and
-written without waiting, so a trivial job costs about two pipe writes and two wake-ups.
+The pool speaks to its workers through asyncio's subprocess protocol directly (:mod:`._connection`): frames are cut
+as bytes arrive and written without waiting. When every place is taken, a job without a memory limit is queued
+behind a running one, so the worker starts it the moment it answers the previous one; a queued job is withdrawn as
+soon as a place frees up elsewhere (see :mod:`._places`).
 
 Example:
     >>> async def demo(template: bytes, inputs: bytes) -> bytes:
