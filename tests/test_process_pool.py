@@ -499,7 +499,7 @@ async def test_a_job_queued_behind_one_whose_worker_dies_runs_in_another_worker(
             # No place is free: this one is queued behind the job that is about to die, and never starts there.
             tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
             await anyio.sleep(0.05)
-            assert [w.next is not None for w in pool._busy] == [True]
+            assert [len(w.turns) for w in pool._busy] == [1]
     assert isinstance(results["dies"], BackendError)
     assert results["queued"] == 3
 
@@ -541,6 +541,6 @@ async def test_a_queued_job_takes_a_place_that_frees_up_before_the_job_ahead_of_
             await anyio.sleep(0.1)
             tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
             await anyio.sleep(0.05)
-            assert sorted(w.next is not None for w in pool._busy) == [False, True]
+            assert sorted(len(w.turns) for w in pool._busy) == [0, 1]
     # Withdrawn from behind the long job once the short one gave its place back, it ran in that place.
     assert ended["short"] < ended["queued"] < ended["long"] - 0.5

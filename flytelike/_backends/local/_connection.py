@@ -101,10 +101,10 @@ class Worker:
         assert isinstance(stdin, asyncio.WriteTransport)
         self._stdin = stdin
         self.receive = connection.receive
-        # The job running on it (its place, and whether it has a memory limit) and the job queued behind it.
+        # The job running on it (its place, and whether it has a memory limit) and the jobs queued behind it.
         self.place: Place | None = None
         self.limited = False
-        self.next: Turn | None = None
+        self.turns: deque[Turn] = deque()
         self.cgroup: Path | None = None  # its own cgroup, where the pool limits memory through cgroup v2
 
     @property

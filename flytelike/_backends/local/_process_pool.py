@@ -68,6 +68,9 @@ Kind = worker_pb2.Error.Kind
 Message = worker_pb2.WorkerMessage
 
 _STOP_GRACE_SECONDS = 2.0
+# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer, few enough
+# that a withdrawal is rarely needed.
+_QUEUE_DEPTH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +304,9 @@ class ProcessPool:
             try:
                 started = await turn.started
             except BaseException:
+                # Withdrawn before it starts, the worker need not be killed for it.
                 turn.cancelled = True
+                self._withdraw(worker, turn)
                 raise
             if started:
                 place.held = True  # handed over by the job before it
@@ -327,7 +332,7 @@ class ProcessPool:
         place = worker.place
         return (
             place is not None
-            and worker.next is None
+            and len(worker.turns) < _QUEUE_DEPTH
             and not worker.limited
             and place.waiting == 0
             and not worker.closed
@@ -335,7 +340,8 @@ class ProcessPool:
         )
 
     def _reserve(self, worker: Worker) -> Turn:
-        turn = worker.next = self._queue_turn(worker)
+        turn = self._queue_turn(worker)
+        worker.turns.append(turn)
         return turn
 
     def _queue_turn(self, worker: Worker) -> Turn:
@@ -344,8 +350,8 @@ class ProcessPool:
         return turn
 
     def _clear(self, worker: Worker, turn: Turn) -> None:
-        if worker.next is turn:
-            worker.next = None
+        if turn in worker.turns:
+            worker.turns.remove(turn)
         self._queued.pop(turn, None)
 
     def _prefetch(self) -> tuple[Worker, Turn] | None:
@@ -370,16 +376,22 @@ class ProcessPool:
         """A place is free and nobody waits for it: withdraw the oldest queued job, which then takes it."""
         for turn, worker in self._queued.items():
             if not (turn.withdrawing or turn.cancelled or turn.started.done()) and turn.action_id:
-                turn.withdrawing = True
-                worker.send(Message(withdraw=worker_pb2.Withdraw(action_id=turn.action_id, attempt=turn.attempt)))
+                self._withdraw(worker, turn)
                 return
 
     def _withdrawn(self, worker: Worker, answer: worker_pb2.Withdrawn) -> None:
-        turn = worker.next
-        if turn is not None and (turn.action_id, turn.attempt) == (answer.action_id, answer.attempt):
-            self._clear(worker, turn)
-            if not turn.started.done():
-                turn.started.set_result(False)
+        for turn in worker.turns:
+            if (turn.action_id, turn.attempt) == (answer.action_id, answer.attempt):
+                self._clear(worker, turn)
+                if not turn.started.done():
+                    turn.started.set_result(False)
+                return
+
+    @staticmethod
+    def _withdraw(worker: Worker, turn: Turn) -> None:
+        if not (turn.withdrawing or turn.started.done()):
+            turn.withdrawing = True
+            worker.send(Message(withdraw=worker_pb2.Withdraw(action_id=turn.action_id, attempt=turn.attempt)))
 
     def _begin(self, worker: Worker, job: ProcessJob, place: Place) -> None:
         worker.place = place
@@ -390,19 +402,24 @@ class ProcessPool:
 
     async def _end(self, worker: Worker, place: Place, *, finished: bool, keep: bool) -> None:
         """The job on ``worker`` ended: hand the worker and the place to the job queued behind it, if it started."""
-        turn, worker.next, worker.place = worker.next, None, None
+        worker.place = None
         self._busy.discard(worker)
-        if turn is not None:
+        turns = worker.turns
+        if turns:
+            turn = turns.popleft()
             self._queued.pop(turn, None)
             if finished and not turn.cancelled:
-                # The worker started the next job as soon as it answered this one.
+                # The worker started the next job as soon as it answered this one; the rest stay queued behind it.
                 place.held = False
                 turn.started.set_result(True)
                 return
-            if not turn.started.done():
-                # Not finished: the worker died (or is killed now) before it could start the next job.
-                turn.started.set_result(False)
+            # Not finished: the worker died (or is killed now) before it could start the jobs queued behind.
             # Finished, but the next job was cancelled while it waited: the worker runs what nobody wants.
+            for left in (turn, *turns):
+                self._queued.pop(left, None)
+                if not left.started.done():
+                    left.started.set_result(False)
+            turns.clear()
             keep = False
         # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
         if keep and len(self._idle) < self.size:
