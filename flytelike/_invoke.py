@@ -208,22 +208,7 @@ class Invoker:
             _reset_submitter(token)
         return AttemptResult(Values(entry.check_outputs(result), encode=entry.encode_outputs))
 
-    # --- the process-isolated path's view of values and tasks ----------------------------------------------------
-
-    def python_inputs(self, task: ExecTask, inputs: Values) -> Mapping[str, Any]:
-        return self.index.of(task).inputs(inputs)
-
-    def python_outputs(self, task: ExecTask, outputs: Values) -> Mapping[str, Any]:
-        return self.index.of(task).outputs(outputs)
-
-    def outputs(self, task: ExecTask, value: Any) -> Values:
-        """A task's return value as its checked, named output Values."""
-        entry = self.index.of(task)
-        named = entry.sdk.interface.check_outputs(value, task=entry.sdk.full_name)
-        return Values(named, encode=entry.encode_outputs)
-
-    def inputs(self, task: ExecTask, named: Mapping[str, Any]) -> Values:
-        return Values(named, encode=self.index.of(task).encode_inputs)
+    # --- what a worker process of the local backend needs from this process's code ----------------------------
 
     def code_file(self, task: ExecTask) -> str | None:
         return self.index.code_file(task)
@@ -241,8 +226,7 @@ class Invoker:
         if found is not None:
             return found
         base = self.index.of(self.exec_task_named(parsed.id.name, caller))
-        declared = task_template(base.sdk, base.sdk.resolved(None))
-        if declared.id.version == parsed.id.version:
+        if parsed.id.version in (base.exec.version, task_template(base.sdk, base.sdk.resolved(None)).id.version):
             found = base.exec
         else:
             found = ExecTask.from_template(parsed)
@@ -253,8 +237,8 @@ class Invoker:
     def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask:
         """The task ``env.task`` that ``caller`` called from its worker process, compiled for this run.
 
-        The worker sends only the name (after checking it is the task declared under that name), so it is found
-        through the environments the caller can see: its own, those it depends on, and those its module holds.
+        It is found through the environments the caller can see: its own, those it depends on, and those its module
+        holds.
         """
         env_name, _, short = name.rpartition(".")
         sdk = self.index.of(caller).sdk

@@ -1,9 +1,11 @@
 """Generate ``flytelike/_proto/`` from the ``.proto`` files under ``proto/``.
 
-This script is the only writer of ``flytelike/_proto/``. It runs ``protoc`` (from grpcio-tools) with the
-Python and mypy-protobuf generators, rewrites the generated imports so the modules import each other as
-``flytelike._proto.core.v1.*_pb2`` (protoc would write ``flytelike.core.v1``, a package that does not
-exist), and writes the result byte for byte the same on every run.
+This script is the only writer of ``flytelike/_proto/``. It compiles every proto package under
+``proto/flytelike/`` (``core/v1``, ``worker/v1``, ...: each directory ``proto/flytelike/<name>/<version>/`` holding
+``.proto`` files) with ``protoc`` (from grpcio-tools) and the Python and mypy-protobuf generators, rewrites the
+generated imports so the modules import each other as ``flytelike._proto.<name>.<version>.*_pb2`` (protoc would
+write ``flytelike.<name>.<version>``, a package that does not exist), and writes the result byte for byte the same
+on every run.
 
 Usage::
 
@@ -28,21 +30,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "proto"
 OUTPUT_DIR = REPO_ROOT / "flytelike" / "_proto"
 
-# The proto package directory (relative to PROTO_ROOT) and where its modules land (relative to OUTPUT_DIR).
-PROTO_PACKAGE_DIR = "flytelike/core/v1"
-OUTPUT_PACKAGE_DIR = "core/v1"
-# How protoc names the generated modules, and how they are imported once moved under flytelike._proto.
-GENERATED_MODULE_PREFIX = "flytelike.core.v1"
-IMPORT_MODULE_PREFIX = "flytelike._proto.core.v1"
+# Proto packages live in PROTO_ROOT/flytelike/<name>/<version>/ and land in OUTPUT_DIR/<name>/<version>/.
+PROTO_NAMESPACE = "flytelike"
 
 MYPY_PLUGIN = "protoc-gen-mypy"
 MAX_DIFF_LINES = 40
 
 # `from flytelike.core.v1 import x_pb2 as y` (.py and .pyi) and the module name protoc passes to the
-# descriptor builder ('flytelike.core.v1.x_pb2'), which becomes the classes' __module__.
-_MODULE_REFERENCE = re.compile(r"\bflytelike\.core\.v1(?=(?: import \w+_pb2\b)|(?:\.\w+_pb2\b))")
-# Anything that still names the non-existent package as a module after the rewrite is a bug here.
-_LEFTOVER_IMPORT = re.compile(r"^\s*(?:from|import)\s+flytelike\.core\b", re.MULTILINE)
+# descriptor builder ('flytelike.core.v1.x_pb2'), which becomes the classes' __module__; any package's.
+_MODULE_REFERENCE = re.compile(r"\bflytelike\.(?=\w+\.v\w+(?:(?: import \w+_pb2\b)|(?:\.\w+_pb2\b)))")
+# Anything that still names a non-existent package as a module after the rewrite is a bug here.
+_LEFTOVER_IMPORT = re.compile(r"^\s*(?:from|import)\s+flytelike\.(?!_proto\b)\w+", re.MULTILINE)
 _GENCODE_VERSION = re.compile(r"^# Protobuf Python Version: (\S+)$", re.MULTILINE)
 
 
@@ -50,12 +48,26 @@ class GenerationError(Exception):
     """protoc failed, or its output was not what this script expects."""
 
 
+def proto_packages() -> list[str]:
+    """The proto package directories (``flytelike/core/v1``, ...), relative to PROTO_ROOT, in sorted order."""
+    packages = sorted({p.parent.relative_to(PROTO_ROOT).as_posix() for p in proto_files_under(PROTO_NAMESPACE)})
+    if not packages:
+        raise GenerationError(f"no .proto files found under {PROTO_ROOT / PROTO_NAMESPACE}/<name>/<version>/")
+    return packages
+
+
+def proto_files_under(folder: str) -> list[Path]:
+    return sorted((PROTO_ROOT / folder).glob("*/*/*.proto"))
+
+
 def proto_files() -> list[str]:
     """Return the .proto files to compile, relative to PROTO_ROOT, in sorted order."""
-    files = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / PROTO_PACKAGE_DIR).glob("*.proto"))
-    if not files:
-        raise GenerationError(f"no .proto files found in {PROTO_ROOT / PROTO_PACKAGE_DIR}")
-    return files
+    return [p.relative_to(PROTO_ROOT).as_posix() for p in proto_files_under(PROTO_NAMESPACE)]
+
+
+def output_package(package: str) -> str:
+    """Where a proto package's modules land, relative to OUTPUT_DIR: ``flytelike/core/v1`` -> ``core/v1``."""
+    return package.removeprefix(f"{PROTO_NAMESPACE}/")
 
 
 def find_mypy_plugin() -> Path:
@@ -96,8 +108,8 @@ def run_protoc(out_dir: Path) -> None:
 
 
 def rewrite_imports(text: str, name: str) -> str:
-    """Point references to generated modules at flytelike._proto.core.v1 instead of flytelike.core.v1."""
-    rewritten = _MODULE_REFERENCE.sub(IMPORT_MODULE_PREFIX, text)
+    """Point references to generated modules at flytelike._proto.<name>.<version> instead of flytelike.<name>..."""
+    rewritten = _MODULE_REFERENCE.sub("flytelike._proto.", text)
     leftover = _LEFTOVER_IMPORT.search(rewritten)
     if leftover is not None:
         raise GenerationError(f"{name}: unexpected import left after rewriting: {leftover.group(0).strip()!r}")
@@ -109,12 +121,14 @@ def tool_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in ("grpcio-tools", "mypy-protobuf")}
 
 
-def package_init(gencode_version: str) -> str:
+def package_init(gencode_version: str, packages: list[str]) -> str:
     versions = tool_versions()
+    names = ", ".join(p.replace("/", ".") for p in packages)
+    sources = ", ".join(f"proto/{p}/*.proto" for p in packages)
     return (
-        '"""Protobuf modules for the flytelike wire format (proto package flytelike.core.v1).\n'
+        f'"""Protobuf modules for the flytelike wire format (proto packages {names}).\n'
         "\n"
-        "GENERATED by proto/generate.py from proto/flytelike/core/v1/*.proto.\n"
+        f"GENERATED by proto/generate.py from {sources}.\n"
         "Do not edit this folder by hand: change the .proto files and run `python proto/generate.py`;\n"
         "`python proto/generate.py --check` fails when this folder is out of date.\n"
         "\n"
@@ -132,28 +146,35 @@ def render() -> dict[str, bytes]:
     """Generate the full content of OUTPUT_DIR: relative POSIX path -> file bytes."""
     files: dict[str, bytes] = {}
     gencode_versions: set[str] = set()
+    packages = proto_packages()
     with tempfile.TemporaryDirectory(prefix="flytelike-proto-") as tmp:
         out_dir = Path(tmp)
         run_protoc(out_dir)
-        generated_dir = out_dir / PROTO_PACKAGE_DIR
-        for path in sorted(generated_dir.iterdir()):
-            if path.suffix not in (".py", ".pyi"):
-                raise GenerationError(f"unexpected protoc output: {path.name}")
-            text = path.read_text(encoding="utf-8")
-            if path.suffix == ".py":
-                match = _GENCODE_VERSION.search(text)
-                if match is None:
-                    raise GenerationError(f"{path.name}: no 'Protobuf Python Version' header")
-                gencode_versions.add(match.group(1))
-            files[f"{OUTPUT_PACKAGE_DIR}/{path.name}"] = rewrite_imports(text, path.name).encode("utf-8")
-        unexpected = sorted(p.name for p in out_dir.rglob("*") if p.is_file() and p.parent != generated_dir)
+        generated_dirs = {out_dir / package for package in packages}
+        for package in packages:
+            target = output_package(package)
+            for path in sorted((out_dir / package).iterdir()):
+                if path.suffix not in (".py", ".pyi"):
+                    raise GenerationError(f"unexpected protoc output: {package}/{path.name}")
+                text = path.read_text(encoding="utf-8")
+                if path.suffix == ".py":
+                    match = _GENCODE_VERSION.search(text)
+                    if match is None:
+                        raise GenerationError(f"{path.name}: no 'Protobuf Python Version' header")
+                    gencode_versions.add(match.group(1))
+                files[f"{target}/{path.name}"] = rewrite_imports(text, path.name).encode("utf-8")
+            files[f"{target}/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
+            files[f"{target.split('/')[0]}/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
+        unexpected = sorted(
+            p.relative_to(out_dir).as_posix()
+            for p in out_dir.rglob("*")
+            if p.is_file() and p.parent not in generated_dirs
+        )
         if unexpected:
-            raise GenerationError(f"unexpected protoc output outside {PROTO_PACKAGE_DIR}: {unexpected}")
+            raise GenerationError(f"unexpected protoc output outside {', '.join(packages)}: {unexpected}")
     if len(gencode_versions) != 1:
         raise GenerationError(f"expected one gencode version, got {sorted(gencode_versions)}")
-    files["__init__.py"] = package_init(gencode_versions.pop()).encode("utf-8")
-    files["core/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
-    files[f"{OUTPUT_PACKAGE_DIR}/__init__.py"] = SUBPACKAGE_INIT.encode("utf-8")
+    files["__init__.py"] = package_init(gencode_versions.pop(), packages).encode("utf-8")
     return dict(sorted(files.items()))
 
 

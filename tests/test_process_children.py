@@ -335,17 +335,91 @@ def test_the_cache_of_a_child_of_an_isolated_task_hits_on_the_next_run(
     assert (first["0.0"].state.value, second["0.0"].state.value) == ("succeeded", "cached")
 
 
-def test_an_override_made_in_an_isolated_task_is_refused_by_name(write_module: Callable[[str], ModuleType]) -> None:
+def test_an_override_called_in_an_isolated_task_runs_with_its_own_settings(
+    write_module: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
     m = write_module(
-        """
+        f"""
+        COUNTER = Path({str(tmp_path / "attempts")!r})
+
         @env.task
-        async def child() -> int:
-            return 1
+        def flaky() -> int:
+            attempt = int(COUNTER.read_text()) + 1 if COUNTER.exists() else 1
+            COUNTER.write_text(str(attempt))
+            if attempt == 1:
+                raise ConnectionError("transient")
+            return attempt
+
+        @env.task
+        def where() -> int:
+            return os.getpid()
 
         @iso.task
-        async def parent() -> int:
-            return await child.override(retries=3)()
+        async def parent() -> tuple[int, int, int, int]:
+            # Declared without retries: only the override's own template lets the child be retried.
+            retried = await flaky.override(retries=1).aio()
+            isolated = where.override(platform=fl.Local(process=True))
+            return retried, os.getpid(), await where.aio(), await isolated.aio()
         """
     )
-    with pytest.raises(TaskFailedError, match="calls tasks by name"):
-        fl.run(m.parent)
+    retried, parent_pid, plain_pid, isolated_pid = fl.run(m.parent).outputs
+    assert retried == 2
+    assert plain_pid == os.getpid()
+    assert len({parent_pid, plain_pid, isolated_pid}) == 3
+    [(_, actions)] = runs()
+    assert {a: (actions[a].task, actions[a].state.value) for a in actions} == {
+        "0": ("iso.parent", "succeeded"),
+        "0.0": ("here.flaky", "succeeded"),
+        "0.1": ("here.where", "succeeded"),
+        "0.2": ("here.where", "succeeded"),
+    }
+    assert actions["0.0"].attempts == 2
+    # The variant has its own version; the declared task keeps its own.
+    assert actions["0.1"].task_version != actions["0.2"].task_version
+    assert actions["0.2"].peak_memory
+
+
+def test_a_failed_child_carries_its_type_message_and_traceback_into_the_isolated_parent(
+    write_module: Callable[[str], ModuleType],
+) -> None:
+    m = write_module(
+        """
+        class Custom(Exception):
+            pass
+
+        @env.task
+        async def broken() -> int:
+            raise Custom("deep trouble")
+
+        @iso.task
+        async def parent() -> list[str]:
+            try:
+                await broken()
+            except fl.errors.TaskFailedError as e:
+                return [type(e).__name__, e.cause_type, e.type_name, str(e), e.traceback_text]
+            return []
+        """
+    )
+    name, cause, type_name, message, tb = fl.run(m.parent).outputs
+    assert name == "TaskFailedError"
+    assert cause == f"{m.__name__}.Custom"
+    assert type_name == "flytelike.errors.TaskFailedError"
+    assert "deep trouble" in message
+    assert 'raise Custom("deep trouble")' in tb
+
+
+def test_an_isolated_parent_that_fails_is_reported_with_the_type_it_raised(
+    write_module: Callable[[str], ModuleType],
+) -> None:
+    m = write_module(
+        """
+        @iso.task
+        def fails() -> None:
+            raise KeyError("missing")
+        """
+    )
+    with pytest.raises(TaskFailedError, match="missing") as raised:
+        fl.run(m.fails)
+    assert raised.value.cause_type == "builtins.KeyError"
+    [(_, actions)] = runs()
+    assert actions["0"].error_type == "KeyError"

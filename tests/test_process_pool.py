@@ -1,6 +1,6 @@
 """The warm worker pool behind ``fl.Local(process=True)``: results, output capture, errors, memory limits, crashes,
 per-job environment and cpu pinning, reuse, concurrency, cancellation, no orphan processes, and the calls a task
-makes to other tasks (served by ``on_call``)."""
+makes to other tasks (served by ``on_call``). Jobs carry templates and literal bytes, never pickles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import pickle
 import sys
 import textwrap
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,18 @@ from typing import Any
 import anyio
 import pytest
 
-from flytelike._backends.local._process_pool import ProcessJob, ProcessPool, ProcessResult, TaskProcessError
+import flytelike as fl
+from flytelike._backends.local._process_pool import (
+    ChildCall,
+    ProcessJob,
+    ProcessPool,
+    ProcessResult,
+    TaskProcessError,
+)
+from flytelike._loader import find_task, load_file
+from flytelike._proto.core.v1 import literals_pb2, tasks_pb2
+from flytelike._serde import decode_values, encode_values, task_template
+from flytelike._serde._decode import value_of
 from flytelike.errors import BackendError, OutOfMemoryError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pool reads /proc (Linux only)")
@@ -98,6 +108,12 @@ TASKS = textwrap.dedent(
 
 
     @env.task
+    def die_after(seconds: float) -> None:
+        time.sleep(seconds)
+        os.kill(os.getpid(), 9)
+
+
+    @env.task
     def environment() -> list[str | None]:
         return [os.environ.get("POOL_TEST_VAR"), os.environ.get("CUDA_VISIBLE_DEVICES")]
 
@@ -143,9 +159,16 @@ TASKS = textwrap.dedent(
     async def call_fails() -> str:
         try:
             await add(1, 2)
-        except Exception as e:
-            return f"{type(e).__name__}: {e}"
+        except fl.errors.TaskFailedError as e:
+            if e.task == "t.add" and not e.action:
+                return f"{type(e).__name__} {e.cause_type}: {e}"
+            return f"{type(e).__name__} {e.cause_type} {e.task} {e.action} {e.attempt}: {e}"
         return "no error"
+
+
+    @env.task
+    def wrong_type() -> int:
+        return "not an int"  # type: ignore[return-value]
 
 
     @env.task
@@ -165,12 +188,22 @@ def tasks_file(tmp_path: Path) -> str:
     return str(path)
 
 
+def sdk_task(file: str, name: str) -> fl.Task[..., Any]:
+    return find_task(load_file(file), name)
+
+
 def job(file: str, task: str, action: str = "a0", **inputs: Any) -> ProcessJob:
-    return ProcessJob(action_id=action, task=task, file=file, module=None, inputs=pickle.dumps(inputs))
+    """A job of ``task`` in ``file``, as the local backend makes one: the template and the encoded inputs."""
+    t = sdk_task(file, task)
+    template = task_template(t).SerializeToString(deterministic=True)
+    data = encode_values(t.interface.bind((), inputs, task=t.full_name), t.interface.inputs, where=t.full_name)
+    return ProcessJob(run_id="r1", action_id=action, attempt=1, template=template, inputs=data, code_file=file)
 
 
 def value(result: ProcessResult) -> Any:
-    return pickle.loads(result.outputs)
+    """The single output of a job (None for none), read from its literal bytes without the task's types."""
+    literals = literals_pb2.LiteralMap.FromString(result.outputs).literals
+    return value_of(literals["o0"]) if "o0" in literals else None
 
 
 def children() -> set[int]:
@@ -204,8 +237,9 @@ async def test_async_and_sync_tasks_round_trip_values(tasks_file: str) -> None:
 
 
 async def test_module_jobs_and_startup_env(tmp_path: Path, tasks_file: str) -> None:
-    async with ProcessPool(1, startup_env={"PYTHONPATH": str(tmp_path)}) as pool:
-        module_job = ProcessJob("a0", "t.calls", file=None, module="pool_tasks", inputs=pickle.dumps({}))
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    async with ProcessPool(1, startup_env={"PYTHONPATH": path}) as pool:
+        module_job = replace(job(tasks_file, "t.calls"), code_file=None)
         # The module is loaded once and kept: module-level state survives from one job to the next.
         assert [value(await pool.run(module_job)) for _ in range(2)] == [1, 2]
 
@@ -219,7 +253,7 @@ async def test_print_and_raw_fd_output_is_captured_per_job(tasks_file: str) -> N
         assert value(await pool.run(job(tasks_file, "reads_stdin"))) == ""
 
 
-async def test_task_exception_carries_type_message_traceback_and_original(tasks_file: str) -> None:
+async def test_task_exception_carries_type_message_and_traceback_as_text(tasks_file: str) -> None:
     async with ProcessPool(1) as pool:
         with pytest.raises(TaskProcessError) as caught:
             await pool.run(job(tasks_file, "fails"))
@@ -228,8 +262,9 @@ async def test_task_exception_carries_type_message_traceback_and_original(tasks_
         assert error.message == "bad value 42"
         assert "pool_tasks.py" in error.traceback_text
         assert 'raise ValueError("bad value 42")' in error.traceback_text
-        assert isinstance(error.original, ValueError)
-        assert str(error.original) == "bad value 42"
+        # Named like what the task raised, for whoever reports errors by their class.
+        assert (type(error).__name__, type(error).__module__) == ("ValueError", "builtins")
+        assert not hasattr(error, "original")
         assert pickle.loads(pickle.dumps(error)).traceback_text == error.traceback_text
 
         with pytest.raises(TaskProcessError) as caught:
@@ -237,19 +272,39 @@ async def test_task_exception_carries_type_message_traceback_and_original(tasks_
         # The traceback starts at the task, not in the worker or asyncio.
         assert caught.value.traceback_text.splitlines()[1].startswith(f'  File "{tasks_file}"')
 
+        # An exception that could never be pickled travels as text like any other.
         with pytest.raises(TaskProcessError) as caught:
             await pool.run(job(tasks_file, "fails_unpicklable"))
         assert caught.value.type_name == "pool_tasks.Custom"
         assert "lock" in caught.value.message
-        assert caught.value.original is None
         # The worker survives a failing task.
         assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
 
 
-async def test_missing_task_is_a_backend_error(tasks_file: str) -> None:
+async def test_outputs_that_do_not_match_the_interface_are_a_task_error(tasks_file: str) -> None:
     async with ProcessPool(1) as pool:
-        with pytest.raises(BackendError, match="no task named 'nope'"):
-            await pool.run(job(tasks_file, "nope"))
+        with pytest.raises(TaskProcessError) as caught:
+            await pool.run(job(tasks_file, "wrong_type"))
+    assert caught.value.type_name == "flytelike.errors.ValueConversionError"
+
+
+async def test_a_template_whose_code_changed_is_refused_before_the_task_runs(tmp_path: Path, tasks_file: str) -> None:
+    stale = job(tasks_file, "add", x=1, y=2)
+    async with ProcessPool(1) as pool:
+        Path(tasks_file).write_text(TASKS + "\n# edited\n")
+        with pytest.raises(BackendError, match=r"could not start it: .*LoadError: .*not the code this version"):
+            await pool.run(stale)
+
+
+async def test_missing_task_is_a_backend_error(tasks_file: str) -> None:
+    good = job(tasks_file, "add", x=1, y=2)
+    template = tasks_pb2.TaskTemplate.FromString(good.template)
+    template.id.name = "t.nope"
+    async with ProcessPool(1) as pool:
+        with pytest.raises(BackendError, match=r"no task named 't\.nope'"):
+            await pool.run(replace(good, template=template.SerializeToString()))
+        with pytest.raises(BackendError, match=r"could not start it: .*ValueConversionError"):
+            await pool.run(replace(good, inputs=b"not a literal map"))
 
 
 async def test_memory_limit_kills_a_growing_task_and_reports_the_peak(tasks_file: str) -> None:
@@ -261,7 +316,7 @@ async def test_memory_limit_kills_a_growing_task_and_reports_the_peak(tasks_file
         error = caught.value
         assert "memory limit of 150.0 MiB" in str(error)
         assert "peak resident memory" in str(error)
-        assert (error.task, error.action, error.attempt) == ("hog", "a7", 0)
+        assert (error.task, error.action, error.attempt) == ("t.hog", "a7", 1)
         peak = error.peak_memory  # type: ignore[attr-defined]
         assert peak > limit * 0.9
         assert f"{peak / 2**20:.1f} MiB" in str(error)
@@ -275,7 +330,7 @@ async def test_one_huge_allocation_fails_fast_as_out_of_memory(tasks_file: str) 
         with pytest.raises(OutOfMemoryError, match=r"memory limit of 100\.0 MiB"):
             await pool.run(replace(job(tasks_file, "huge"), memory_limit=100 * 2**20))
         assert time.monotonic() - started < 5
-        # The address-space cap is lifted after the job.
+        # The next job, without a limit, may use more.
         assert value(await pool.run(job(tasks_file, "hog", total_mb=200, chunk_mb=100))) == 2
 
 
@@ -373,15 +428,17 @@ def _broken_python(tmp_path: Path) -> str:
 class Calls:
     """An ``on_call`` that answers calls of ``t.add`` after all ``expect`` of them have arrived, in any order."""
 
-    def __init__(self, expect: int = 1, error: Exception | None = None) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, file: str, expect: int = 1, error: Exception | None = None) -> None:
+        self.add = sdk_task(file, "add")
+        self.seen: list[tuple[str, str, dict[str, Any]]] = []
         self.expect = expect
         self.error = error
         self.all_arrived = anyio.Event()
 
-    async def __call__(self, task: str, inputs: bytes) -> bytes:
-        values = pickle.loads(inputs)
-        self.seen.append((task, values))
+    async def __call__(self, call: ChildCall) -> bytes:
+        values = decode_values(call.inputs, self.add.interface.inputs, where="add")
+        assert tasks_pb2.TaskTemplate.FromString(call.template).id.name == "t.add"
+        self.seen.append((call.action_id, call.task, values))
         arrived = len(self.seen)
         if arrived == self.expect:
             self.all_arrived.set()
@@ -391,20 +448,21 @@ class Calls:
         await self.all_arrived.wait()
         # Earlier calls are answered last: answers must find their callers whatever their order.
         await anyio.sleep(0.002 * max(0, self.expect - arrived))
-        return pickle.dumps({"o0": values["x"] + values["y"] + 1000})
+        return encode_values({"o0": values["x"] + values["y"] + 1000}, self.add.interface.outputs, where="add")
 
 
 async def test_calls_go_to_on_call_concurrently_in_call_order(tasks_file: str) -> None:
-    calls = Calls(expect=8)
+    calls = Calls(tasks_file, expect=8)
     async with ProcessPool(1) as pool:
         with anyio.fail_after(20):
-            result = await pool.run(job(tasks_file, "fan_add", n=8), on_call=calls)
+            result = await pool.run(job(tasks_file, "fan_add", action="0.3", n=8), on_call=calls)
     assert value(result) == [1000 + 11 * i for i in range(8)]
-    assert calls.seen == [("t.add", {"x": i, "y": 10 * i}) for i in range(8)]
+    version = task_template(calls.add).id.version
+    assert calls.seen == [(f"0.3.{i}", f"t.add@{version}", {"x": i, "y": 10 * i}) for i in range(8)]
 
 
 async def test_a_sync_task_waits_for_each_call(tasks_file: str) -> None:
-    calls = Calls()
+    calls = Calls(tasks_file)
     async with ProcessPool(1) as pool:
         assert value(await pool.run(job(tasks_file, "sync_calls", x=5), on_call=calls)) == [1006, 1007]
 
@@ -412,14 +470,77 @@ async def test_a_sync_task_waits_for_each_call(tasks_file: str) -> None:
 async def test_an_error_of_on_call_is_raised_where_the_task_called(tasks_file: str) -> None:
     async with ProcessPool(1) as pool:
         failing = job(tasks_file, "call_fails")
-        assert value(await pool.run(failing, on_call=Calls(error=KeyError("gone")))) == "KeyError: 'gone'"
-        # An error that does not pickle arrives as a RuntimeError with its type, message and traceback.
-        unpicklable = Calls(error=BackendError(threading.Lock()))
-        text = value(await pool.run(failing, on_call=unpicklable))
-        assert text.startswith("RuntimeError: flytelike.errors.BackendError: <unlocked _thread.lock object")
-        assert "Traceback" in text
+        text = value(await pool.run(failing, on_call=Calls(tasks_file, error=KeyError("gone"))))
+        assert text == "TaskFailedError KeyError: 'gone'"
+        # The failure of a task the call ran keeps its task, action, attempt and cause.
+        failed = fl.errors.TaskTimeoutError("too slow", task="t.add", action="a0.0", attempt=2, cause_type="x.Y")
+        text = value(await pool.run(failing, on_call=Calls(tasks_file, error=failed)))
+        assert text == "TaskTimeoutError x.Y t.add a0.0 2: too slow"
 
 
 async def test_without_on_call_calls_are_plain_function_calls(tasks_file: str) -> None:
     async with ProcessPool(1) as pool:
         assert value(await pool.run(job(tasks_file, "fan_add", n=3))) == [0, 11, 22]
+
+
+async def test_a_job_queued_behind_one_whose_worker_dies_runs_in_another_worker(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        results: dict[str, Any] = {}
+
+        async def run(name: str, j: ProcessJob) -> None:
+            try:
+                results[name] = value(await pool.run(j))
+            except BackendError as e:
+                results[name] = e
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dies", job(tasks_file, "die_after", seconds=0.3))
+            await anyio.sleep(0.05)
+            # No place is free: this one is queued behind the job that is about to die, and never starts there.
+            tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
+            await anyio.sleep(0.05)
+            assert [len(w.turns) for w in pool._busy] == [1]
+    assert isinstance(results["dies"], BackendError)
+    assert results["queued"] == 3
+
+
+async def test_a_queued_job_that_is_cancelled_never_runs_where_it_was_queued(tmp_path: Path, tasks_file: str) -> None:
+    pid_file = tmp_path / "queued.pid"
+    async with ProcessPool(1) as pool:
+        first: list[Any] = []
+
+        async def nap() -> None:
+            first.append(value(await pool.run(job(tasks_file, "nap", seconds=0.4))))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(nap)
+            await anyio.sleep(0.1)
+            with anyio.move_on_after(0.1):
+                await pool.run(job(tasks_file, "sleepy", pid_file=str(pid_file)))
+        assert first == [0.4]
+        # The worker that started the unwanted job was stopped; the pool goes on with a fresh one.
+        if pid_file.exists():
+            assert not alive(int(pid_file.read_text()))
+        assert value(await pool.run(job(tasks_file, "add", x=1, y=2))) == 3
+
+
+async def test_a_queued_job_takes_a_place_that_frees_up_before_the_job_ahead_of_it_ends(tasks_file: str) -> None:
+    async with ProcessPool(2) as pool:
+        started = time.monotonic()
+        ended: dict[str, float] = {}
+
+        async def run(name: str, j: ProcessJob) -> None:
+            await pool.run(j)
+            ended[name] = time.monotonic() - started
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "long", job(tasks_file, "nap", seconds=1.5))
+            await anyio.sleep(0.1)
+            # A job with a memory limit is never queued behind: the next one can only queue behind the long job.
+            tg.start_soon(run, "short", replace(job(tasks_file, "nap", seconds=0.3), memory_limit=2**30))
+            await anyio.sleep(0.1)
+            tg.start_soon(run, "queued", job(tasks_file, "add", x=1, y=2))
+            await anyio.sleep(0.05)
+            assert sorted(len(w.turns) for w in pool._busy) == [0, 1]
+    # Withdrawn from behind the long job once the short one gave its place back, it ran in that place.
+    assert ended["short"] < ended["queued"] < ended["long"] - 0.5

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flytelike._config import Settings
-from flytelike._executor import AttemptInput, AttemptResult, ExecTask, Values
+from flytelike._executor import AttemptInput, AttemptResult, ExecTask
 
 __all__ = ["BackendInput", "InProcess"]
 
@@ -20,17 +20,13 @@ class InProcess(Protocol):
 
     def invoke(self, attempt: AttemptInput) -> Awaitable[AttemptResult]: ...
 
-    def python_inputs(self, task: ExecTask, inputs: Values) -> Mapping[str, Any]: ...
+    def code_file(self, task: ExecTask) -> str | None:
+        """The file defining the task's module, for a worker process to import it from."""
+        ...
 
-    def python_outputs(self, task: ExecTask, outputs: Values) -> Mapping[str, Any]: ...
-
-    def outputs(self, task: ExecTask, value: Any) -> Values: ...
-
-    def inputs(self, task: ExecTask, named: Mapping[str, Any]) -> Values: ...
-
-    def code_file(self, task: ExecTask) -> str | None: ...
-
-    def exec_task_named(self, name: str, caller: ExecTask) -> ExecTask: ...
+    def exec_task_called(self, template: bytes, caller: ExecTask) -> ExecTask:
+        """The task a worker process called, from the template the worker sent, compiled for this run."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -428,7 +428,9 @@ def _final_error(
         )
     else:
         if isinstance(failure, TaskCodeError):
-            cause_type, cause = failure.type_name, str(failure)
+            # Named as for an exception raised here: builtins get their module too.
+            name = failure.type_name
+            cause_type, cause = (name if "." in name else f"builtins.{name}"), str(failure)
         else:
             cls = type(failure)
             cause_type, cause = f"{cls.__module__}.{cls.__qualname__}", f"{cls.__name__}: {failure}"

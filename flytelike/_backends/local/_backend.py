@@ -8,7 +8,6 @@ given (and none when it asked for none). Tasks it calls come back to this proces
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from flytelike._backends._input import BackendInput, InProcess
 from flytelike._backends.local._admission import Admission, AdmissionLease, Request
 from flytelike._backends.local._capacity import Capacity, probe_gpus
 from flytelike._backends.local._policy import ResourcePolicy, ResourceRules
-from flytelike._backends.local._process_pool import OnCall, ProcessJob, ProcessPool, TaskProcessError
+from flytelike._backends.local._process_pool import ChildCall, OnCall, ProcessJob, ProcessPool, TaskProcessError
 from flytelike._executor import (
     ActionRecord,
     AdmitInput,
@@ -30,7 +29,7 @@ from flytelike._executor import (
     Spawner,
     Values,
 )
-from flytelike.errors import OutOfMemoryError, TaskCodeError
+from flytelike.errors import BackendError, OutOfMemoryError, TaskCodeError
 
 __all__ = ["LocalBackend", "LocalInput", "from_input"]
 
@@ -69,7 +68,7 @@ class LocalBackend:
         self._pool_lock = anyio.Lock()
         self._free_cpus: set[int] = set()
         self._free_gpus: set[int] = set()
-        self._called: dict[tuple[str, str], ExecTask] = {}
+        self._templates: dict[str, bytes] = {}
 
     async def __aenter__(self) -> LocalBackend:
         if self._spec.capacity is None:
@@ -133,56 +132,50 @@ class LocalBackend:
         pool = self._pool or await self.start_pool()
         cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
         gpus = self._take(self._free_gpus, task.gpus)
-        env = {kv.key: kv.value for kv in task.template.container.env}
-        file = self._in_process.code_file(task)
-        values = self._in_process.python_inputs(task, attempt.inputs)
+        template = self._templates.get(task.key)
+        if template is None:
+            template = self._templates[task.key] = task.template.SerializeToString(deterministic=True)
         job = ProcessJob(
+            run_id=attempt.run.id,
             action_id=action.id,
-            task=task.name,
-            file=file,
-            module=None if file else task.template.config.get("flytelike.module"),
-            inputs=pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL),
+            attempt=attempt.attempt,
+            template=template,
+            inputs=attempt.inputs.data(),
+            code_file=self._in_process.code_file(task),
             memory_limit=attempt.memory,
             cpus=tuple(sorted(cpus)),
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
-            env=env,
+            env={kv.key: kv.value for kv in task.template.container.env},
         )
         try:
             result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task))
-        except OutOfMemoryError as e:
-            action.peak_memory = getattr(e, "peak_memory", None)
-            raise
         except TaskProcessError as e:
-            if e.original is not None:
-                raise e.original from None
+            if e.logs:
+                action.logs = [*(action.logs or ()), e.logs]
             raise TaskCodeError(e.type_name, e.message, e.traceback_text) from None
+        except (OutOfMemoryError, BackendError) as e:
+            logs = getattr(e, "logs", "")
+            if logs:
+                action.logs = [*(action.logs or ()), logs]
+            raise
         finally:
             self._free_cpus |= cpus
             self._free_gpus |= gpus
         if result.logs:
             action.logs = [*(action.logs or ()), result.logs]
-        outputs = self._in_process.outputs(task, pickle.loads(result.outputs))
-        return AttemptResult(outputs, peak_memory=result.peak_memory, cpu_time=result.cpu_time)
+        return AttemptResult(Values(data=result.outputs), peak_memory=result.peak_memory, cpu_time=result.cpu_time)
 
     def _calls_from(self, run: Spawner, action: ActionRecord, caller: ExecTask) -> OnCall:
         """Runs the calls a process-isolated attempt makes as child actions of its action."""
 
-        async def on_call(name: str, inputs: bytes) -> bytes:
-            task = self._called_task(caller, name)
-            # spawn() takes the child's id before the first await, and the pool starts calls one at a time in
-            # the order the worker made them: ids follow the order of the calls, as for an in-process parent.
-            values = pickle.loads(inputs)
-            outputs: Values = await run.spawn(action, task, self._in_process.inputs(task, values))
-            named = self._in_process.python_outputs(task, outputs)
-            return pickle.dumps(dict(named), protocol=pickle.HIGHEST_PROTOCOL)
+        async def on_call(call: ChildCall) -> bytes:
+            task = self._in_process.exec_task_called(call.template, caller)
+            # The worker numbered its calls (parent id + call order); the run takes that id, so a retried
+            # attempt that calls again gets the first call's outcome instead of a second child.
+            outputs: Values = await run.spawn(action, task, Values(data=call.inputs), action_id=call.action_id)
+            return outputs.data()
 
         return on_call
-
-    def _called_task(self, caller: ExecTask, name: str) -> ExecTask:
-        found = self._called.get((caller.key, name))
-        if found is None:
-            found = self._called[(caller.key, name)] = self._in_process.exec_task_named(name, caller)
-        return found
 
     @staticmethod
     def _take(free: set[int], n: int) -> set[int]:

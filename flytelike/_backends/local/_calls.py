@@ -1,41 +1,67 @@
 """The parent's side of the calls a process-isolated task makes to other tasks while it runs.
 
-A task running in a worker that calls a task sends ``{"kind": "call", "call": n, "task": "env.task", "inputs":
-<pickled values>}`` and waits. The pool hands each call to the job's ``on_call`` (the local backend runs it as a child
-action of the job's action) and writes back ``{"kind": "result", "call": n, "outputs": <pickled named outputs>}``
-or ``{"kind": "call_error", "call": n, "exception": <pickled exception or None>, "type_name": ..., "message": ...,
-"traceback": ...}``. A task that stops waiting for a call (its asyncio task was cancelled) sends ``{"kind":
-"cancel", "call": n}``, which cancels that call here and gets no reply.
+A task running in a worker that calls a task sends ``SubmitChild`` and waits. The pool hands each call to the job's
+``on_call`` as a :class:`ChildCall` (the local backend runs it as a child action of the job's action) and answers
+with ``ChildResult``: the child's outputs (LiteralMap bytes) or its error as structured fields. A task that stops
+waiting for a call (its asyncio task was cancelled) sends ``CancelChild``, which cancels that call here and gets
+no answer.
 
 Many calls of one job may be outstanding at once (``asyncio.gather`` in the worker); each runs in its own task of
-the job's task group, and replies are written whole under the worker's send lock.
+the job's task group.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from flytelike._backends.local._frames import error_fields
-from flytelike.errors import BackendError
+from flytelike._backends.local._places import Places
+from flytelike._proto.worker.v1 import worker_pb2
+from flytelike._worker import _frames
+from flytelike.errors import BackendError, OutOfMemoryError, TaskFailedError, TaskTimeoutError
 
-__all__ = ["JobCalls", "OnCall", "Place"]
+__all__ = ["ChildCall", "JobCalls", "OnCall", "Place", "ProtocolError"]
 
-OnCall = Callable[[str, bytes], Awaitable[bytes]]
-"""``on_call(task_name, pickled_values) -> pickled_named_outputs``; raises to fail the call.
+Kind = worker_pb2.Error.Kind
+Message = worker_pb2.WorkerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCall:
+    """A call the task made: run ``task`` (``"name@version"``, compiled from ``template``) on ``inputs``.
+
+    Attributes:
+        action_id: the child's action id, ``"<job's action id>.<n>"`` for the n-th call of the job (from 0).
+        task: ``"name@version"`` of the called task.
+        template: its serialized TaskTemplate (a variant made by ``override()`` is sent as itself).
+        inputs: its serialized LiteralMap of inputs.
+    """
+
+    action_id: str
+    task: str
+    template: bytes
+    inputs: bytes
+
+
+OnCall = Callable[[ChildCall], Awaitable[bytes]]
+"""``on_call(call) -> outputs``: the child's serialized LiteralMap of outputs; raises to fail the call.
 
 Calls of a job are started one at a time, in the order the worker made them: each runs until its first suspension
-before the next call frame is read, so an ``on_call`` that takes an order-dependent id before its first ``await``
-(as ``Run.child`` does) numbers calls in the order the task made them.
+before the next frame is read, so an ``on_call`` that takes an order-dependent id before its first ``await`` (as
+``Run.child`` does) numbers calls in the order the task made them.
 """
 
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-_LOST = (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError)
+Send = Callable[[Message], None]
+Receive = Callable[[], Awaitable[Message | None]]
+"""The worker's next message; None once no more will come (the worker died or sent garbage)."""
+
+
+class ProtocolError(BackendError):
+    """The worker sent a message out of place."""
 
 
 class Place:
@@ -46,9 +72,9 @@ class Place:
     pool's counterpart of the executor releasing a parent's admitted resources while its children run.
     """
 
-    def __init__(self, places: anyio.Semaphore) -> None:
+    def __init__(self, places: Places[Any]) -> None:
         self._places = places
-        self._resuming = anyio.Lock()
+        self._resuming: anyio.Lock | None = None
         self.held = False
         self.waiting = 0
 
@@ -69,26 +95,25 @@ class Place:
         self.waiting -= 1
 
     async def resume(self) -> None:
-        """Take a place again once no call is outstanding, before the worker gets the reply that wakes it."""
+        """Take a place again once no call is outstanding, before the worker gets the answer that wakes it."""
+        if self._resuming is None:
+            self._resuming = anyio.Lock()
         async with self._resuming:
-            if self.held or self._parked():
+            if self.held or self.waiting > 0:
                 return
             await self._places.acquire()
-            if self._parked():
+            if self.waiting > 0:
                 # Another call started while this one waited for a place: the job is still only waiting.
                 self._places.release()
             else:
                 self.held = True
-
-    def _parked(self) -> bool:
-        return self.waiting > 0
 
 
 class JobCalls:
     """Serves the calls of one job, in the job's task group.
 
     Args:
-        send: writes one frame to the worker (whole, never interleaved with another).
+        send: writes one message to the worker.
         on_call: runs a call; ``None`` refuses every call (the job was started without calls).
         place: the job's place in the pool, given up while calls are outstanding.
     """
@@ -99,29 +124,65 @@ class JobCalls:
         self._place = place
         self._scopes: dict[int, anyio.CancelScope] = {}
 
-    async def until_reply(self, receive: Receive, tg: anyio.abc.TaskGroup) -> dict[str, Any]:
-        """Serve the job's calls in ``tg`` until the job's own reply comes, and return that reply.
+    async def until_done(self, receive: Receive) -> worker_pb2.Done | None:
+        """Serve the job's calls until the job's ``Done`` comes, and return it; None if the worker is lost.
 
-        Each call is started before the next frame is read, and has run up to its first suspension by then.
+        Each call is started before the next frame is read, and has run up to its first suspension by then. A task
+        group for the calls is only made once the first call comes, so a job that calls nothing costs none.
         """
         while True:
             message = await receive()
-            kind = message.get("kind")
-            if kind == "call":
-                await tg.start(self._serve, message)
-            elif kind == "cancel":
-                # The worker no longer waits for this call; one already answered is gone from the table.
-                scope = self._scopes.get(message["call"])
-                if scope is not None:
-                    scope.cancel()
+            if message is None:
+                return None
+            which = message.WhichOneof("body")
+            if which == "done":
+                return message.done
+            if which == "submit_child" and self._on_call is not None:
+                async with anyio.create_task_group() as tg:
+                    try:
+                        await tg.start(self._serve, message.submit_child)
+                        return await self._serve_until_done(receive, tg)
+                    finally:
+                        # Calls the task made but did not wait for are cancelled.
+                        tg.cancel_scope.cancel()
+            self._other(message)
+
+    async def _serve_until_done(self, receive: Receive, tg: anyio.abc.TaskGroup) -> worker_pb2.Done | None:
+        while True:
+            message = await receive()
+            if message is None:
+                return None
+            which = message.WhichOneof("body")
+            if which == "done":
+                return message.done
+            if which == "submit_child":
+                await tg.start(self._serve, message.submit_child)
             else:
-                return message
+                self._other(message)
+
+    def _other(self, message: Message) -> None:
+        which = message.WhichOneof("body")
+        if which == "submit_child":
+            self._send(Message(child_result=self._refused(message.submit_child)))
+        elif which == "cancel_child":
+            # The worker no longer waits for this call; one already answered is gone from the table.
+            scope = self._scopes.get(message.cancel_child.call)
+            if scope is not None:
+                scope.cancel()
+        elif which not in ("logs", "heartbeat"):
+            raise ProtocolError(f"the worker sent {which!r} while running a job")
+
+    @staticmethod
+    def _refused(submit: worker_pb2.SubmitChild) -> worker_pb2.ChildResult:
+        error = BackendError(f"task {submit.task} was called, but this job takes no calls")
+        return worker_pb2.ChildResult(call=submit.call, error=child_error(error))
 
     async def _serve(
-        self, message: Mapping[str, Any], *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, submit: worker_pb2.SubmitChild, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        call: int = message["call"]
-        reply: dict[str, Any] | None = None
+        assert self._on_call is not None
+        call = submit.call
+        reply: worker_pb2.ChildResult | None = None
         scope = anyio.CancelScope()
         self._scopes[call] = scope
         self._place.call_started()
@@ -129,22 +190,30 @@ class JobCalls:
             with scope:
                 task_status.started()
                 try:
-                    if self._on_call is None:
-                        raise BackendError(f"task {message['task']} was called, but this job takes no calls")
-                    outputs = await self._on_call(message["task"], message["inputs"])
-                    reply = {"kind": "result", "call": call, "outputs": outputs}
+                    child = ChildCall(submit.child_action_id, submit.task, submit.template, submit.inputs)
+                    outputs = await self._on_call(child)
+                    reply = worker_pb2.ChildResult(call=call, outputs=outputs)
                 except Exception as e:
-                    reply = _call_error(call, e)
+                    reply = worker_pb2.ChildResult(call=call, error=child_error(e))
         finally:
             del self._scopes[call]
             self._place.call_ended()
         await self._place.resume()
-        if reply is not None:  # None: the worker cancelled the call and waits for no reply
-            # A worker that died cannot take the reply; the job's reply reader reports how it died.
-            with contextlib.suppress(*_LOST):
-                await self._send(reply)
+        if reply is not None:  # None: the worker cancelled the call and waits for no answer
+            self._send(Message(child_result=reply))
 
 
-def _call_error(call: int, error: Exception) -> dict[str, Any]:
-    # Without a pickled exception (or one the worker cannot import), the worker raises a RuntimeError with the text.
-    return {"kind": "call_error", "call": call, **error_fields(error)}
+def child_error(error: Exception) -> worker_pb2.Error:
+    """A call's failure as structured fields: the failed task, action and attempt when it is a task failure."""
+    if isinstance(error, OutOfMemoryError):
+        kind = Kind.OOM
+    elif isinstance(error, TaskTimeoutError):
+        kind = Kind.TIMEOUT
+    elif isinstance(error, TaskFailedError):
+        kind = Kind.USER
+    else:
+        kind = Kind.SYSTEM
+    out = _frames.error(kind, error)
+    if isinstance(error, TaskFailedError):
+        out.task, out.action_id, out.attempt, out.cause_type = error.task, error.action, error.attempt, error.cause_type
+    return out

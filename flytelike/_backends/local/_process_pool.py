@@ -1,86 +1,138 @@
 """A warm pool of worker processes that run process-isolated local tasks (``fl.Local(process=True)``).
 
 Starting an interpreter and importing flytelike costs tens of milliseconds; a warm worker turns a task into one
-round trip over a pipe. Each worker (:mod:`flytelike._worker`) reads requests on its stdin and answers on its
-stdout with 8-byte big-endian length-prefixed pickle frames; the worker moves both pipes off fds 0 and 1 first, so
-the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to a
-per-worker log file in a directory the pool owns, which the worker returns with the reply and which the pool
+round trip over a pipe. Each worker (``python -m flytelike._worker``) reads frames of the worker protocol
+(:mod:`flytelike._worker._frames`: an 8-byte length and a serialized ``WorkerMessage``) on its stdin and answers
+on its stdout; no pickle crosses the pipe: the job carries the task's template and its inputs as literal bytes,
+the answer the outputs as literal bytes or a structured error. The worker moves both pipes off fds 0 and 1 first,
+so the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to
+a per-worker log file in a directory the pool owns, which the worker returns with its answer and which the pool
 reads itself when a worker dies mid-job.
 
-While a job runs, its task may call other tasks: the worker sends ``call`` frames, which the pool serves with the
-job's ``on_call`` while it waits for the job's reply (see :mod:`flytelike._backends.local._calls`). A job waiting
-only for its calls gives up its place, so nested isolated tasks never deadlock the pool.
+While a job runs, its task may call other tasks: the worker sends ``SubmitChild``, which the pool serves with the
+job's ``on_call`` while it waits for the job's ``Done`` (see :mod:`flytelike._backends.local._calls`). A job
+waiting only for its calls gives up its place, so nested isolated tasks never deadlock the pool.
 
-Memory limits are enforced twice: the pool polls the worker's resident memory while the job runs and SIGKILLs it
-past the limit, and the worker caps its address space so one allocation that can never fit fails at once.
+A job's memory limit counts the resident memory of its worker and of every process the task starts (see
+:mod:`flytelike._backends.local._memory`); past it the whole tree is killed and the job fails with
+OutOfMemoryError.
+
+The pool speaks to its workers through asyncio's subprocess protocol directly (:mod:`._connection`): frames are cut
+as bytes arrive and written without waiting. When every place is taken, a job without a memory limit is queued
+behind a running one, so the worker starts it the moment it answers the previous one; a queued job is withdrawn as
+soon as a place frees up elsewhere (see :mod:`._places`).
 
 Example:
-    >>> import anyio, pickle
-    >>> async def demo() -> object:
+    >>> async def demo(template: bytes, inputs: bytes) -> bytes:
     ...     async with ProcessPool(2) as pool:
-    ...         job = ProcessJob("a0", "t.add", file="tasks.py", module=None, inputs=pickle.dumps({"x": 1}))
-    ...         return pickle.loads((await pool.run(job)).outputs)
+    ...         job = ProcessJob("r1", "0", 1, template=template, inputs=inputs, code_file="tasks.py")
+    ...         return (await pool.run(job)).outputs
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import functools
 import os
-import pickle
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.to_thread
-from anyio.streams.buffered import BufferedByteReceiveStream
 
-from flytelike._backends.local._calls import JobCalls, OnCall, Place
-from flytelike._backends.local._frames import HEADER, encode, unpickle_error
+from flytelike._backends.local._calls import ChildCall, JobCalls, OnCall, Place
+from flytelike._backends.local._cgroup import CgroupMemory
+from flytelike._backends.local._connection import (
+    EXIT_WAIT_SECONDS,
+    START_TIMEOUT_SECONDS,
+    Connection,
+    Worker,
+    exit_description,
+    log_tail,
+    startup_failure,
+)
+from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher
+from flytelike._backends.local._places import Places, Turn
+from flytelike._proto.core.v1 import tasks_pb2
+from flytelike._proto.worker.v1 import worker_pb2
 from flytelike.errors import BackendError, OutOfMemoryError
 
-__all__ = ["OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
+__all__ = ["ChildCall", "OnCall", "ProcessJob", "ProcessPool", "ProcessResult", "TaskProcessError"]
 
-_POLL_SECONDS = 0.02
+Kind = worker_pb2.Error.Kind
+Message = worker_pb2.WorkerMessage
+
 _STOP_GRACE_SECONDS = 2.0
-_START_TIMEOUT_SECONDS = 60.0
-_EXIT_WAIT_SECONDS = 5.0
-_CRASH_LOG_CHARS = 2000
-_LOST = (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError)
+# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer, few enough
+# that a withdrawal is rarely needed.
+_QUEUE_DEPTH = 2
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessJob:
-    """One task invocation to run in a worker; exactly one of ``file`` and ``module`` is set."""
+    """One attempt of a task to run in a worker.
 
+    Attributes:
+        run_id, action_id, attempt: which attempt this is.
+        template: the task's serialized TaskTemplate.
+        inputs: its serialized LiteralMap of inputs.
+        code_file: the file defining the task's module; None: the worker imports the template's module.
+        memory_limit: bytes of resident memory for the worker and its descendants; 0 = no limit.
+        cpus: cpu ids to pin the task to; empty = no pinning.
+        cuda_visible_devices: the task's CUDA_VISIBLE_DEVICES; None leaves it as the worker has it.
+        env: environment variables for this job only.
+    """
+
+    run_id: str
     action_id: str
-    task: str
-    file: str | None
-    module: str | None
+    attempt: int
+    template: bytes
     inputs: bytes
+    code_file: str | None
     memory_limit: int = 0
     cpus: tuple[int, ...] = ()
     cuda_visible_devices: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (self.file is None) == (self.module is None):
-            raise ValueError(f"ProcessJob for {self.task}: set exactly one of file= and module=")
         if self.memory_limit < 0:
-            raise ValueError(f"ProcessJob for {self.task}: memory_limit={self.memory_limit} is negative")
+            raise ValueError(f"ProcessJob for action {self.action_id}: memory_limit={self.memory_limit} is negative")
+
+    @property
+    def task(self) -> str:
+        """The task's name, read from the template (for messages)."""
+        try:
+            return tasks_pb2.TaskTemplate.FromString(self.template).id.name or "?"
+        except Exception:
+            return "?"
+
+    def start(self, *, calls: bool) -> worker_pb2.Start:
+        start = worker_pb2.Start(
+            run_id=self.run_id,
+            action_id=self.action_id,
+            attempt=self.attempt,
+            template=self.template,
+            inputs=self.inputs,
+            code_file=self.code_file or "",
+            memory_limit=self.memory_limit,
+            cpus=self.cpus,
+            env=self.env,
+            calls=calls,
+        )
+        if self.cuda_visible_devices is not None:
+            start.cuda_visible_devices = self.cuda_visible_devices
+        return start
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
-    """What a job produced: pickled outputs, its peak resident memory (bytes), cpu seconds and its output."""
+    """What a job produced: its serialized LiteralMap of outputs, peak resident memory (bytes), cpu seconds and
+    its output."""
 
     outputs: bytes
     peak_memory: int
@@ -95,140 +147,46 @@ class TaskProcessError(Exception):
         type_name: qualified name of the exception's class (``ValueError``, ``mymod.MyError``).
         message: ``str()`` of the exception.
         traceback_text: the formatted traceback, as the worker printed it.
-        original: the exception itself when it survived pickling, else None.
         logs: what the job wrote to stdout/stderr before it failed.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        type_name: str,
-        traceback_text: str,
-        original: BaseException | None = None,
-        logs: str = "",
-    ) -> None:
+    def __init__(self, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> None:
         self.type_name = type_name
         self.message = message
         self.traceback_text = traceback_text
-        self.original = original
         self.logs = logs
         super().__init__(f"{type_name}: {message}" if message else type_name)
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments are lost by the default pickling of exceptions.
-        return (_rebuild, (self.message, self.type_name, self.traceback_text, self.original, self.logs))
+        return (_rebuild, (self.message, self.type_name, self.traceback_text, self.logs))
+
+    @classmethod
+    def named(cls, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> TaskProcessError:
+        """The error as an instance of a subclass named like the exception the task raised.
+
+        Nothing is unpickled, so the task's own class is never imported here; but whoever reports the failure by
+        its class (``type(e).__name__``, ``module.qualname``) still names what the task raised: ``ValueError``,
+        ``mymod.MyError``.
+        """
+        return _named_class(type_name)(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
 
 
-def _rebuild(
-    message: str, type_name: str, traceback_text: str, original: BaseException | None, logs: str
-) -> TaskProcessError:
-    return TaskProcessError(message, type_name=type_name, traceback_text=traceback_text, original=original, logs=logs)
+def _rebuild(message: str, type_name: str, traceback_text: str, logs: str) -> TaskProcessError:
+    return TaskProcessError(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
 
 
-class _Worker:
-    def __init__(self, process: anyio.abc.Process, log_path: str) -> None:
-        self.process = process
-        self.pid = process.pid
-        self.log_path = log_path
-        self.closed = False
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self._requests = process.stdin
-        self._replies = BufferedByteReceiveStream(process.stdout)
-        # Replies to concurrent calls of one job are written by their own tasks; a frame must go out whole.
-        self._sending = anyio.Lock()
-
-    async def send(self, message: Mapping[str, Any]) -> None:
-        data = encode(message)
-        async with self._sending:
-            await self._requests.send(data)
-
-    async def receive(self) -> dict[str, Any]:
-        (size,) = HEADER.unpack(await self._replies.receive_exactly(HEADER.size))
-        message: dict[str, Any] = pickle.loads(await self._replies.receive_exactly(size))
-        return message
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-
-    async def close(self, grace: float = 0.0) -> None:
-        """Stop the worker (end of input asks it to exit; SIGKILL after ``grace``) and reap it."""
-        if self.closed:
-            return
-        self.closed = True
-        with anyio.CancelScope(shield=True):
-            if grace > 0 and self.process.returncode is None:
-                await self._requests.aclose()
-                with anyio.move_on_after(grace):
-                    await self.process.wait()
-            self.kill()
-            await self.process.aclose()
-
-
-class _MemoryWatch:
-    """Polls a worker's resident memory during one job; kills it once the peak passes the limit."""
-
-    def __init__(self, worker: _Worker, limit: int) -> None:
-        self.worker = worker
-        self.limit = limit
-        self.peak = 0
-        self.killed = False
-        self._status = f"/proc/{worker.pid}/status"
-
-    async def run(self) -> None:
-        while True:
-            try:
-                rss, hwm = await anyio.to_thread.run_sync(_read_rss, self._status)
-            except (OSError, ValueError):
-                return  # the worker is gone; the reply reader reports why
-            self.peak = max(self.peak, rss, hwm)
-            if self.peak > self.limit:
-                self.killed = True
-                self.worker.kill()
-                return
-            await anyio.sleep(_POLL_SECONDS)
-
-
-def _read_rss(status_path: str) -> tuple[int, int]:
-    with open(status_path, "rb") as f:
-        text = f.read()
-    values = dict(re.findall(rb"^(VmRSS|VmHWM):\s+(\d+)", text, re.MULTILINE))
-    return int(values[b"VmRSS"]) * 1024, int(values[b"VmHWM"]) * 1024
-
-
-def _reset_peak(pid: int) -> None:
-    # Resetting VmHWM from here rather than only in the worker means no poll can see a previous job's peak.
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _log_tail(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4 * _CRASH_LOG_CHARS))
-            return f.read().decode("utf-8", errors="replace")[-_CRASH_LOG_CHARS:]
-    except OSError:
-        return ""
+@functools.lru_cache(maxsize=256)
+def _named_class(type_name: str) -> type[TaskProcessError]:
+    module, _, qualname = type_name.rpartition(".")
+    if not qualname.isidentifier():
+        return TaskProcessError
+    attributes = {"__module__": module or "builtins", "__qualname__": qualname, "__doc__": TaskProcessError.__doc__}
+    return type(qualname, (TaskProcessError,), attributes)
 
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
-
-
-def _exit_description(code: int | None) -> str:
-    if code is None or code >= 0:
-        return f"exit code {code}"
-    try:
-        return f"killed by signal {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
 
 
 def _annotate(error: BaseException, **attributes: object) -> None:
@@ -256,15 +214,20 @@ class ProcessPool:
         self.size = size
         self._python = python
         self._env = {**os.environ, **startup_env} if startup_env else None
-        self._idle: list[_Worker] = []
-        self._workers: set[_Worker] = set()
-        self._slots: anyio.Semaphore | None = None
+        self._idle: list[Worker] = []
+        self._workers: set[Worker] = set()
+        self._places: Places[Worker] | None = None
+        self._busy: set[Worker] = set()
+        self._queued: dict[Turn, Worker] = {}  # turns not started yet, oldest first
         self._dir: str | None = None
         self._serial = 0
+        self._memory = MemoryWatcher()
+        self._cgroup: CgroupMemory | None = None
 
     async def __aenter__(self) -> ProcessPool:
         self._dir = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="flytelike-workers-"))
-        self._slots = anyio.Semaphore(self.size, fast_acquire=True)
+        self._places = Places(self.size, prefetch=self._prefetch, unused=self._unused, freed=self._withdraw_one)
+        self._cgroup = await anyio.to_thread.run_sync(CgroupMemory.detect)
         failures: list[BaseException] = []
 
         async def start_one() -> None:
@@ -297,6 +260,9 @@ class ProcessPool:
             async with anyio.create_task_group() as tg:
                 for worker in workers:
                     tg.start_soon(worker.close, _STOP_GRACE_SECONDS)
+            await anyio.to_thread.run_sync(self._memory.close)
+            if self._cgroup is not None:
+                await anyio.to_thread.run_sync(self._cgroup.close)
             if self._dir is not None:
                 folder, self._dir = self._dir, None
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -306,123 +272,259 @@ class ProcessPool:
 
         Args:
             job: what to run.
-            on_call: serves the tasks the job's task calls (``on_call(task_name, pickled_values)`` returns the
-                pickled named outputs, or raises); the job is cancelled with them. Without it, calls inside the
-                task are plain function calls.
+            on_call: serves the tasks the job's task calls (it returns the child's serialized outputs, or raises);
+                the calls are cancelled with the job. Without it, calls inside the task are plain function calls.
 
         Raises:
             TaskProcessError: the task raised.
             OutOfMemoryError: the job went past ``job.memory_limit`` (or raised MemoryError); the error has
                 ``peak_memory`` (bytes) and ``logs``.
             BackendError: the worker died without replying, or could not start the job (the file failed to
-                import, an unknown cpu id); the error has ``logs``.
+                import, the code changed, an unknown cpu id); the error has ``logs``.
         """
-        if self._slots is None or self._dir is None:
+        places = self._places
+        if places is None or self._dir is None:
             raise RuntimeError("ProcessPool.run() called outside `async with ProcessPool(...)`")
-        # The worker gets plain values: it must not need to import this module (and anyio) to read them.
-        request = {f.name: getattr(job, f.name) for f in fields(ProcessJob)} | {
-            "env": dict(job.env),
-            "calls": on_call is not None,
-        }
-        place = Place(self._slots)
-        await place.take()
-        try:
-            worker = await self._checkout()
-            keep = False
+        place = Place(places)
+        start = Message(start=job.start(calls=on_call is not None))
+        while True:
+            granted = await places.claim(queueable=not job.memory_limit)
+            if granted is None:
+                place.held = True
+                try:
+                    worker = await self._checkout()
+                except BaseException:
+                    place.give_back()
+                    raise
+                worker.send(start)
+                break
+            worker, turn = granted
+            turn.action_id, turn.attempt = job.action_id, job.attempt
+            worker.send(start)
             try:
-                calls = JobCalls(worker.send, on_call, place)
-                reply, peak_seen = await self._exchange(worker, job, request, calls)
+                started = await turn.started
+            except BaseException:
+                # Withdrawn before it starts, the worker need not be killed for it.
+                turn.cancelled = True
+                self._withdraw(worker, turn)
+                raise
+            if started:
+                place.held = True  # handed over by the job before it
+                break
+            if self._dir is None:
+                raise RuntimeError("ProcessPool.run(): the pool was closed while the job waited")
+            # Withdrawn, or its worker died before it got to this job, which never started: run it elsewhere.
+        try:
+            done: worker_pb2.Done | None = None
+            keep = False
+            self._begin(worker, job, place)
+            try:
+                done, peak_seen = await self._exchange(worker, job, on_call, place)
                 # A MemoryError can leave the worker's heap fragmented and large: start the next job afresh.
-                keep = reply["kind"] != "oom"
+                keep = not (done.WhichOneof("outcome") == "error" and done.error.kind == Kind.OOM)
             finally:
-                # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
-                if keep and len(self._idle) < self.size:
-                    self._idle.append(worker)
-                else:
-                    await self._discard(worker)
+                await self._end(worker, place, finished=done is not None, keep=keep)
         finally:
             place.give_back()
-        return _result(job, reply, peak_seen)
+        return _result(job, done, peak_seen)
 
-    async def _checkout(self) -> _Worker:
+    def _prefetchable(self, worker: Worker) -> bool:
+        place = worker.place
+        return (
+            place is not None
+            and len(worker.turns) < _QUEUE_DEPTH
+            and not worker.limited
+            and place.waiting == 0
+            and not worker.closed
+            and worker.connection.lost is None
+        )
+
+    def _reserve(self, worker: Worker) -> Turn:
+        turn = self._queue_turn(worker)
+        worker.turns.append(turn)
+        return turn
+
+    def _queue_turn(self, worker: Worker) -> Turn:
+        turn = Turn()
+        self._queued[turn] = worker
+        return turn
+
+    def _clear(self, worker: Worker, turn: Turn) -> None:
+        if turn in worker.turns:
+            worker.turns.remove(turn)
+        self._queued.pop(turn, None)
+
+    def _prefetch(self) -> tuple[Worker, Turn] | None:
+        for worker in self._busy:
+            if self._prefetchable(worker):
+                return worker, self._reserve(worker)
+        return None
+
+    def _unused(self, grant: tuple[Worker, Turn]) -> None:
+        worker, turn = grant
+        self._clear(worker, turn)
+        self._offer(worker)
+
+    def _offer(self, worker: Worker) -> None:
+        places = self._places
+        if places is not None and places.waiting and self._prefetchable(worker):
+            turn = self._reserve(worker)
+            if not places.offer((worker, turn)):
+                self._clear(worker, turn)
+
+    def _withdraw_one(self) -> None:
+        """A place is free and nobody waits for it: withdraw the oldest queued job, which then takes it."""
+        for turn, worker in self._queued.items():
+            if not (turn.withdrawing or turn.cancelled or turn.started.done()) and turn.action_id:
+                self._withdraw(worker, turn)
+                return
+
+    def _withdrawn(self, worker: Worker, answer: worker_pb2.Withdrawn) -> None:
+        for turn in worker.turns:
+            if (turn.action_id, turn.attempt) == (answer.action_id, answer.attempt):
+                self._clear(worker, turn)
+                if not turn.started.done():
+                    turn.started.set_result(False)
+                return
+
+    @staticmethod
+    def _withdraw(worker: Worker, turn: Turn) -> None:
+        if not (turn.withdrawing or turn.started.done()):
+            turn.withdrawing = True
+            worker.send(Message(withdraw=worker_pb2.Withdraw(action_id=turn.action_id, attempt=turn.attempt)))
+
+    def _begin(self, worker: Worker, job: ProcessJob, place: Place) -> None:
+        worker.place = place
+        worker.limited = bool(job.memory_limit)
+        self._busy.add(worker)
+        if not worker.limited:
+            self._offer(worker)
+
+    async def _end(self, worker: Worker, place: Place, *, finished: bool, keep: bool) -> None:
+        """The job on ``worker`` ended: hand the worker and the place to the job queued behind it, if it started."""
+        worker.place = None
+        self._busy.discard(worker)
+        turns = worker.turns
+        if turns:
+            turn = turns.popleft()
+            self._queued.pop(turn, None)
+            if finished and not turn.cancelled:
+                # The worker started the next job as soon as it answered this one; the rest stay queued behind it.
+                place.held = False
+                turn.started.set_result(True)
+                return
+            # Not finished: the worker died (or is killed now) before it could start the jobs queued behind.
+            # Finished, but the next job was cancelled while it waited: the worker runs what nobody wants.
+            for left in (turn, *turns):
+                self._queued.pop(left, None)
+                if not left.started.done():
+                    left.started.set_result(False)
+            turns.clear()
+            keep = False
+        # Jobs waiting for their calls hold workers beyond `size`; once they end, only `size` stay warm.
+        if keep and len(self._idle) < self.size:
+            self._idle.append(worker)
+        else:
+            await self._discard(worker)
+
+    async def _checkout(self) -> Worker:
         while self._idle:
             # Most recently used first: its caches are warm, and a lightly used pool keeps reusing one worker.
             worker = self._idle.pop()
-            if worker.process.returncode is None:
+            if worker.returncode is None and worker.connection.lost is None:
                 return worker
             await self._discard(worker)
         return await self._start()
 
-    async def _discard(self, worker: _Worker) -> None:
+    async def _discard(self, worker: Worker) -> None:
         self._workers.discard(worker)
         await worker.close()
+        if worker.cgroup is not None:
+            CgroupMemory.release(worker.cgroup)
 
-    async def _start(self) -> _Worker:
+    async def _start(self) -> Worker:
         assert self._dir is not None
         self._serial += 1
         log_path = os.path.join(self._dir, f"worker-{self._serial}.log")
-        process = await anyio.open_process(
-            [self._python, "-m", "flytelike._worker", log_path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self._env,
-            # Ctrl-C must reach only this process, which then cancels jobs and kills their workers itself.
-            start_new_session=True,
-        )
-        worker = _Worker(process, log_path)
-        self._workers.add(worker)
+        loop = asyncio.get_running_loop()
+        connection = Connection(loop)
+        command = [self._python, "-m", "flytelike._worker", log_path]
         try:
-            with anyio.fail_after(_START_TIMEOUT_SECONDS):
+            transport, _ = await loop.subprocess_exec(
+                lambda: connection,
+                *command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                # Ctrl-C must reach only this process, which then cancels jobs and kills their workers itself.
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise BackendError(f"a worker process ({' '.join(command[:3])}) failed to start: {e}") from None
+        worker = Worker(transport, connection, log_path)
+        connection.on_withdrawn = functools.partial(self._withdrawn, worker)
+        self._workers.add(worker)
+        timed_out = False
+        try:
+            with anyio.fail_after(START_TIMEOUT_SECONDS):
                 ready = await worker.receive()
-            if ready.get("kind") != "ready":
-                raise BackendError(f"worker process {worker.pid} sent {ready.get('kind')!r} instead of 'ready'")
-        except (*_LOST, TimeoutError) as e:
-            detail = await _startup_failure(worker, timed_out=isinstance(e, TimeoutError))
-            await self._discard(worker)
-            raise BackendError(
-                f"a worker process ({self._python} -m flytelike._worker) failed to start: {detail}"
-            ) from None
+        except TimeoutError:
+            ready, timed_out = None, True
         except BaseException:
             await self._discard(worker)
             raise
+        if ready is None or ready.WhichOneof("body") != "ready":
+            if ready is None:
+                detail = await startup_failure(worker, timed_out=timed_out)
+            else:
+                detail = f"it sent {ready.WhichOneof('body')!r} before 'ready'"
+            await self._discard(worker)
+            raise BackendError(f"a worker process ({self._python} -m flytelike._worker) failed to start: {detail}")
+        if self._cgroup is not None:
+            worker.cgroup = self._cgroup.adopt(worker.pid, f"worker-{self._serial}")
         return worker
 
     async def _exchange(
-        self, worker: _Worker, job: ProcessJob, request: Mapping[str, Any], calls: JobCalls
-    ) -> tuple[dict[str, Any], int]:
-        watch = _MemoryWatch(worker, job.memory_limit) if job.memory_limit else None
-        reply: dict[str, Any] | None = None
+        self, worker: Worker, job: ProcessJob, on_call: OnCall | None, place: Place
+    ) -> tuple[worker_pb2.Done, int]:
+        calls = JobCalls(worker.send, on_call, place)
+        watch: MemoryWatch | None = None
+        group = worker.cgroup if job.memory_limit else None
+        oom_kills = 0
         try:
+            if job.memory_limit:
+                if group is not None:
+                    # The kernel holds the tree to the limit; the watch only keeps the peak.
+                    CgroupMemory.limit(group, job.memory_limit)
+                    oom_kills = CgroupMemory.oom_kills(group)
+                watch = self._memory.watch(worker.pid, job.memory_limit, kill=group is None)
+            done = await calls.until_done(worker.receive)
+        finally:
             if watch is not None:
-                await anyio.to_thread.run_sync(_reset_peak, worker.pid)
-            await worker.send(request)
-            async with anyio.create_task_group() as tg:
-                if watch is not None:
-                    tg.start_soon(watch.run)
-                try:
-                    reply = await calls.until_reply(worker.receive, tg)
-                except _LOST:
-                    pass  # handled below; raising here would wrap it in an ExceptionGroup
-                finally:
-                    # The memory watch stops, and calls the task made but did not wait for are cancelled.
-                    tg.cancel_scope.cancel()
-        except _LOST:
-            pass
-        if reply is not None:
-            return reply, watch.peak if watch is not None else 0
-        # The worker died mid-job: learn how, outside the except block so the error reads as the cause.
-        with anyio.move_on_after(_EXIT_WAIT_SECONDS):
-            await worker.process.wait()
+                self._memory.unwatch(watch)
+        killed = watch is not None and watch.killed
+        if group is not None and CgroupMemory.oom_kills(group) > oom_kills:
+            killed = True
+            assert watch is not None
+            watch.peak = max(watch.peak, job.memory_limit + 1)
+        elif group is not None and done is not None:
+            CgroupMemory.limit(group, 0)
+        if done is not None and not killed:
+            return done, watch.peak if watch is not None else 0
+        # The worker died mid-job (or ran out of memory): learn how.
+        if not killed:
+            with anyio.move_on_after(EXIT_WAIT_SECONDS):
+                await worker.wait()
         worker.kill()
-        await worker.process.wait()
-        logs = await anyio.to_thread.run_sync(_log_tail, worker.log_path)
-        if watch is not None and watch.killed:
+        await worker.wait()
+        logs = await anyio.to_thread.run_sync(log_tail, worker.log_path)
+        if killed:
+            assert watch is not None
             raise _out_of_memory(job, watch.peak, logs)
-        how = _exit_description(worker.process.returncode)
-        message = (
-            f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying ({how})"
-        )
+        how = exit_description(worker.returncode)
+        message = f"task {job.task} (action {job.action_id}): its worker process {worker.pid} exited without replying "
+        message += f"({how})" if worker.connection.lost == "its output closed" else f"({how}; {worker.connection.lost})"
         if logs.strip():
             message += f"; last output:\n{logs.rstrip()}"
         error = BackendError(message)
@@ -430,54 +532,39 @@ class ProcessPool:
         raise error
 
 
-async def _startup_failure(worker: _Worker, *, timed_out: bool) -> str:
-    worker.kill()
-    stderr = b""
-    assert worker.process.stderr is not None
-    with anyio.move_on_after(_EXIT_WAIT_SECONDS), contextlib.suppress(*_LOST):
-        async for chunk in worker.process.stderr:
-            stderr += chunk
-    await worker.process.wait()
-    how = f"no reply in {_START_TIMEOUT_SECONDS:.0f} s" if timed_out else _exit_description(worker.process.returncode)
-    text = stderr.decode("utf-8", errors="replace").strip()
-    return f"{how}: {text[-_CRASH_LOG_CHARS:]}" if text else how
-
-
 def _out_of_memory(job: ProcessJob, peak: int, logs: str, *, allocation_failed: bool = False) -> OutOfMemoryError:
     how = "; an allocation failed with MemoryError" if allocation_failed else ""
+    task = job.task
     error = OutOfMemoryError(
-        f"task {job.task} exceeded its memory limit of {_mib(job.memory_limit)} "
-        f"(peak resident memory {_mib(peak)}{how})",
-        task=job.task,
+        f"task {task} exceeded its memory limit of {_mib(job.memory_limit)} (peak resident memory {_mib(peak)}{how})",
+        task=task,
         action=job.action_id,
-        attempt=0,
+        attempt=job.attempt,
         cause_type="MemoryError",
     )
     _annotate(error, peak_memory=peak, logs=logs)
     return error
 
 
-def _result(job: ProcessJob, reply: Mapping[str, Any], peak_seen: int) -> ProcessResult:
-    kind = reply["kind"]
-    logs: str = reply.get("logs", "")
-    peak = max(int(reply.get("peak_memory", 0)), peak_seen)
+def _result(job: ProcessJob, done: worker_pb2.Done, peak_seen: int) -> ProcessResult:
+    logs = done.logs
+    peak = max(done.peak_memory, peak_seen)
+    outcome = done.WhichOneof("outcome")
+    error = done.error if outcome == "error" else None
+    oom = error is not None and error.kind == Kind.OOM
     # A peak over the limit that fell between two polls still fails the job, as a cgroup would.
-    if kind == "oom" or (job.memory_limit and peak > job.memory_limit):
-        raise _out_of_memory(job, peak, logs, allocation_failed=kind == "oom")
-    if kind == "ok":
-        return ProcessResult(outputs=reply["outputs"], peak_memory=peak, cpu_time=reply["cpu_time"], logs=logs)
-    original = unpickle_error(reply.get("exception"))
-    if kind == "error":
-        raise TaskProcessError(
-            reply["message"],
-            type_name=reply["type_name"],
-            traceback_text=reply["traceback"],
-            original=original,
-            logs=logs,
+    if oom or (job.memory_limit and peak > job.memory_limit):
+        raise _out_of_memory(job, peak, logs, allocation_failed=oom)
+    if outcome == "outputs":
+        return ProcessResult(outputs=done.outputs, peak_memory=peak, cpu_time=done.cpu_seconds, logs=logs)
+    if error is not None and error.kind == Kind.USER:
+        raise TaskProcessError.named(
+            error.message, type_name=error.type_name, traceback_text=error.traceback, logs=logs
         )
-    error = BackendError(
-        f"task {job.task} (action {job.action_id}): the worker could not start it: "
-        f"{reply['type_name']}: {reply['message']}"
-    )
-    _annotate(error, logs=logs)
-    raise error from original
+    if error is not None:
+        detail = f"the worker could not start it: {error.type_name}: {error.message}"
+    else:
+        detail = f"the worker answered with {outcome or 'nothing'!r}, which this pool cannot read"
+    failure = BackendError(f"task {job.task} (action {job.action_id}): {detail}")
+    _annotate(failure, logs=logs, traceback_text=error.traceback if error is not None else "")
+    raise failure
