@@ -212,3 +212,17 @@ async def test_events_can_be_recorded_durably_in_order() -> None:
         (e.seq, e.action, str(e.state)) for e in live
     ]
     assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+
+
+iso = fl.TaskEnvironment(name="core_iso", platform=fl.Local(process=True), env_vars={"CORE_MODE": "isolated"})
+
+
+@iso.task
+def where_am_i() -> str:
+    c = fl.ctx()
+    return f"{c.task} {c.action_id} {c.attempt} {c.env['CORE_MODE']} {os.environ['CORE_MODE']}"
+
+
+def test_ctx_inside_a_process_isolated_task() -> None:
+    handle = fl.run(where_am_i)
+    assert handle.outputs == "core_iso.where_am_i 0 1 isolated isolated"

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
+from flytelike._context import TaskContext
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
@@ -46,12 +50,26 @@ class ChildChannel(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Which attempt a job is, for the task's context (``fl.ctx()``)."""
+
+    run_id: str
+    action_id: str
+    attempt: int
+    task: str
+    platform: str
+
+
 class Children:
     """The submitter of one job whose calls go to the controller."""
 
-    def __init__(self, channel: ChildChannel, action_id: str, cache: ExecuteCache | None = None) -> None:
+    def __init__(
+        self, channel: ChildChannel, action_id: str, cache: ExecuteCache | None = None, *, where: Where | None = None
+    ) -> None:
         self._channel = channel
         self._action_id = action_id
+        self._where = where
         self._templates: dict[int, tuple[Task[..., Any], bytes, str]] = (
             cache.child_templates if cache is not None else {}
         )
@@ -91,6 +109,13 @@ class Children:
         self._send(task, values, deliver)
         answered.wait()
         return _outcome(task, answers[0])
+
+    def context(self) -> TaskContext:
+        where = self._where or Where("", self._action_id, 0, "", "local")
+        # The job's env_vars are in this process's environment while it runs.
+        return TaskContext(
+            where.run_id, where.action_id, where.attempt, where.task, where.platform, MappingProxyType(dict(os.environ))
+        )
 
     def in_event_loop_thread(self) -> bool:
         return _loop() is not None

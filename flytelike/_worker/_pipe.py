@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._worker import _frames
-from flytelike._worker._children import Children, Deliver
+from flytelike._worker._children import Children, Deliver, Where
 from flytelike._worker._execute import ExecuteCache, ExecuteInput, ExecuteResult, execute
 from flytelike.errors import BackendError
 
@@ -302,10 +302,12 @@ class _Worker:
         if start.WhichOneof("inputs_ref") == "inputs_uri":
             error = BackendError(f"inputs at {start.inputs_uri}: a worker on a pipe takes its inputs in the Start")
             return worker_pb2.Done(error=_frames.error(Kind.SETUP, error))
-        children = Children(self.channel, start.action_id, self.cache) if start.calls else None
+        template = self._template(start.template)
+        where = Where(start.run_id, start.action_id, start.attempt, template.id.name, "local")
+        children = Children(self.channel, start.action_id, self.cache, where=where) if start.calls else None
         try:
             request = ExecuteInput(
-                template=self._template(start.template),
+                template=template,
                 inputs=start.inputs,
                 code_file=start.code_file or None,
                 submitter=children,
