@@ -39,7 +39,7 @@ __all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
 class Compiled:
     """One SDK task as a run sees it: its executor view, and how its values are encoded and decoded."""
 
-    __slots__ = ("_check_single", "encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
+    __slots__ = ("_check_single", "_where_single", "encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
 
     def __init__(self, sdk: Task[..., Any], compiled: ExecTask) -> None:
         self.sdk = sdk
@@ -49,12 +49,13 @@ class Compiled:
         self.encode_outputs = partial(_encode, params=interface.outputs, where=f"{sdk.full_name} outputs")
         self.single_output = interface.outputs[0].name if len(interface.outputs) == 1 else None
         self._check_single = interface.outputs[0].type.check if self.single_output is not None else None
+        self._where_single = f"{sdk.full_name} -> {self.single_output}"
 
     def check_outputs(self, value: Any) -> dict[str, Any]:
         """Name and check what the task returned."""
         name = self.single_output
         if name is not None and self._check_single is not None:
-            return {name: self._check_single(value, f"{self.sdk.full_name} -> {name}")}
+            return {name: self._check_single(value, self._where_single)}
         return self.sdk.interface.check_outputs(value, task=self.sdk.full_name)
 
     def inputs(self, values: Values) -> Mapping[str, Any]:
@@ -147,7 +148,7 @@ class Submitter:
             # and block for the result, as for a sync child. (The run's state is only touched on the loop.)
             return self.submit_blocking(task, values)  # type: ignore[no-any-return]
         entry = self.index.compiled(task)
-        return self.run.call(self.action, entry.exec, Values(values, encode=entry.encode_inputs), entry.result)  # type: ignore[no-any-return]
+        return self.run.call(self.action, entry.exec, values, entry.result, encode=entry.encode_inputs)  # type: ignore[no-any-return]
 
     def submit_blocking(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
         async def call() -> Any:

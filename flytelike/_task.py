@@ -68,7 +68,7 @@ class Task(Generic[P, R]):
         42
     """
 
-    __slots__ = ("__dict__", "env", "fn", "interface", "is_async", "name", "options")
+    __slots__ = ("__dict__", "env", "fn", "full_name", "interface", "is_async", "name", "options")
 
     def __init__(
         self,
@@ -84,13 +84,10 @@ class Task(Generic[P, R]):
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.interface = interface or Interface.of(fn, task=f"{env.name}.{name}")
+        #: ``env.task``, unique within a project.
+        self.full_name = f"{env.name}.{name}"
+        self.interface = interface or Interface.of(fn, task=self.full_name)
         functools.update_wrapper(self, fn)
-
-    @property
-    def full_name(self) -> str:
-        """``env.task``, unique within a project."""
-        return f"{self.env.name}.{self.name}"
 
     def __repr__(self) -> str:
         return f"<Task {self.full_name}>"

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,16 @@ import pytest
 from flytelike._backends import BackendInput, load_backend
 from flytelike._backends.local import Capacity
 from flytelike._config import load_settings
-from flytelike._executor import ActionRecord, AdmitInput, AttemptInput, AttemptResult, Backend, ExecTask, Values
+from flytelike._executor import (
+    ActionRecord,
+    AdmitInput,
+    AttemptInput,
+    AttemptResult,
+    Backend,
+    Encoder,
+    ExecTask,
+    Values,
+)
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._loader import load_file
 from flytelike._serde import decode_values, encode_values
@@ -106,11 +115,14 @@ class DirectRun:
         self,
         parent: ActionRecord,
         task: ExecTask,
-        inputs: Values,
+        inputs: Values | Mapping[str, Any],
         convert: Callable[[Values], Any] | None,
         *,
+        encode: Encoder | None = None,
         action_id: str | None = None,
     ) -> Any:
+        if not isinstance(inputs, Values):
+            inputs = Values(inputs, encode=encode)
         n = self._counts.get(parent.id, 0)
         self._counts[parent.id] = n + 1
         child = action_id or f"{parent.id}.{n}"

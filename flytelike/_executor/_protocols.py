@@ -7,12 +7,12 @@ behind ``admit``, whose lease is suspended while the action waits for its childr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from flytelike._executor._model import ActionRecord, ExecTask, RunRecord
-from flytelike._executor._values import Values
+from flytelike._executor._values import Encoder, Values
 
 if TYPE_CHECKING:
     from flytelike._executor._events import Event
@@ -47,12 +47,14 @@ class Spawner(Protocol):
         self,
         parent: ActionRecord,
         task: ExecTask,
-        inputs: Values,
+        inputs: Values | Mapping[str, Any],
         convert: Callable[[Values], Any] | None,
         *,
+        encode: Encoder | None = None,
         action_id: str | None = None,
     ) -> Any:
-        """As :meth:`spawn`, the awaitable's result being ``convert(outputs)`` (one coroutine layer less)."""
+        """As :meth:`spawn`, the awaitable's result being ``convert(outputs)``; ``inputs`` may be Python values
+        with their ``encode``, made into Values when the action starts."""
         ...
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from flytelike._executor._cache_key import cache_key
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
-from flytelike._executor._values import Values
+from flytelike._executor._values import Encoder, Values
 from flytelike.errors import (
     AdmissionError,
     BackendError,
@@ -149,23 +149,43 @@ class Run:
         self,
         parent: ActionRecord,
         task: ExecTask,
-        inputs: Values,
+        inputs: Values | Mapping[str, Any],
         convert: Callable[[Values], Any] | None,
         *,
+        encode: Encoder | None = None,
         action_id: str | None = None,
     ) -> Any:
-        """A child action of ``parent`` as an awaitable; its result is ``convert(outputs)`` (or the Values)."""
+        """A child action of ``parent`` as an awaitable; its result is ``convert(outputs)`` (or the Values).
+
+        ``inputs`` may be the Python values themselves, with their ``encode``: their Values are then made when the
+        action starts, so a call that waits (in a fan-out, all of them at once) holds one object less.
+        """
         live = self._live.get(parent.id)
         if live is None:
             raise BackendError(f"action {parent.id} of run {self.id} is not running; it cannot start tasks")
         if action_id is None:
             action_id = f"{parent.id}.{live.children}"
             live.children += 1
-            return self.execute(task, inputs, live, action_id, convert)
+            return self._action(task, inputs, encode, live, action_id, convert)
         prefix, _, number = action_id.rpartition(".")
         if prefix != parent.id or not number.isdecimal():
             raise BackendError(f"child action id {action_id!r} is not of the form {parent.id}.N")
-        return self._child_by_id(live, action_id, task, inputs, convert)
+        values = inputs if isinstance(inputs, Values) else Values(inputs, encode=encode)
+        return self._child_by_id(live, action_id, task, values, convert)
+
+    async def _action(
+        self,
+        task: ExecTask,
+        inputs: Values | Mapping[str, Any],
+        encode: Encoder | None,
+        parent: _Live,
+        action_id: str,
+        convert: Callable[[Values], Any] | None,
+    ) -> Any:
+        # The coroutine a caller holds, and asyncio keeps until a gather ends, is this small one rather than
+        # execute's large frame (a coroutine's size is its frame's): a 100,000-way fan-out holds 100,000 of them.
+        values = inputs if isinstance(inputs, Values) else Values(inputs, encode=encode)
+        return await self.execute(task, values, parent, action_id, convert)
 
     async def _child_by_id(
         self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
@@ -201,10 +221,7 @@ class Run:
         action_id: str,
         convert: Callable[[Values], Any] | None = None,
     ) -> Any:
-        """Run one action to its end; its outputs (``convert``-ed if given), or its final error raised.
-
-        One coroutine for the whole action, attempts included: every layer of awaiting costs each action.
-        """
+        """Run one action to its end; its outputs (``convert``-ed if given), or its final error raised."""
         lease = None
         if parent is not None:
             # A parent that waits for children holds no capacity, so nested tasks can never deadlock admission.
@@ -244,15 +261,7 @@ class Run:
                 await anyio.lowlevel.checkpoint()
             self._emit(record, _QUEUED)
             if task.cache:
-                record.cache_key = key = cache_key(task, inputs.data())
-                hit = await anyio.to_thread.run_sync(self._cache.get, key)
-                if hit is not None and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl):
-                    record.started = record.ended = time.time()
-                    self._emit(record, _CACHED)
-                    outputs = Values(data=hit[0])
-                else:
-                    outputs = await self._attempts(task, inputs, live, platform)
-                    await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
+                outputs = await self._cached(task, inputs, live, platform)
             else:
                 outputs = await self._attempts(task, inputs, live, platform)
         except anyio.get_cancelled_exc_class():
@@ -261,18 +270,30 @@ class Run:
             raise
         except BaseException:
             if parent is not None:
-                await self._child_ended(parent, lease)
+                parent.outstanding -= 1
+                if parent.outstanding == 0 and lease is not None and parent.lease is lease:
+                    await lease.resume()
             raise
         finally:
             del self._live[action_id]
         if parent is not None:
-            await self._child_ended(parent, lease)
+            # Inline rather than a helper coroutine: this runs once per child.
+            parent.outstanding -= 1
+            if parent.outstanding == 0 and lease is not None and parent.lease is lease:
+                await lease.resume()
         return outputs if convert is None else convert(outputs)
 
-    async def _child_ended(self, parent: _Live, lease: Lease | None) -> None:
-        parent.outstanding -= 1
-        if parent.outstanding == 0 and lease is not None and parent.lease is lease:
-            await lease.resume()
+    async def _cached(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+        record = live.record
+        record.cache_key = key = cache_key(task, inputs.data())
+        hit = await anyio.to_thread.run_sync(self._cache.get, key)
+        if hit is not None and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl):
+            record.started = record.ended = time.time()
+            self._emit(record, _CACHED)
+            return Values(data=hit[0])
+        outputs = await self._attempts(task, inputs, live, platform)
+        await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
+        return outputs
 
     async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
