@@ -124,7 +124,12 @@ def _check_float(spec: TypeSpec, value: object, where: str) -> Any:
     if type(value) is float:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ValueConversionError(f"{where}: float value {shown} is too large for a 64-bit float") from None
     raise _mismatch(spec, value, where)
 
 

@@ -105,10 +105,8 @@ def expect(lit: Literal, field: str, spec: TypeSpec) -> None:
         raise MismatchError(f"{spec} ({field})", lit, got=f"a literal holding {which}" if which else "an empty literal")
 
 
-def _scalar(spec: TypeSpec, field: str, accepts: Callable[[object], bool]) -> Codec:
+def _scalar(spec: TypeSpec, field: str) -> Codec:
     def encode(value: Any, out: Literal) -> None:
-        if not accepts(value):
-            raise MismatchError(spec, value)
         try:
             setattr(out, field, value)
         except (ValueError, UnicodeError) as e:  # strings with lone surrogates are not UTF-8
@@ -123,8 +121,6 @@ def _scalar(spec: TypeSpec, field: str, accepts: Callable[[object], bool]) -> Co
 
 def _int(spec: TypeSpec) -> Codec:
     def encode(value: Any, out: Literal) -> None:
-        if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
-            raise MismatchError(spec, value)
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise InvalidValueError(spec, value, "is outside the signed 64-bit range an int literal holds")
         out.int_value = value
@@ -139,9 +135,7 @@ def _int(spec: TypeSpec) -> Codec:
 def _float(spec: TypeSpec) -> Codec:
     def encode(value: Any, out: Literal) -> None:
         if type(value) is not float:
-            # Ints widen to float, as TypeSpec.check does; bools are not numbers here.
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise MismatchError(spec, value)
+            # An int in a float field of a dataclass is checked but not conformed: it widens here.
             try:
                 value = float(value)
             except OverflowError:
@@ -157,8 +151,6 @@ def _float(spec: TypeSpec) -> Codec:
 
 def _datetime(spec: TypeSpec) -> Codec:
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, dt.datetime):
-            raise MismatchError(spec, value)
         offset = value.utcoffset()
         # Exact integer arithmetic on the wall time, so no float rounding and no overflow near datetime.min/max.
         delta = value.replace(tzinfo=None) - _EPOCH
@@ -195,8 +187,6 @@ def _datetime(spec: TypeSpec) -> Codec:
 
 def _timedelta(spec: TypeSpec) -> Codec:
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, dt.timedelta):
-            raise MismatchError(spec, value)
         micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
         # A Duration's seconds and nanos carry the same sign, unlike timedelta's normalised fields.
         seconds, rest = divmod(abs(micros), 1_000_000)
@@ -222,8 +212,6 @@ def _enum(spec: TypeSpec) -> Codec:
     cls = cast("type[enum.Enum]", spec.py)
 
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, cls):
-            raise MismatchError(spec, value)
         out.enum_value = value.name
 
     def decode(lit: Literal) -> Any:
@@ -241,8 +229,6 @@ def _list(spec: TypeSpec) -> Codec:
     encode_item, decode_item = item.encode, item.decode
 
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, list | tuple):
-            raise MismatchError(spec, value)
         stored = out.list_value
         stored.SetInParent()  # an empty list is still a list, not an unset literal
         add = stored.literals.add
@@ -272,14 +258,10 @@ def _dict(spec: TypeSpec) -> Codec:
     encode_item, decode_item = item.encode, item.decode
 
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, dict):
-            raise MismatchError(spec, value)
         stored = out.dict_value
         stored.SetInParent()
         literals = stored.literals
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise MismatchError(spec, value, f"dict keys must be str, got {type(k).__name__} {k!r}")
             try:
                 target = literals[k]
             except (ValueError, UnicodeError) as e:
@@ -307,16 +289,16 @@ def _dict(spec: TypeSpec) -> Codec:
 
 
 def _union(spec: TypeSpec) -> Codec:
-    variants = [(tag, variant, codec(variant)) for tag, variant in union_variants(spec)]
-    by_tag = {tag: c.decode for tag, _, c in variants}
-    # TypeSpec.check picks a variant whose class is exactly the value's first (1 stays an int in `float | int`,
-    # True a bool in `int | bool`), then the first variant that accepts the value; the encoder does the same.
+    variants = [(tag, variant, codec(variant).encode) for tag, variant in union_variants(spec)]
+    by_tag = {tag: codec(variant).decode for tag, variant in union_variants(spec)}
+    # A value takes the variant TypeSpec.check gives it: one whose class is exactly the value's first (1 stays an
+    # int in `float | int`, True a bool in `int | bool`), else the first that accepts it, as that variant
+    # conforms it. Acceptance is TypeSpec.check's alone; this only picks the tag.
     exact: dict[type, tuple[str, Encoder]] = {}
-    for tag, variant, c in variants:
+    for tag, variant, encode_variant in variants:
         cls = _EXACT.get(variant.kind)
         if cls is not None:
-            exact.setdefault(cls, (tag, c.encode))
-    ordered = [(tag, c.encode) for tag, _, c in variants]
+            exact.setdefault(cls, (tag, encode_variant))
 
     def encode(value: Any, out: Literal) -> None:
         stored = out.union_value
@@ -325,15 +307,13 @@ def _union(spec: TypeSpec) -> Codec:
             stored.tag = chosen[0]
             chosen[1](value, stored.value)
             return
-        for tag, encode_variant in ordered:
+        for tag, variant, encode_variant in variants:
             try:
-                encode_variant(value, stored.value)
-            except InvalidValueError:
-                raise  # the variant accepted the value's type; another variant must not take it instead
-            except MismatchError:
-                stored.value.Clear()
+                conformed = variant.check(value, str(spec))
+            except ValueConversionError:
                 continue
             stored.tag = tag
+            encode_variant(conformed, stored.value)
             return
         raise MismatchError(spec, value)
 
@@ -362,8 +342,6 @@ def _blob(spec: TypeSpec) -> Codec:
     cls, dimensionality = (File, _SINGLE) if spec.kind == "file" else (Dir, _MULTIPART)
 
     def encode(value: Any, out: Literal) -> None:
-        if type(value) is not cls:
-            raise MismatchError(spec, value)
         stored = out.blob_value
         try:
             stored.uri = value.path
@@ -389,8 +367,6 @@ def _blob(spec: TypeSpec) -> Codec:
 
 def _none(spec: TypeSpec) -> Codec:
     def encode(value: Any, out: Literal) -> None:
-        if value is not None:
-            raise MismatchError(spec, value)
         out.none_value.SetInParent()
 
     def decode(lit: Literal) -> Any:
@@ -404,9 +380,9 @@ _BUILDERS: dict[str, Callable[[TypeSpec], Codec]] = {
     "none": _none,
     "int": _int,
     "float": _float,
-    "str": lambda s: _scalar(s, "str_value", lambda v: isinstance(v, str)),
-    "bool": lambda s: _scalar(s, "bool_value", lambda v: isinstance(v, bool)),
-    "bytes": lambda s: _scalar(s, "bytes_value", lambda v: isinstance(v, bytes)),
+    "str": lambda s: _scalar(s, "str_value"),
+    "bool": lambda s: _scalar(s, "bool_value"),
+    "bytes": lambda s: _scalar(s, "bytes_value"),
     "datetime": _datetime,
     "timedelta": _timedelta,
     "enum": _enum,

@@ -57,6 +57,8 @@ def to_literal(value: Any, spec: TypeSpec, *, where: str) -> literals_pb2.Litera
         ValueConversionError: the value does not match ``spec`` or cannot be represented, naming ``where``
             (extended with the path inside the value, e.g. ``train(xs)[2]``), the expected type and the value.
     """
+    # TypeSpec.check is the one judge of whether a value is of its type; the codecs only convert what it passed.
+    value = spec.check(value, where)
     out = literals_pb2.Literal()
     try:
         codec(spec).encode(value, out)
@@ -95,6 +97,8 @@ def to_literal_map(values: Mapping[str, Any], params: Sequence[Param], *, where:
         ValueConversionError: a name that is not a param, or a value that does not match its param's type.
     """
     codecs = _param_codecs(params)
+    # TypeSpec.check is the one judge of whether a value is of its type; the codecs only convert what it passed.
+    checks = {p.name: p.type.check for p in params}
     out = literals_pb2.LiteralMap()
     literals = out.literals
     for name, value in values.items():
@@ -102,7 +106,7 @@ def to_literal_map(values: Mapping[str, Any], params: Sequence[Param], *, where:
         if codec is None:
             raise _unexpected(where, name, codecs)
         try:
-            codec.encode(value, literals[name])
+            codec.encode(checks[name](value, f"{where}({name})"), literals[name])
         except MismatchError as e:
             raise conversion_error(e, f"{where}({name})") from None
     return out

@@ -30,8 +30,6 @@ def dataclass_codec(spec: TypeSpec) -> Codec:
     names = frozenset(spec.field_names)
 
     def encode(value: Any, out: Literal) -> None:
-        if type(value) is not cls:
-            raise MismatchError(spec, value)
         record = out.record_value
         record.SetInParent()  # a dataclass without fields is still a record
         stored = record.fields
@@ -70,13 +68,8 @@ def model_codec(spec: TypeSpec) -> Codec:
     assert cls is not None
 
     def encode(value: Any, out: Literal) -> None:
-        if not isinstance(value, cls):
-            if not isinstance(value, dict):
-                raise MismatchError(spec, value)
-            try:  # as TypeSpec.check does: a dict becomes the model, or is not one (so a union tries on)
-                value = cls.model_validate(value)
-            except ValueError as e:
-                raise MismatchError(spec, value, f"not a valid {spec}: {e}") from None
+        if not isinstance(value, cls):  # a dict in a model field of a dataclass is checked, not conformed
+            value = cls.model_validate(value)
         try:
             data = value.model_dump(mode="json", by_alias=True)
         except Exception as e:  # pydantic's serialization errors (e.g. bytes that are not UTF-8) share no base
