@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flytelike._types import TypeSpec, type_spec
@@ -49,6 +49,17 @@ class Interface:
 
     inputs: tuple[Param, ...]
     outputs: tuple[Param, ...]
+    # For calls that give every input by position (a fan-out's): names and checks, ready. Empty when an input is
+    # keyword-only, so such calls take the general path.
+    _by_position: tuple[tuple[str, Callable[[object, str], Any]], ...] = field(
+        init=False, repr=False, compare=False, hash=False, default=()
+    )
+    # "task(input)" for each input, by task name: errors need them, and formatting them per call costs every call.
+    _wheres: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, hash=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not any(p.keyword_only for p in self.inputs):
+            object.__setattr__(self, "_by_position", tuple((p.name, p.type.check) for p in self.inputs))
 
     @classmethod
     def of(cls, fn: Callable[..., Any], *, task: str) -> Interface:
@@ -92,9 +103,13 @@ class Interface:
             ValueConversionError: a missing, unexpected or mistyped argument, naming the task and input.
         """
         inputs = self.inputs
-        if not kwargs and len(args) == len(inputs) and not any(p.keyword_only for p in inputs):
+        fast = self._by_position
+        if not kwargs and fast and len(args) == len(fast):
             # Every input given by position, the common call inside a fan-out: no name lookups, no defaults.
-            return {p.name: p.type.check(v, f"{task}({p.name})") for p, v in zip(inputs, args, strict=True)}
+            wheres = self._wheres.get(task)
+            if wheres is None:
+                wheres = self._wheres[task] = tuple(f"{task}({name})" for name, _ in fast)
+            return {name: check(v, where) for (name, check), v, where in zip(fast, args, wheres, strict=True)}
         positionals = [p for p in inputs if not p.keyword_only]
         if len(args) > len(positionals):
             raise ValueConversionError(
