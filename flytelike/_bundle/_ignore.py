@@ -21,6 +21,7 @@ archive keeps its manifest.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from pathspec import GitIgnoreSpec
@@ -90,6 +91,9 @@ class _Level:
     spec: GitIgnoreSpec
     lines: tuple[int, ...]  # the line of each pattern of `spec`
     texts: tuple[str, ...]
+    # All patterns as one regex: most paths match none, and one search is ~20x cheaper than pathspec's loop over
+    # the patterns. Only a path that matches it is given to the spec, whose answer (last match, negations) counts.
+    any_match: re.Pattern[str]
 
 
 def _level(source: str, base: str, prefix: str, lines: list[str]) -> _Level | None:
@@ -107,7 +111,12 @@ def _level(source: str, base: str, prefix: str, lines: list[str]) -> _Level | No
         texts.append(line.rstrip())
     if not patterns:
         return None
-    return _Level(source, base, prefix, GitIgnoreSpec(patterns), tuple(numbers), tuple(texts))
+    assert all(p.regex is not None for p in patterns)
+    combined = "|".join(f"(?:{_GROUP.sub('(', p.regex.pattern)})" for p in patterns if p.regex is not None)
+    return _Level(source, base, prefix, GitIgnoreSpec(patterns), tuple(numbers), tuple(texts), re.compile(combined))
+
+
+_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")  # named groups would clash once the patterns are joined
 
 
 def _read_lines(path: str) -> list[str] | None:
@@ -161,7 +170,10 @@ class Rules:
         """The rule that excludes ``rel`` (a path relative to the root, ``/``-separated), or None if it is kept."""
         for level in reversed(self._levels):
             below = rel[len(level.base) + 1 :] if level.base else rel
-            result = level.spec.check_file(level.prefix + below + ("/" if is_dir else ""))
+            candidate = level.prefix + below + ("/" if is_dir else "")
+            if level.any_match.search(candidate) is None:
+                continue
+            result = level.spec.check_file(candidate)
             if result.include is None:
                 continue
             if not result.include:  # re-included by a `!` pattern
