@@ -195,7 +195,12 @@ CRAFTED = {
     "below a link": (
         [(info("pkg", kind=tarfile.SYMTYPE, link="real"), b""), (info("pkg/x.py", data=A), A)],
         None,
-        "'pkg/x.py': it lies below the link pkg",
+        "'pkg/x.py': it lies below the file or link pkg",
+    ),
+    "below a file": (
+        [(info("pkg", data=A), A), (info("pkg/x.py", data=A), A)],
+        None,
+        "'pkg/x.py': it lies below the file or link pkg",
     ),
     "link where a file is listed": (
         [(info("a.py", kind=tarfile.SYMTYPE, link="b"), b"")],

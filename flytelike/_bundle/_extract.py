@@ -37,7 +37,7 @@ def _refuse(name: str, reason: str) -> BundleIntegrityError:
     return BundleIntegrityError(f"refused bundle member {name!r}: {reason}", path=name, reason=reason)
 
 
-def _check_name(name: str, links: set[str]) -> None:
+def _check_name(name: str, entries: set[str]) -> None:
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise _refuse(name, "absolute path")
     parts = name.split("/")
@@ -46,13 +46,13 @@ def _check_name(name: str, links: set[str]) -> None:
     if any(p in ("", ".") for p in parts):
         raise _refuse(name, "empty or '.' component in its path")
     for i in range(1, len(parts)):
-        if "/".join(parts[:i]) in links:
-            raise _refuse(name, f"it lies below the link {'/'.join(parts[:i])}")
+        if "/".join(parts[:i]) in entries:  # a file or a link cannot be a directory too
+            raise _refuse(name, f"it lies below the file or link {'/'.join(parts[:i])}")
 
 
-def _check_member(member: tarfile.TarInfo, entry: ManifestEntry | None, links: set[str]) -> ManifestEntry:
+def _check_member(member: tarfile.TarInfo, entry: ManifestEntry | None, entries: set[str]) -> ManifestEntry:
     name = member.name
-    _check_name(name, links)
+    _check_name(name, entries)
     if member.ischr() or member.isblk() or member.isfifo():
         raise _refuse(name, "device or fifo")
     if member.islnk():
@@ -117,25 +117,28 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, entry: ManifestEn
 def _extract_into(tar: tarfile.TarFile, root: str, digest: str | None) -> Manifest:
     manifest = _read_manifest(tar, digest)
     expected = {e.path: e for e in manifest.entries}
-    links = {e.path for e in manifest.entries if e.link is not None}
+    listed = set(expected)
     for path in expected:
-        _check_name(path, links)  # a manifest that lists a path below one of its links is refused as a whole
+        _check_name(path, listed)  # a manifest listing a path below one of its files or links is refused whole
     seen: set[str] = set()
     while (member := tar.next()) is not None:
         if member.name in seen:
             raise _refuse(member.name, "it appears twice")
-        entry = _check_member(member, expected.get(member.name), links)
+        entry = _check_member(member, expected.get(member.name), listed)
         seen.add(member.name)
         try:
             tarfile.data_filter(member, root)
         except tarfile.FilterError as e:
             raise _refuse(member.name, f"tarfile's data filter: {e}") from None
         target = os.path.join(root, *member.name.split("/"))
-        if entry.link is not None:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.symlink(entry.link, target)
-        else:
-            _write_file(tar, member, entry, target)
+        try:
+            if entry.link is not None:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.symlink(entry.link, target)
+            else:
+                _write_file(tar, member, entry, target)
+        except FileExistsError:  # two names that this file system takes for one (case-insensitive, normalizing)
+            raise _refuse(member.name, "it collides with another member on this file system") from None
     missing = sorted(set(expected) - seen)
     if missing:
         raise _refuse(missing[0], f"listed in the manifest but not in the archive ({len(missing)} missing)")

@@ -124,7 +124,9 @@ def explain(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Exclu
     by the directory's rule.
     """
     real_root = os.path.realpath(root)
-    full = Path(real_root, path) if not os.path.isabs(path) else Path(os.path.realpath(path))
+    given = os.path.abspath(path) if os.path.isabs(path) else os.path.join(real_root, path)
+    # The directories are resolved as the walk sees them; the last component is not: a link is explained itself.
+    full = Path(os.path.realpath(os.path.dirname(given)), os.path.basename(given))
     rel = os.path.relpath(full, real_root).replace(os.sep, "/")
     if rel == ".." or rel.startswith("../"):
         return Exclusion("<outside the project root>", 0, real_root)
