@@ -284,5 +284,7 @@ def test_a_damaged_cache_file_is_ignored(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     digest = build_bundle(root).digest
     cache.mkdir()
-    (hashcache.HashCache.location(cache, root.resolve())).write_text("{not json")
-    assert build_bundle(root, hash_cache=cache).digest == digest
+    location = hashcache.HashCache.location(cache, root.resolve())
+    for damaged in ["{not json", '{"format": 1, "files": {"a.py": {"x": 1}, "pyproject.toml": [0, 0]}}', "[]"]:
+        location.write_text(damaged)
+        assert build_bundle(root, hash_cache=cache).digest == digest

@@ -36,7 +36,7 @@ class HashCache:
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
-        self._old: dict[str, list[int | str]] = {}
+        self._old: dict[str, object] = {}
         self._new: dict[str, list[int | str]] = {}
         self.hits = 0
         self.misses = 0
@@ -57,7 +57,7 @@ class HashCache:
         """The file's hex sha256, from the cache when its key is unchanged."""
         key: list[int | str] = [file.size, file.mtime_ns, file.inode]
         old = self._old.get(file.path)
-        if old is not None and len(old) == 4 and old[:3] == key and isinstance(old[3], str):
+        if isinstance(old, list) and len(old) == 4 and old[:3] == key and isinstance(old[3], str):
             self.hits += 1
             digest = old[3]
         else:
