@@ -283,3 +283,41 @@ def test_executable_bit_is_seen(tmp_path: Path) -> None:
     root = make_tree(tmp_path, {"pyproject.toml": "", "run.sh": "#!/bin/sh\n"})
     (root / "run.sh").chmod(0o750)
     assert {f.path: f.executable for f in select_files(root)} == {"pyproject.toml": False, "run.sh": True}
+
+
+GNARLY = {
+    ".gitignore": "**/cache/\nlogs/**/*.txt\n!logs/keep/**\n\\#literal\n*.o\n!lib.o\nnested/*\n!nested/in/\nspace \n",
+    "x/y/cache/z": "",
+    "cache.py": "",
+    "logs/a.txt": "",
+    "logs/deep/b.txt": "",
+    "logs/keep/c.txt": "",
+    "logs/d.md": "",
+    "#literal": "",
+    "a.o": "",
+    "lib.o": "",
+    "nested/out/x": "",
+    "nested/in/y": "",
+    "nested/file": "",
+    "space": "",
+    "sub/.gitignore": "/only_here\n!/a.o\n",
+    "sub/only_here": "",
+    "sub/deeper/only_here": "",
+    "sub/a.o": "",
+}
+
+
+@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
+def test_more_gitignore_syntax_agrees_with_git(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "repo", GNARLY)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    assert paths(root) == git_view(root)
+    assert "sub/a.o" in paths(root)
+    assert "sub/deeper/only_here" in paths(root)
+
+
+def test_explain_a_link_explains_the_link(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "p", {"pyproject.toml": "", "real/a.py": "", ".flytelikeignore": "shortcut\n"})
+    (root / "shortcut").symlink_to("real")
+    assert str(explain(root, root / "shortcut")) == ".flytelikeignore:1: shortcut"
+    assert explain(root, root / "real/a.py") is None
