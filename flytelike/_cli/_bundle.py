@@ -70,7 +70,8 @@ def bundle(file: str, list_: bool, output: str | None) -> None:
 
     The root is the nearest directory at or above FILE holding pyproject.toml or .git (else FILE's directory).
     Left out: caches, virtual environments, build outputs and the like, what .gitignore files exclude, and what
-    .flytelikeignore files (same syntax) exclude; a `!pattern` there re-includes a file.
+    .flytelikeignore files (same syntax) exclude; a `!pattern` there re-includes a file. Symbolic links are kept
+    as links when they stay inside the root; a link leaving it is an error naming it.
 
     \b
     flytelike bundle examples/train.py
