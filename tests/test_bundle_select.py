@@ -286,7 +286,10 @@ def test_executable_bit_is_seen(tmp_path: Path) -> None:
 
 
 GNARLY = {
-    ".gitignore": "**/cache/\nlogs/**/*.txt\n!logs/keep/**\n\\#literal\n*.o\n!lib.o\nnested/*\n!nested/in/\nspace \n",
+    ".gitignore": (
+        "**/cache/\nlogs/**/*.txt\n!logs/keep/**\n\\#literal\n*.o\n!lib.o\nnested/*\n!nested/in/\n"
+        "space \n!\nbad\\\n"  # a trailing space, then two lines git cannot parse and skips
+    ),
     "x/y/cache/z": "",
     "cache.py": "",
     "logs/a.txt": "",
@@ -300,6 +303,7 @@ GNARLY = {
     "nested/in/y": "",
     "nested/file": "",
     "space": "",
+    "bad": "",
     "sub/.gitignore": "/only_here\n!/a.o\n",
     "sub/only_here": "",
     "sub/deeper/only_here": "",

@@ -103,8 +103,11 @@ def _level(source: str, base: str, prefix: str, lines: list[str]) -> _Level | No
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        pattern = GitIgnoreSpecPattern(line)
-        if pattern.include is None:  # a comment
+        try:
+            pattern = GitIgnoreSpecPattern(line)
+        except ValueError:  # git skips a line it cannot parse (`!`, a trailing backslash); so do we
+            continue
+        if pattern.include is None:  # a comment, or a line git takes as matching nothing
             continue
         patterns.append(pattern)
         numbers.append(number)
