@@ -259,3 +259,10 @@ def test_a_truncated_archive_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BundleIntegrityError, match="refused bundle"):
         extract_bundle(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_extracted_directory_is_readable_by_others(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "p", {"pyproject.toml": ""})
+    archive = build_bundle(root).write_to(tmp_path / "b.tar.gz")
+    extract_bundle(archive, tmp_path / "out")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755

@@ -12,6 +12,7 @@ everything matched, so a refused archive leaves nothing behind and a destination
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import os
@@ -176,7 +177,13 @@ def extract_bundle(
             except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as e:
                 reason = f"not a readable tar.gz ({e or type(e).__name__})"
                 raise BundleIntegrityError(f"refused bundle: {reason}", reason=reason) from None
-        os.rename(tmp, dest)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is for while it is incomplete
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(f"{dest} was created meanwhile, by another extraction?") from None
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
