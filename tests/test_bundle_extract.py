@@ -266,3 +266,13 @@ def test_extracted_directory_is_readable_by_others(tmp_path: Path) -> None:
     archive = build_bundle(root).write_to(tmp_path / "b.tar.gz")
     extract_bundle(archive, tmp_path / "out")
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_a_manifest_listing_more_than_the_size_limit_is_refused_before_writing(tmp_path: Path) -> None:
+    big = b"x" * 5000
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(craft([(info("a.bin", data=big), big)]))
+    with pytest.raises(BundleIntegrityError, match="lists 5000 bytes, more than 4096"):
+        extract_bundle(archive, tmp_path / "out", max_size=4096)
+    assert leftovers(tmp_path) == []
+    extract_bundle(archive, tmp_path / "out")  # the default limit is the build limit, 500 MiB

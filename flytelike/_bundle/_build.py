@@ -14,6 +14,7 @@ from typing import BinaryIO
 from flytelike._bundle._archive import write_archive
 from flytelike._bundle._hashcache import HashCache
 from flytelike._bundle._ignore import STANDARD_EXCLUDES
+from flytelike._bundle._limits import DEFAULT_LIMITS, FAIL_BYTES, WARN_BYTES, SizeLimits
 from flytelike._bundle._manifest import EXECUTABLE_MODE, FILE_MODE, Manifest, ManifestEntry
 from flytelike._bundle._root import find_root
 from flytelike._bundle._select import SourceFile, explain, select_files
@@ -22,19 +23,7 @@ from flytelike.errors import BundleError, BundleSizeWarning, BundleTooLargeError
 
 __all__ = ["FAIL_BYTES", "WARN_BYTES", "Bundle", "SizeLimits", "build_bundle", "format_size", "needs_upload"]
 
-MiB = 1 << 20
-WARN_BYTES = 50 * MiB
-FAIL_BYTES = 500 * MiB
 LARGEST_SHOWN = 5
-
-
-@dataclass(frozen=True, slots=True)
-class SizeLimits:
-    """Total file sizes at which bundling warns (:class:`~flytelike.errors.BundleSizeWarning`) and fails
-    (:class:`~flytelike.errors.BundleTooLargeError`)."""
-
-    warn: int = WARN_BYTES
-    fail: int = FAIL_BYTES
 
 
 def format_size(n: int) -> str:
@@ -123,7 +112,7 @@ def build_bundle(
     file: str | os.PathLike[str],
     *,
     hash_cache: Path | None = None,
-    limits: SizeLimits = SizeLimits(),
+    limits: SizeLimits = DEFAULT_LIMITS,
     standard_excludes: tuple[str, ...] = STANDARD_EXCLUDES,
     python: str | None = None,
 ) -> Bundle:

@@ -24,6 +24,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+from flytelike._bundle._limits import FAIL_BYTES
 from flytelike._bundle._manifest import MANIFEST_PATH, Manifest, ManifestEntry, digest_of
 from flytelike.errors import BundleIntegrityError
 
@@ -115,8 +116,14 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, entry: ManifestEn
         raise _refuse(member.name, f"sha256 {h.hexdigest()} where the manifest says {entry.sha256}")
 
 
-def _extract_into(tar: tarfile.TarFile, root: str, digest: str | None) -> Manifest:
+def _extract_into(tar: tarfile.TarFile, root: str, digest: str | None, max_size: int) -> Manifest:
     manifest = _read_manifest(tar, digest)
+    if manifest.total_size > max_size:  # members must have the manifest's sizes, so this bounds what is written
+        raise BundleIntegrityError(
+            f"refused bundle: its manifest lists {manifest.total_size} bytes, more than {max_size}",
+            path=MANIFEST_PATH,
+            reason="too large",
+        )
     expected = {e.path: e for e in manifest.entries}
     listed = set(expected)
     for path in expected:
@@ -147,7 +154,11 @@ def _extract_into(tar: tarfile.TarFile, root: str, digest: str | None) -> Manife
 
 
 def extract_bundle(
-    source: str | os.PathLike[str] | BinaryIO, dest: str | os.PathLike[str], *, digest: str | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    dest: str | os.PathLike[str],
+    *,
+    digest: str | None = None,
+    max_size: int = FAIL_BYTES,
 ) -> Manifest:
     """Extract a bundle archive into ``dest``, which must not exist yet, checking everything on the way.
 
@@ -155,6 +166,7 @@ def extract_bundle(
         source: the archive: a path, or a binary file object read once from start to end (a download stream).
         dest: the directory to create; its parent is created if missing.
         digest: the expected bundle digest (``sha256:<hex>``); the archive's manifest must have it.
+        max_size: the most bytes of files the manifest may list (bundles larger than the build limit are refused).
 
     Returns:
         The manifest of what was extracted.
@@ -173,7 +185,7 @@ def extract_bundle(
             f = stack.enter_context(open(source, "rb")) if isinstance(source, (str, os.PathLike)) else source
             try:
                 tar = stack.enter_context(tarfile.open(fileobj=f, mode="r|gz"))
-                manifest = _extract_into(tar, os.path.realpath(tmp), digest)
+                manifest = _extract_into(tar, os.path.realpath(tmp), digest, max_size)
             except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as e:
                 reason = f"not a readable tar.gz ({e or type(e).__name__})"
                 raise BundleIntegrityError(f"refused bundle: {reason}", reason=reason) from None
