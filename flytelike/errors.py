@@ -19,6 +19,9 @@ failures without catching their own. Definition mistakes are :class:`SpecError`,
     │   ├── TaskCodeError                 a task's code raised in another process
     │   └── CancelledError                the run was cancelled and recorded as aborted
     ├── RecordWriteError                  a run records or cache file could not be opened or written
+    ├── BundleError                       a project cannot be bundled (a link leaving it, an unreadable file)
+    │   ├── BundleTooLargeError           ... because it is larger than the size limit
+    │   └── BundleIntegrityError          an archive is unsafe or does not match its manifest or digest
     └── BackendError                      a backend failed to launch or track a task
 
 Errors carry their facts as attributes (the field, the task, the request); how to get past them is phrased by
@@ -38,6 +41,10 @@ from __future__ import annotations
 __all__ = [
     "AdmissionError",
     "BackendError",
+    "BundleError",
+    "BundleIntegrityError",
+    "BundleSizeWarning",
+    "BundleTooLargeError",
     "CancelledError",
     "CapacityWarning",
     "ConfigError",
@@ -246,3 +253,73 @@ def _rebuild_record_write_error(cls: type[RecordWriteError], message: str, path:
 
 class CapacityWarning(UserWarning):
     """A local task asks for more cpu or GPUs than this machine has; it runs anyway (slower, or without GPUs)."""
+
+
+class BundleError(FlytelikeError):
+    """A project's code could not be bundled, or a bundle could not be read.
+
+    Attributes:
+        path: the file, link or archive member concerned, relative to the project root or the archive ("" if none).
+        reason: what is wrong with it, without the path.
+    """
+
+    def __init__(self, message: str, *, path: str = "", reason: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_bundle_error, (type(self), self.args[0], self.path, self.reason))
+
+
+def _rebuild_bundle_error(cls: type[BundleError], message: str, path: str, reason: str) -> BundleError:
+    return cls(message, path=path, reason=reason)
+
+
+class BundleTooLargeError(BundleError):
+    """The files to bundle add up to more than the size limit; nothing was hashed or written.
+
+    Attributes:
+        size: the total size of the files, in bytes.
+        limit: the limit, in bytes.
+        largest: the largest files as ``(path, size)`` pairs, largest first.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, largest: tuple[tuple[str, int], ...]) -> None:
+        self.size = size
+        self.limit = limit
+        self.largest = largest
+        super().__init__(message, reason=f"{size} bytes is more than the limit of {limit} bytes")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_too_large, (type(self), self.args[0], self.size, self.limit, self.largest))
+
+
+def _rebuild_too_large(
+    cls: type[BundleTooLargeError], message: str, size: int, limit: int, largest: tuple[tuple[str, int], ...]
+) -> BundleTooLargeError:
+    return cls(message, size=size, limit=limit, largest=largest)
+
+
+class BundleIntegrityError(BundleError):
+    """An archive was refused: a member is unsafe (an absolute path, ``..``, a link leaving the directory, a
+    device, a setuid bit) or its content does not match the manifest, or the manifest does not match the digest.
+
+    Nothing of a refused archive is left in the destination.
+    """
+
+
+class BundleSizeWarning(UserWarning):
+    """The files to bundle are larger than the warning threshold (but within the limit).
+
+    Attributes:
+        size: the total size, in bytes.
+        threshold: the warning threshold, in bytes.
+        largest: the largest files as ``(path, size)`` pairs, largest first.
+    """
+
+    def __init__(self, message: str, *, size: int, threshold: int, largest: tuple[tuple[str, int], ...]) -> None:
+        self.size = size
+        self.threshold = threshold
+        self.largest = largest
+        super().__init__(message)

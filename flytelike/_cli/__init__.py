@@ -20,6 +20,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("flytelike._cli._runs", "logs", "Print what a run's tasks wrote to stdout and stderr."),
     "serialize": ("flytelike._cli._serialize", "serialize", "Write protobuf task templates of a file's tasks."),
     "show": ("flytelike._cli._serialize", "show", "Print one task's template."),
+    "bundle": ("flytelike._cli._bundle", "bundle", "Show what of a project would ship as its code bundle."),
 }
 
 
