@@ -85,3 +85,25 @@ def test_help_does_not_import_the_runtime(argv: list[str], isolated_config: Path
         assert not [m for m in loaded if m.split(".")[0] in PYDANTIC]
     else:
         assert loaded == []
+
+
+# What a run of in-process tasks only must not load: the worker pool and the worker protocol are for tasks with
+# fl.Local(process=True).
+POOL = [
+    "flytelike._backends.local._process_pool",
+    "flytelike._backends.local._connection",
+    "flytelike._backends.local._memory",
+    "flytelike._backends.local._cgroup",
+    "flytelike._worker",
+    "flytelike._proto.worker",
+    "tempfile",
+]
+
+
+def test_a_run_of_in_process_tasks_does_not_import_the_worker_pool(isolated_config: Path) -> None:
+    code = (
+        "sys.argv = ['flytelike', 'run', '--no-progress', 'examples/hello.py', 'main']\n"
+        "from flytelike._cli import main\n"
+        "main()\n"
+    )
+    assert loaded_after(code, POOL, isolated_config) == []
