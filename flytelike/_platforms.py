@@ -23,10 +23,12 @@ from flytelike.errors import SpecError
 
 __all__ = ["Batch", "Kubernetes", "Local", "Platform", "Toleration"]
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_AWS_TAG = re.compile(r"[\w .:/=+\-@]*", re.UNICODE)
+# Patterns as text: re compiles (and caches) one on first use, so a run that validates no Kubernetes or Batch
+# settings does not compile them at import.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_NAME_PART = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_AWS_TAG = r"[\w .:/=+\-@]*"
 
 
 def _str(value: object, field: str, accepted: str) -> str:
@@ -38,7 +40,7 @@ def _str(value: object, field: str, accepted: str) -> str:
 def _dns(value: object, field: str, *, subdomain: bool) -> str:
     text = _str(value, field, "lowercase letters, digits and '-', e.g. 'ml-team'")
     pattern, limit = (_DNS_SUBDOMAIN, 253) if subdomain else (_DNS_LABEL, 63)
-    if len(text) > limit or not pattern.fullmatch(text):
+    if len(text) > limit or not re.fullmatch(pattern, text):
         raise SpecError(
             field,
             value,
@@ -51,9 +53,9 @@ def _dns(value: object, field: str, *, subdomain: bool) -> str:
 def _qualified_name(key: object, field: str) -> str:
     text = _str(key, field, "'app', 'example.com/team'")
     prefix, slash, name = text.rpartition("/")
-    ok = len(name) <= 63 and _NAME_PART.fullmatch(name) is not None
+    ok = len(name) <= 63 and re.fullmatch(_NAME_PART, name) is not None
     if slash:
-        ok = ok and len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix) is not None
+        ok = ok and len(prefix) <= 253 and re.fullmatch(_DNS_SUBDOMAIN, prefix) is not None
     if not ok:
         raise SpecError(
             field,
@@ -65,7 +67,7 @@ def _qualified_name(key: object, field: str) -> str:
 
 
 def _label_value(value: object, field: str) -> str:
-    if not isinstance(value, str) or (value and (len(value) > 63 or not _NAME_PART.fullmatch(value))):
+    if not isinstance(value, str) or (value and (len(value) > 63 or not re.fullmatch(_NAME_PART, value))):
         raise SpecError(
             field,
             value,
@@ -315,7 +317,7 @@ def _aws_tags(value: object) -> dict[str, str]:
     if len(tags) > 50:
         raise SpecError("Batch.tags", f"{len(tags)} tags", "AWS allows at most 50 tags", accepted="<= 50 tags")
     for k, v in tags.items():
-        if not isinstance(k, str) or not 1 <= len(k) <= 128 or not _AWS_TAG.fullmatch(k):
+        if not isinstance(k, str) or not 1 <= len(k) <= 128 or not re.fullmatch(_AWS_TAG, k):
             raise SpecError(
                 "Batch.tags key",
                 k,
@@ -324,7 +326,7 @@ def _aws_tags(value: object) -> dict[str, str]:
             )
         if k.lower().startswith("aws:"):
             raise SpecError("Batch.tags key", k, "the 'aws:' prefix is reserved by AWS", accepted="'team'")
-        if not isinstance(v, str) or len(v) > 256 or not _AWS_TAG.fullmatch(v):
+        if not isinstance(v, str) or len(v) > 256 or not re.fullmatch(_AWS_TAG, v):
             raise SpecError(
                 f"Batch.tags[{k!r}]",
                 v,
