@@ -21,8 +21,9 @@ from flytelike.errors import SpecError
 
 __all__ = ["TaskOptions"]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IMAGE = re.compile(r"[^\s]+")
+# Patterns as text, compiled (and cached) by re on first use: most tasks set no env_vars or image.
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_IMAGE = r"[^\s]+"
 
 
 def _resources(value: object, where: str) -> Resources | None:
@@ -55,7 +56,7 @@ def _env_vars(value: object, where: str) -> dict[str, str] | None:
     if not isinstance(value, Mapping):
         raise SpecError(where, value, "must be a mapping of names to strings", accepted="{'HF_HOME': '/cache'}")
     for k, v in value.items():
-        if not isinstance(k, str) or not _ENV_NAME.fullmatch(k):
+        if not isinstance(k, str) or not re.fullmatch(_ENV_NAME, k):
             raise SpecError(f"{where} key", k, "not an environment variable name", accepted="'HF_HOME'")
         if not isinstance(v, str):
             raise SpecError(f"{where}[{k!r}]", v, "values must be strings", accepted=f"{k!r}: {str(v)!r}")
@@ -78,7 +79,7 @@ def _secrets(value: object, where: str) -> tuple[Secret, ...] | None:
 def _image(value: object, where: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(_IMAGE, value):
         raise SpecError(where, value, "not a container image reference", accepted="'ghcr.io/acme/train:1.4'")
     return value
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from flytelike._platforms import PLATFORMS, Platform
+from flytelike._platforms import PLATFORM_NAMES, Platform, platform_class
 from flytelike.errors import SpecError
 
 __all__ = ["parse_platform_spec"]
@@ -74,11 +74,11 @@ def parse_platform_spec(spec: str) -> Platform:
     """
     field = "--with"
     if not isinstance(spec, str) or not spec.strip():
-        raise SpecError(field, spec, "empty platform spec", accepted=", ".join(sorted(PLATFORMS)))
+        raise SpecError(field, spec, "empty platform spec", accepted=", ".join(sorted(PLATFORM_NAMES)))
     name, _, rest = spec.strip().partition(":")
-    cls = PLATFORMS.get(name.strip().lower())
+    cls = platform_class(name.strip().lower())
     if cls is None:
-        raise SpecError(field, spec, f"unknown platform {name!r}", accepted=", ".join(sorted(PLATFORMS)))
+        raise SpecError(field, spec, f"unknown platform {name!r}", accepted=", ".join(sorted(PLATFORM_NAMES)))
     accepted = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for item in _split_top_level(rest, field) if rest.strip() else []:

@@ -25,7 +25,9 @@ __all__ = ["Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout", "parse_du
 
 _UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
 _UNITS["w"] = 7 * _UNITS["d"]
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# Patterns as text, compiled (and cached) by re on first use rather than at import: most runs parse no durations
+# and declare no secrets.
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)"
 _DURATION_EXAMPLE = "'90s', '15m', '2h', '1h30m', '1d', seconds as a number, or a timedelta"
 _MAX_SECONDS = Decimal(timedelta.max.total_seconds())
 
@@ -48,7 +50,7 @@ def parse_duration(value: object, *, field: str) -> timedelta:
     elif isinstance(value, str):
         text = value.strip().lower()
         pos, seconds = 0, Decimal(0)
-        for m in _PART.finditer(text):
+        for m in re.finditer(_PART, text):
             if m.start() != pos:
                 break
             seconds += Decimal(m.group(1)) * _UNITS[m.group(2)]
@@ -368,8 +370,8 @@ class Timeout:
             raise SpecError(field, value, e.problem, accepted=e.accepted) from None
 
 
-_SECRET_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,252}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_KEY = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,252}"
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,9 +396,9 @@ class Secret:
     mount_path: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not _SECRET_KEY.fullmatch(self.key):
+        if not isinstance(self.key, str) or not re.fullmatch(_SECRET_KEY, self.key):
             raise SpecError("Secret.key", self.key, "not a secret name", accepted="letters, digits, '.', '_', '-'")
-        if self.group is not None and (not isinstance(self.group, str) or not _SECRET_KEY.fullmatch(self.group)):
+        if self.group is not None and (not isinstance(self.group, str) or not re.fullmatch(_SECRET_KEY, self.group)):
             raise SpecError("Secret.group", self.group, "not a group name", accepted="letters, digits, '.', '_', '-'")
         if self.mount_path is not None:
             if not isinstance(self.mount_path, str) or not self.mount_path.startswith("/"):
@@ -410,7 +412,7 @@ class Secret:
                 )
             return
         env = self.env_var if self.env_var is not None else re.sub(r"[.\-]", "_", self.key).upper()
-        if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+        if not isinstance(env, str) or not re.fullmatch(_ENV_NAME, env):
             raise SpecError("Secret.env_var", env, "not an environment variable name", accepted="'HF_TOKEN'")
         object.__setattr__(self, "env_var", env)
 

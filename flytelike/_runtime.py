@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import socket
 import threading
 import time
@@ -64,7 +63,8 @@ __all__ = ["RunHandle", "Runtime", "reachable_tasks"]
 
 
 def _run_id() -> str:
-    return time.strftime("r%Y%m%d-%H%M%S-", time.localtime()) + secrets.token_hex(3)
+    # os.urandom, as secrets.token_hex uses, without importing secrets (and random, hmac) at start-up.
+    return time.strftime("r%Y%m%d-%H%M%S-", time.localtime()) + os.urandom(3).hex()
 
 
 def _json(values: Mapping[str, Any]) -> str:

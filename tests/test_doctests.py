@@ -13,6 +13,8 @@ MODULES = [
     "flytelike._accelerators",
     "flytelike._resources",
     "flytelike._platforms",
+    "flytelike._platforms._kubernetes",
+    "flytelike._platforms._batch",
     "flytelike._policies",
     "flytelike._task",
     "flytelike._environment",

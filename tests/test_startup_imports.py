@@ -85,3 +85,30 @@ def test_help_does_not_import_the_runtime(argv: list[str], isolated_config: Path
         assert not [m for m in loaded if m.split(".")[0] in PYDANTIC]
     else:
         assert loaded == []
+
+
+# What the hello run must not load: the worker pool and the worker protocol are for tasks with
+# fl.Local(process=True); the Kubernetes and Batch classes for tasks that name those platforms; the template view
+# for `flytelike show`.
+NOT_FOR_HELLO = [
+    "flytelike._backends.local._process_pool",
+    "flytelike._backends.local._connection",
+    "flytelike._backends.local._memory",
+    "flytelike._backends.local._cgroup",
+    "flytelike._worker",
+    "flytelike._proto.worker",
+    "tempfile",
+    "secrets",
+    "flytelike._platforms._kubernetes",
+    "flytelike._platforms._batch",
+    "flytelike._serde._decode",
+]
+
+
+def test_the_hello_run_imports_neither_the_worker_pool_nor_unused_platforms(isolated_config: Path) -> None:
+    code = (
+        "sys.argv = ['flytelike', 'run', '--no-progress', 'examples/hello.py', 'main']\n"
+        "from flytelike._cli import main\n"
+        "main()\n"
+    )
+    assert loaded_after(code, NOT_FOR_HELLO, isolated_config) == []

@@ -10,12 +10,14 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter, defaultdict
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
 from flytelike._executor import ActionRecord, ActionState, Event
-from flytelike._runtime import RunHandle
+
+if TYPE_CHECKING:
+    from flytelike._runtime import RunHandle
 
 __all__ = ["live_view", "plain_view"]
 

@@ -34,7 +34,7 @@ _Path = tuple[str, ...]
 T = TypeVar("T")
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
-_INT = re.compile(r"[+-]?[0-9]+")
+_INT = r"[+-]?[0-9]+"  # compiled (and cached) by re on first use, not at import
 
 
 def at_least(minimum: int) -> dict[str, Any]:
@@ -279,7 +279,7 @@ def _coerce(tp: Any, value: Any, path: _Path, meta: Mapping[str, Any]) -> Any:
         _invalid(path, value, "is not a boolean", _describe(tp))
     if tp is int:
         number: Any = value
-        if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        if isinstance(value, str) and re.fullmatch(_INT, value.strip()):
             number = int(value.strip())
         elif isinstance(value, float) and value.is_integer():
             number = int(value)

@@ -1,6 +1,9 @@
-"""SDK objects and Python values to and from the protobuf wire format; the only code that sees both."""
+"""SDK objects and Python values to and from the protobuf wire format; the only code that sees both.
 
-from flytelike._serde._decode import describe_template
+A template's readable view (``describe_template``) is in :mod:`flytelike._serde._decode`, imported by the commands that
+show one: a run does not need it.
+"""
+
 from flytelike._serde._literals import (
     decode_values,
     encode_values,
@@ -16,7 +19,6 @@ __all__ = [
     "DEFAULT_IMAGE",
     "code_module",
     "decode_values",
-    "describe_template",
     "encode_values",
     "from_literal",
     "from_literal_map",

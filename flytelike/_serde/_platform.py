@@ -6,8 +6,15 @@ been combined into the task's Resources by taking the larger value, and the temp
 
 from __future__ import annotations
 
-from flytelike._platforms import Batch, Kubernetes, Local, Platform
+from typing import TYPE_CHECKING, cast
+
+from flytelike._platforms import Local, Platform
 from flytelike._proto.core.v1 import platforms_pb2 as pb
+
+if TYPE_CHECKING:
+    # Told apart by name below, so that encoding a template does not import the Kubernetes and Batch classes
+    # (flytelike._platforms loads them on first use) for tasks that use neither.
+    from flytelike._platforms import Batch, Kubernetes
 
 __all__ = ["platform_message"]
 
@@ -77,10 +84,10 @@ def _batch(b: Batch) -> pb.BatchPlatform:
 
 def platform_message(platform: Platform) -> pb.Platform:
     """The protobuf form of a platform object; which field is set selects the platform."""
-    if isinstance(platform, Kubernetes):
-        return pb.Platform(kubernetes=_kubernetes(platform))
-    if isinstance(platform, Batch):
-        return pb.Platform(batch=_batch(platform))
+    if platform.name == "kubernetes":
+        return pb.Platform(kubernetes=_kubernetes(cast("Kubernetes", platform)))
+    if platform.name == "batch":
+        return pb.Platform(batch=_batch(cast("Batch", platform)))
     if isinstance(platform, Local):
         return pb.Platform(local=pb.LocalPlatform(process=bool(platform.process)))
     raise TypeError(f"unknown platform {platform!r}")

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -19,7 +20,6 @@ from flytelike._backends._input import BackendInput, InProcess
 from flytelike._backends.local._admission import Admission, AdmissionLease, Request
 from flytelike._backends.local._capacity import Capacity, probe_gpus
 from flytelike._backends.local._policy import ResourcePolicy, ResourceRules
-from flytelike._backends.local._process_pool import ChildCall, OnCall, ProcessJob, ProcessPool, TaskProcessError
 from flytelike._executor import (
     ActionRecord,
     AdmitInput,
@@ -30,6 +30,9 @@ from flytelike._executor import (
     Values,
 )
 from flytelike.errors import BackendError, OutOfMemoryError, TaskCodeError
+
+if TYPE_CHECKING:
+    from flytelike._backends.local._process_pool import ChildCall, OnCall, ProcessPool
 
 __all__ = ["LocalBackend", "LocalInput", "from_input"]
 
@@ -121,6 +124,10 @@ class LocalBackend:
         """Start the warm workers (once); leaving the backend stops them."""
         async with self._pool_lock:
             if self._pool is None:
+                # Imported here, not at the top: the worker pool (subprocess, tempfile, the worker protocol, memory
+                # watching) costs a run of in-process tasks, most runs, a tenth of its start-up, for nothing.
+                from flytelike._backends.local._process_pool import ProcessPool
+
                 workers = self._spec.workers or max(1, self.capacity.cpu_millis // 1000)
                 pool = ProcessPool(workers)
                 await pool.__aenter__()
@@ -128,6 +135,9 @@ class LocalBackend:
             return self._pool
 
     async def _in_worker(self, attempt: AttemptInput) -> AttemptResult:
+        # Lazy for start-up time, as in start_pool(): only process-isolated tasks need the pool's modules.
+        from flytelike._backends.local._process_pool import ProcessJob, TaskProcessError
+
         task, action = attempt.task, attempt.action
         pool = self._pool or await self.start_pool()
         cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
