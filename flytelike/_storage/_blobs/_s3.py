@@ -15,7 +15,7 @@ import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
@@ -61,6 +61,7 @@ class S3Options:
         multipart_threshold: objects larger than this are uploaded in parts.
         part_concurrency: parts in flight at once (each held in memory while it is sent).
         concurrency: requests in flight at once for ``missing`` (and the client's connection pool).
+        list_page_size: keys per ``ListObjectsV2`` page (S3 gives at most 1000).
         max_attempts: tries of each request, the first included, before a retryable failure is raised.
         backoff: the longest wait before the first retry, in seconds; it doubles with each retry ...
         max_backoff: ... up to this. Each wait is drawn uniformly below it (full jitter).
@@ -74,6 +75,7 @@ class S3Options:
     part_concurrency: int = 4
     concurrency: int = 16
     max_attempts: int = 8
+    list_page_size: int = 1000
     backoff: float = 0.1
     max_backoff: float = 10.0
     region: str | None = None
@@ -81,7 +83,13 @@ class S3Options:
     read_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        for name, minimum in (("part_size", 5 * MiB), ("part_concurrency", 1), ("concurrency", 1), ("max_attempts", 1)):
+        for name, minimum in (
+            ("part_size", 5 * MiB),
+            ("part_concurrency", 1),
+            ("concurrency", 1),
+            ("max_attempts", 1),
+            ("list_page_size", 1),
+        ):
             if getattr(self, name) < minimum:
                 raise SpecError(f"S3Options.{name}", getattr(self, name), f"must be at least {minimum}")
 
@@ -238,7 +246,7 @@ class S3Store:
                 if not await self.exists(key):
                     absent.add(key)
 
-        async with anyio.create_task_group() as tg:
+        async with _first_error(), anyio.create_task_group() as tg:
             for directory, group in by_dir.items():
                 if len(group) <= 2:  # a listing costs at least as much
                     for key in group:
@@ -255,7 +263,8 @@ class S3Store:
         names = {self._object(k): k for k in keys}
         ordered = sorted(names)  # S3 lists in UTF-8 byte order, which is code point order
         base = self._object(directory) + "/" if directory else (self.prefix + "/" if self.prefix else "")
-        params: dict[str, Any] = {"Prefix": base, "Delimiter": "/", "StartAfter": ordered[0][:-1], "MaxKeys": 1000}
+        size = self.options.list_page_size
+        params: dict[str, Any] = {"Prefix": base, "Delimiter": "/", "StartAfter": ordered[0][:-1], "MaxKeys": size}
         found: set[str] = set()
         pages = 0
         while True:
@@ -270,10 +279,10 @@ class S3Store:
             undecided = [k for k in ordered if k > last]
             if pages >= len(undecided):
                 break
-            params = {"Prefix": base, "Delimiter": "/", "MaxKeys": 1000}
+            params = {"Prefix": base, "Delimiter": "/", "MaxKeys": size}
             params["ContinuationToken"] = page["NextContinuationToken"]
         absent.update(names[k] for k in ordered if k not in found and k not in undecided)
-        async with anyio.create_task_group() as tg:
+        async with _first_error(), anyio.create_task_group() as tg:
             for k in undecided:
                 tg.start_soon(head, names[k])
 
@@ -283,7 +292,8 @@ class S3Store:
 
         async def attempt(client: Any) -> bytes:
             response = await client.get_object(Bucket=self.bucket, Key=obj)
-            async with response["Body"] as body:
+            body = response["Body"]
+            async with body:  # releases the connection (its __aenter__ gives the bare aiohttp response)
                 data: bytes = await body.read()
             return data
 
@@ -303,7 +313,8 @@ class S3Store:
             response = await client.get_object(Bucket=self.bucket, Key=obj)
             partial = await anyio.to_thread.run_sync(functools.partial(PartialFile, target, mkdir=False))
             try:
-                async with response["Body"] as body:
+                body = response["Body"]
+                async with body:
                     async for chunk in body.iter_chunks(CHUNK):
                         await anyio.to_thread.run_sync(partial.write, chunk)
             except BaseException:
@@ -383,7 +394,7 @@ class S3Store:
                 etags[number - 1] = sent["ETag"]
 
         try:
-            async with anyio.create_task_group() as tg:
+            async with _first_error(), anyio.create_task_group() as tg:
                 for number in range(1, count + 1):
                     tg.start_soon(part, number)
             parts = [{"ETag": etag, "PartNumber": i} for i, etag in enumerate(etags, 1)]
@@ -414,6 +425,26 @@ class S3Store:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _first_error() -> AsyncIterator[None]:
+    """A task group's StoreError raised as itself: the other tasks were cancelled because of it."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        first = _store_error(group)
+        if first is None:
+            raise
+        raise first from None
+
+
+def _store_error(group: BaseExceptionGroup[BaseException]) -> StoreError | None:
+    for e in group.exceptions:
+        found = _store_error(e) if isinstance(e, BaseExceptionGroup) else e
+        if isinstance(found, StoreError):
+            return found
+    return None
 
 
 def _file_sha256(path: Path) -> str:
