@@ -48,6 +48,7 @@ class _Fault:
     times: int
     status: int
     code: str
+    applied: bool
 
 
 class FaultyS3:
@@ -64,10 +65,13 @@ class FaultyS3:
             self.counts.clear()
             self._faults.clear()
 
-    def fail(self, operation: str, times: int, *, status: int = 503, code: str = "SlowDown") -> None:
-        """Answer the next ``times`` requests of ``operation`` with ``status`` and an S3 error ``code``."""
+    def fail(
+        self, operation: str, times: int, *, status: int = 503, code: str = "SlowDown", applied: bool = False
+    ) -> None:
+        """Answer the next ``times`` requests of ``operation`` with ``status`` and an S3 error ``code``; if
+        ``applied``, moto carries the request out first (a response lost on the way back)."""
         with self._lock:
-            self._faults.append(_Fault(operation, times, status, code))
+            self._faults.append(_Fault(operation, times, status, code, applied))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         op = operation(environ)
@@ -78,9 +82,13 @@ class FaultyS3:
                 fault.times -= 1
         if fault is None:
             return self.app(environ, start_response)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length:
-            environ["wsgi.input"].read(length)  # the client sent its body; keep the connection usable
+        if fault.applied:
+            for _ in self.app(environ, lambda status, headers, exc_info=None: None):
+                pass
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            if length:
+                environ["wsgi.input"].read(length)  # the client sent its body; keep the connection usable
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{fault.code}</Code>'
             f"<Message>injected {fault.code}</Message><RequestId>fault</RequestId></Error>"

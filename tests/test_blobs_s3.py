@@ -290,6 +290,36 @@ async def test_a_retried_part_leaves_no_duplicate_upload(
     assert leftovers(s3, bucket) == []
 
 
+async def test_a_completion_whose_response_was_lost_is_not_an_error(
+    store: S3Store, s3: Any, bucket: str, faults: FaultyS3, scratch: Path
+) -> None:
+    data = os.urandom(11 * MiB)
+    (scratch / "f").write_bytes(data)
+    faults.fail("CompleteMultipartUpload", 1, status=500, code="InternalError", applied=True)
+    await store.put_file("big", scratch / "f")
+    assert faults.counts["CompleteMultipartUpload"] == 2  # the retry finds no upload: the object is checked
+    assert await store.get("big") == data
+    assert leftovers(s3, bucket) == []
+
+
+async def test_a_put_whose_response_was_lost_is_retried(store: S3Store, faults: FaultyS3) -> None:
+    faults.fail("PutObject", 1, status=503, applied=True)
+    await store.put("runs/r/a/1/outputs.pb", b"outputs")
+    assert faults.counts["PutObject"] == 2
+    assert await store.get("runs/r/a/1/outputs.pb") == b"outputs"
+
+
+async def test_content_addressed_puts_upload_when_a_head_is_forbidden(store: S3Store, faults: FaultyS3) -> None:
+    # Without s3:ListBucket, S3 answers a HEAD of a missing object with 403.
+    faults.fail("HeadObject", 1, status=403, code="AccessDenied")
+    data = b"data"
+    assert await store.put(data_key(sha(data)), data)
+    assert faults.counts["PutObject"] == 1
+    faults.fail("HeadObject", 1, status=403, code="AccessDenied")
+    with pytest.raises(StoreError, match="403"):
+        await store.exists("k")  # a plain question gets the plain answer
+
+
 async def test_a_failed_multipart_upload_is_aborted(
     store: S3Store, s3: Any, bucket: str, faults: FaultyS3, scratch: Path
 ) -> None:

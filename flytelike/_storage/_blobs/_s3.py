@@ -15,10 +15,9 @@ import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -27,91 +26,12 @@ import anyio.to_thread
 from flytelike._storage._blobs._file import CHUNK, PartialFile
 from flytelike._storage._blobs._layout import key_digest, validate_key
 from flytelike._storage._blobs._protocol import PathLike, expected_digest, mismatch
-from flytelike.errors import BlobNotFoundError, SpecError, StoreError
+from flytelike._storage._blobs._s3_calls import S3Options, aws, first_error, retryable, snake, translate
+from flytelike.errors import BlobNotFoundError, StoreError
 
 __all__ = ["S3Options", "S3Store"]
 
-MiB = 1 << 20
 T = TypeVar("T")
-# Error codes S3 and S3-compatible servers use for "slow down"; retried like any 5xx.
-THROTTLING = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-    }
-)
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-@dataclass(frozen=True, slots=True)
-class S3Options:
-    """How an :class:`S3Store` talks to S3.
-
-    Attributes:
-        part_size: bytes per part of a multipart upload (S3 wants at least 5 MiB, except for the last part).
-        multipart_threshold: objects larger than this are uploaded in parts.
-        part_concurrency: parts in flight at once (each held in memory while it is sent).
-        concurrency: requests in flight at once for ``missing`` (and the client's connection pool).
-        list_page_size: keys per ``ListObjectsV2`` page (S3 gives at most 1000).
-        max_attempts: tries of each request, the first included, before a retryable failure is raised.
-        backoff: the longest wait before the first retry, in seconds; it doubles with each retry ...
-        max_backoff: ... up to this. Each wait is drawn uniformly below it (full jitter).
-        region: the AWS region; None: as botocore finds it (``AWS_REGION``, ``~/.aws/config``).
-        connect_timeout: seconds to connect.
-        read_timeout: seconds to wait for a response's bytes.
-    """
-
-    part_size: int = 8 * MiB
-    multipart_threshold: int = 8 * MiB
-    part_concurrency: int = 4
-    concurrency: int = 16
-    max_attempts: int = 8
-    list_page_size: int = 1000
-    backoff: float = 0.1
-    max_backoff: float = 10.0
-    region: str | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        for name, minimum in (
-            ("part_size", 5 * MiB),
-            ("part_concurrency", 1),
-            ("concurrency", 1),
-            ("max_attempts", 1),
-            ("list_page_size", 1),
-        ):
-            if getattr(self, name) < minimum:
-                raise SpecError(f"S3Options.{name}", getattr(self, name), f"must be at least {minimum}")
-
-
-@functools.cache
-def _aws() -> SimpleNamespace:
-    """aioboto3 and the botocore classes the store needs, imported on first use (they cost ~200 ms)."""
-    import aioboto3
-    import aiohttp
-    import botocore.exceptions
-    from aiobotocore.config import AioConfig
-
-    transient = (
-        botocore.exceptions.HTTPClientError,
-        botocore.exceptions.ConnectionError,
-        botocore.exceptions.ResponseStreamingError,
-        aiohttp.ClientError,
-        TimeoutError,
-    )
-    return SimpleNamespace(
-        Session=aioboto3.Session, Config=AioConfig, ClientError=botocore.exceptions.ClientError, transient=transient
-    )
 
 
 class S3Store:
@@ -163,16 +83,16 @@ class S3Store:
             if self._closed:
                 raise StoreError(f"s3 store s3://{self.bucket}/{self.prefix} is closed", url=f"s3://{self.bucket}")
             if self._client is None:
-                aws = _aws()
+                modules = aws()
                 o = self.options
-                config = aws.Config(
+                config = modules.Config(
                     retries={"total_max_attempts": 1, "mode": "standard"},  # retried here, with our rules
                     connect_timeout=o.connect_timeout,
                     read_timeout=o.read_timeout,
                     max_pool_connections=max(o.concurrency, o.part_concurrency),
                     s3={"addressing_style": "path"} if self.endpoint_url else None,
                 )
-                session = aws.Session()
+                session = modules.Session()
                 creator = session.client("s3", endpoint_url=self.endpoint_url, region_name=o.region, config=config)
                 client = await self._stack.enter_async_context(creator)
                 client.meta.events.register("before-send.s3", self._count)
@@ -182,14 +102,6 @@ class S3Store:
     def _count(self, event_name: str = "", **_: Any) -> None:
         self.requests[event_name.rpartition(".")[2]] += 1
 
-    def _retryable(self, e: BaseException) -> bool:
-        aws = _aws()
-        if isinstance(e, aws.ClientError):
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            code = e.response.get("Error", {}).get("Code", "")
-            return code in THROTTLING or status == 429 or status >= 500
-        return isinstance(e, aws.transient)
-
     async def _retrying(self, op: str, key: str, attempt: Callable[[Any], Awaitable[T]]) -> T:
         """``attempt(client)`` until it succeeds, a non-retryable error, or ``max_attempts``; errors translated."""
         client = await self._s3()
@@ -198,34 +110,18 @@ class S3Store:
             try:
                 return await attempt(client)
             except Exception as e:
-                if not self._retryable(e) or n == o.max_attempts:
+                if not retryable(e) or n == o.max_attempts:
                     raise self._error(op, key, e, attempts=n) from e
             await anyio.sleep(random.uniform(0, min(o.max_backoff, o.backoff * 2 ** (n - 1))))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, op: str, key: str, **params: Any) -> Any:
-        method = _snake(op)
+        method = snake(op)
         return await self._retrying(op, key, lambda client: getattr(client, method)(Bucket=self.bucket, **params))
 
     def _error(self, op: str, key: str, e: BaseException, *, attempts: int) -> StoreError:
         obj = self._object(key) if key else self.prefix
-        url = f"s3://{self.bucket}/{obj}"
-        where = f"s3 bucket {self.bucket!r}, key {obj!r}"
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        if isinstance(e, _aws().ClientError):
-            code = e.response.get("Error", {}).get("Code", "") or "error"
-            message = e.response.get("Error", {}).get("Message", "") or ""
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            cause = f"{code}: {message}" if message else code
-            if code in _NOT_FOUND:
-                return BlobNotFoundError(f"{where}: no such object", url=url, key=key, cause=cause)
-            if code == "NoSuchBucket":
-                return StoreError(f"{where}: the bucket does not exist", url=url, key=key, cause=cause)
-            return StoreError(f"{where}: {op} failed{tries}: {cause} (HTTP {status})", url=url, key=key, cause=cause)
-        cause = f"{type(e).__name__}: {e}"
-        return StoreError(f"{where}: {op} failed{tries}: {cause}", url=url, key=key, cause=cause)
-
-    # --- reads -------------------------------------------------------------------------------------------------
+        return translate(e, op=op, bucket=self.bucket, obj=obj, key=key, attempts=attempts)
 
     async def exists(self, key: str) -> bool:
         try:
@@ -233,6 +129,13 @@ class S3Store:
         except BlobNotFoundError:
             return False
         return True
+
+    async def _size(self, key: str) -> int | None:
+        try:
+            head = await self._call("HeadObject", key, Key=self._object(key))
+        except BlobNotFoundError:
+            return None
+        return int(head["ContentLength"])
 
     async def missing(self, keys: Iterable[str]) -> set[str]:
         by_dir: dict[str, list[str]] = {}
@@ -246,7 +149,7 @@ class S3Store:
                 if not await self.exists(key):
                     absent.add(key)
 
-        async with _first_error(), anyio.create_task_group() as tg:
+        async with first_error(), anyio.create_task_group() as tg:
             for directory, group in by_dir.items():
                 if len(group) <= 2:  # a listing costs at least as much
                     for key in group:
@@ -272,7 +175,8 @@ class S3Store:
             pages += 1
             listed = [obj["Key"] for obj in page.get("Contents", [])]
             found.update(k for k in listed if k in names)
-            last = listed[-1] if listed else ""
+            # How far the page got: its last key, or its last subdirectory (rolled up by the delimiter).
+            last = max([*listed[-1:], *(p["Prefix"] for p in page.get("CommonPrefixes", [])[-1:])], default="")
             if not page.get("IsTruncated") or last >= ordered[-1]:
                 undecided: list[str] = []
                 break
@@ -282,7 +186,7 @@ class S3Store:
             params = {"Prefix": base, "Delimiter": "/", "MaxKeys": size}
             params["ContinuationToken"] = page["NextContinuationToken"]
         absent.update(names[k] for k in ordered if k not in found and k not in undecided)
-        async with _first_error(), anyio.create_task_group() as tg:
+        async with first_error(), anyio.create_task_group() as tg:
             for k in undecided:
                 tg.start_soon(head, names[k])
 
@@ -335,7 +239,7 @@ class S3Store:
             actual = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
             if actual != named:
                 raise mismatch(self.url(key), key, expected=named, actual=actual, what="the data to store")
-            if await self.exists(key):
+            if await self._stored(key):
                 return False
         view = memoryview(data)
 
@@ -361,7 +265,7 @@ class S3Store:
                 key=key,
                 cause=str(e.strerror or e),
             ) from e
-        if named is not None and await self.exists(key):
+        if named is not None and await self._stored(key):
             return False
         fd = await anyio.to_thread.run_sync(os.open, source, os.O_RDONLY)
         try:
@@ -373,6 +277,16 @@ class S3Store:
         finally:
             os.close(fd)
         return True
+
+    async def _stored(self, key: str) -> bool:
+        """Whether a content-addressed object is stored; without s3:ListBucket, S3 answers a HEAD of a missing
+        object with 403, which means "upload it" here (a put of the same content is harmless)."""
+        try:
+            return await self.exists(key)
+        except StoreError as e:
+            if e.cause.split(":")[0] in ("403", "AccessDenied", "Forbidden"):
+                return False
+            raise
 
     async def _upload(self, key: str, size: int, read: Callable[[int, int], Awaitable[bytes]]) -> None:
         obj = self._object(key)
@@ -394,13 +308,19 @@ class S3Store:
                 etags[number - 1] = sent["ETag"]
 
         try:
-            async with _first_error(), anyio.create_task_group() as tg:
+            async with first_error(), anyio.create_task_group() as tg:
                 for number in range(1, count + 1):
                     tg.start_soon(part, number)
             parts = [{"ETag": etag, "PartNumber": i} for i, etag in enumerate(etags, 1)]
-            await self._call(
-                "CompleteMultipartUpload", key, Key=obj, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
+            try:
+                await self._call(
+                    "CompleteMultipartUpload", key, Key=obj, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            except StoreError as e:
+                # A completion that succeeded although its response was lost (5xx, a dropped connection) makes the
+                # retry fail with NoSuchUpload: the object is there, with this size.
+                if not e.cause.startswith("NoSuchUpload") or await self._size(key) != size:
+                    raise
         except BaseException:
             # Parts of an upload that is neither completed nor aborted are kept (and billed) by S3 forever.
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -427,31 +347,6 @@ class S3Store:
         await self.aclose()
 
 
-@contextlib.asynccontextmanager
-async def _first_error() -> AsyncIterator[None]:
-    """A task group's StoreError raised as itself: the other tasks were cancelled because of it."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        first = _store_error(group)
-        if first is None:
-            raise
-        raise first from None
-
-
-def _store_error(group: BaseExceptionGroup[BaseException]) -> StoreError | None:
-    for e in group.exceptions:
-        found = _store_error(e) if isinstance(e, BaseExceptionGroup) else e
-        if isinstance(found, StoreError):
-            return found
-    return None
-
-
 def _file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-@functools.cache
-def _snake(op: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in op).lstrip("_")
