@@ -15,7 +15,7 @@ import boto3
 import pytest
 from s3_server import FaultyS3, moto_s3
 
-from flytelike._storage import S3Options, S3Store, bundle_key, data_key, open_store
+from flytelike._storage import BlobStore, S3Options, S3Store, bundle_key, data_key, open_store
 from flytelike.errors import BlobNotFoundError, DigestMismatchError, StoreError
 
 MiB = 1 << 20
@@ -93,6 +93,7 @@ def leftovers(s3: Any, bucket: str) -> list[Any]:
 
 
 async def test_round_trip(store: S3Store, s3: Any, bucket: str, scratch: Path) -> None:
+    assert isinstance(store, BlobStore)
     key = "runs/r1/a0/inputs.pb"
     assert await store.put(key, b"inputs") is True
     assert await store.get(key) == b"inputs"
@@ -340,9 +341,15 @@ async def test_a_cancelled_multipart_upload_is_aborted(
     slow = S3Options(
         part_size=5 * MiB, multipart_threshold=5 * MiB, max_attempts=10_000, backoff=0.05, max_backoff=0.05
     )
-    async with S3Store(bucket, "p", endpoint_url=store.endpoint_url, options=slow) as patient:
-        with anyio.move_on_after(1.0):
-            await patient.put_file("big", scratch / "f")
+    async with (
+        S3Store(bucket, "p", endpoint_url=store.endpoint_url, options=slow) as patient,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(patient.put_file, "big", scratch / "f")
+        with anyio.fail_after(60):
+            while faults.counts["UploadPart"] < 4:  # parts are being retried
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
     assert faults.counts["AbortMultipartUpload"] == 1
     assert leftovers(s3, bucket) == []
 

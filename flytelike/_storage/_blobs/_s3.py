@@ -32,6 +32,7 @@ from flytelike.errors import BlobNotFoundError, StoreError
 __all__ = ["S3Options", "S3Store"]
 
 T = TypeVar("T")
+ABORT_TIMEOUT = 60.0  # seconds an abort of a failed multipart upload may take, retries included
 
 
 class S3Store:
@@ -294,7 +295,8 @@ class S3Store:
             data = await read(0, size)
             await self._call("PutObject", key, Key=obj, Body=data)
             return
-        created = await self._call("CreateMultipartUpload", key, Key=obj)
+        with anyio.CancelScope(shield=True):  # an upload created unbeknown to us could never be aborted
+            created = await self._call("CreateMultipartUpload", key, Key=obj)
         upload_id = created["UploadId"]
         part_size = self.options.part_size
         count = -(-size // part_size)
@@ -322,8 +324,9 @@ class S3Store:
                 if not e.cause.startswith("NoSuchUpload") or await self._size(key) != size:
                     raise
         except BaseException:
-            # Parts of an upload that is neither completed nor aborted are kept (and billed) by S3 forever.
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            # Parts of an upload that is neither completed nor aborted are kept (and billed) by S3 forever; the
+            # abort runs even when the upload was cancelled, for a bounded time.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(ABORT_TIMEOUT), contextlib.suppress(Exception):
                 await self._call("AbortMultipartUpload", key, Key=obj, UploadId=upload_id)
             raise
 
