@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -246,3 +248,33 @@ async def test_a_new_object_appears_whole_or_not_at_all(
 def test_a_relative_root_is_refused() -> None:
     with pytest.raises(StoreError, match="absolute"):
         FileStore("relative/store")
+
+
+async def test_a_writer_that_dies_mid_write_leaves_the_old_object(store: FileStore, root: Path, tmp_path: Path) -> None:
+    key = "runs/r/a/1/outputs.pb"
+    await store.put(key, b"old")
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(4 * _file.CHUNK))
+    code = (
+        "import os, sys, anyio\n"
+        "from flytelike._storage import FileStore\n"
+        "from flytelike._storage._blobs import _file\n"
+        "real = _file.PartialFile.write\n"
+        "written = []\n"
+        "def dying(self, block):\n"
+        "    real(self, block)\n"
+        "    written.append(len(block))\n"
+        "    if len(written) == 2:\n"
+        "        self._file.flush()\n"
+        "        os._exit(3)  # killed: no cleanup runs\n"
+        "_file.PartialFile.write = dying\n"
+        f"anyio.run(FileStore({str(root)!r}).put_file, {key!r}, {str(source)!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert await store.get(key) == b"old"
+    left = temporaries(root)  # what the dead writer got to write is there, under a name no key can have
+    assert [p.stat().st_size for p in left] == [2 * _file.CHUNK]
+    with pytest.raises(InvalidKeyError):
+        store.url(str(left[0].relative_to(root)))
