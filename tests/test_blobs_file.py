@@ -83,6 +83,15 @@ async def test_missing_objects(store: FileStore, tmp_path: Path) -> None:
     with pytest.raises(BlobNotFoundError):
         await store.get_file("runs/r/a/inputs.pb", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    await store.put("runs/r/a", b"a file where a directory would be")
+    with pytest.raises(BlobNotFoundError):
+        await store.get("runs/r/a/inputs.pb")
+    with pytest.raises(BlobNotFoundError):
+        await store.get("runs/r")  # a directory
+    await store.put("k", b"v")
+    with pytest.raises(StoreError, match="cannot write") as write:
+        await store.get_file("k", tmp_path / "no-such-dir" / "out")
+    assert not isinstance(write.value, BlobNotFoundError)
     with pytest.raises(StoreError, match="does not exist") as err:
         await store.put_file("k", tmp_path / "no-such-file")
     assert not isinstance(err.value, BlobNotFoundError)  # the source is missing, not the object

@@ -62,12 +62,16 @@ class FileStore:
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
-    async def _run(self, key: str, fn: Callable[[], T]) -> T:
+    async def _run(self, key: str, fn: Callable[[], T], *, reading: bool = False) -> T:
+        # A read of a key whose path is a directory, or runs through a file, finds no object, as S3 would say.
+        absent: tuple[type[OSError], ...] = (
+            (FileNotFoundError, NotADirectoryError, IsADirectoryError) if reading else (FileNotFoundError,)
+        )
         try:
             return await anyio.to_thread.run_sync(fn)
         except (BlobNotFoundError, StoreError):
             raise
-        except FileNotFoundError:
+        except absent:
             raise BlobNotFoundError(f"blob {self.url(key)}: no such object", url=self.url(key), key=key) from None
         except OSError as e:
             cause = e.strerror or str(e)
@@ -143,7 +147,7 @@ class FileStore:
             self.requests["read"] += 1
             return path.read_bytes()
 
-        data = await self._run(key, read)
+        data = await self._run(key, read, reading=True)
         if expected is not None:
             actual = hashlib.sha256(data).hexdigest()
             if actual != expected:
@@ -154,13 +158,20 @@ class FileStore:
         source = self._path(key)
         expected = expected_digest(key, digest)
         target = Path(path)
+        url = self.url(key)
 
         def copy() -> str:
             self.requests["read"] += 1
             with open(source, "rb") as src:
-                return _atomic_write(target, _blocks(src), expected, mkdir=False)
+                try:
+                    return _atomic_write(target, _blocks(src), expected, mkdir=False)
+                except OSError as e:  # the destination's failure, not the object's
+                    cause = e.strerror or str(e)
+                    raise StoreError(
+                        f"blob {url}: cannot write {target}: {cause}", url=url, key=key, cause=cause
+                    ) from e
 
-        actual = await self._run(key, copy)
+        actual = await self._run(key, copy, reading=True)
         if expected is not None and actual != expected:
             raise mismatch(self.url(key), key, expected=expected, actual=actual)
 
