@@ -149,7 +149,7 @@ def test_keys_are_valid_exactly_by_the_rule(key: str) -> None:
         joined = posixpath.normpath(posixpath.join("/root", key))
         assert joined.startswith("/root/")
         assert FileStore("/root")._path(key).is_relative_to("/root")
-        assert S3Store("b", "p").url(key) == f"s3://b/p/{key}"
+        assert S3Store("b", prefix="p").url(key) == f"s3://b/p/{key}"
 
 
 # --- store URLs ---------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def scratch(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(bucket: str, endpoint: str) -> AsyncIterator[S3Store]:
-    async with S3Store(bucket, "team/flytelike", endpoint_url=endpoint, options=OPTIONS) as s:
+    async with S3Store(bucket, prefix="team/flytelike", endpoint_url=endpoint, options=OPTIONS) as s:
         yield s
 
 
@@ -342,7 +342,7 @@ async def test_a_cancelled_multipart_upload_is_aborted(
         part_size=5 * MiB, multipart_threshold=5 * MiB, max_attempts=10_000, backoff=0.05, max_backoff=0.05
     )
     async with (
-        S3Store(bucket, "p", endpoint_url=store.endpoint_url, options=slow) as patient,
+        S3Store(bucket, prefix="p", endpoint_url=store.endpoint_url, options=slow) as patient,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(patient.put_file, "big", scratch / "f")

@@ -35,7 +35,7 @@ def open_store(
 
     Example:
         >>> open_store("s3://my-bucket/flytelike")
-        S3Store('my-bucket', 'flytelike', endpoint_url=None)
+        S3Store('my-bucket', prefix='flytelike', endpoint_url=None)
         >>> try:
         ...     open_store("gs://my-bucket")
         ... except ConfigError as e:
@@ -67,6 +67,6 @@ def open_store(
                 validate_key(prefix)
             except InvalidKeyError as e:
                 raise ConfigError(setting, url, f"the prefix is not valid: {e}", accepted=ACCEPTED) from None
-        return S3Store(bucket, prefix, endpoint_url=endpoint_url, options=s3_options)
+        return S3Store(bucket, prefix=prefix, endpoint_url=endpoint_url, options=s3_options)
     problem = f"the scheme {scheme!r} has no blob store" if scheme else "is not a URL (it has no scheme)"
     raise ConfigError(setting, url, problem, accepted=ACCEPTED)

@@ -51,7 +51,7 @@ class S3Store:
     """
 
     def __init__(
-        self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, options: S3Options | None = None
+        self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, options: S3Options | None = None
     ) -> None:
         self.bucket = bucket
         self.prefix = validate_key(prefix.strip("/")) if prefix.strip("/") else ""
@@ -64,7 +64,7 @@ class S3Store:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"S3Store({self.bucket!r}, {self.prefix!r}, endpoint_url={self.endpoint_url!r})"
+        return f"S3Store({self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
     # --- names -------------------------------------------------------------------------------------------------
 
