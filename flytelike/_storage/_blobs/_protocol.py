@@ -92,7 +92,12 @@ def expected_digest(key: str, digest: str | None) -> str | None:
         return named
     given = _hex(digest)
     if named is not None and named != given:
-        raise mismatch("", key, expected=named, actual=given, what="the digest asked for")
+        raise DigestMismatchError(
+            f"blob {key}: the digest asked for, sha256 {given}, is not the one the key names, sha256 {named}",
+            key=key,
+            expected=named,
+            actual=given,
+        )
     return given
 
 
