@@ -22,6 +22,10 @@ failures without catching their own. Definition mistakes are :class:`SpecError`,
     ├── BundleError                       a project cannot be bundled (a link leaving it, an unreadable file)
     │   ├── BundleTooLargeError           ... because it is larger than the size limit
     │   └── BundleIntegrityError          an archive is unsafe or does not match its manifest or digest
+    ├── StoreError                        the blob store could not read or write an object
+    │   ├── InvalidKeyError (also ValueError)  a blob key is not a relative path of plain names
+    │   ├── BlobNotFoundError             no object is stored under the key
+    │   └── DigestMismatchError           an object's content does not match the digest it must have
     └── BackendError                      a backend failed to launch or track a task
 
 Errors carry their facts as attributes (the field, the task, the request); how to get past them is phrased by
@@ -41,6 +45,7 @@ from __future__ import annotations
 __all__ = [
     "AdmissionError",
     "BackendError",
+    "BlobNotFoundError",
     "BundleError",
     "BundleIntegrityError",
     "BundleSizeWarning",
@@ -48,12 +53,15 @@ __all__ = [
     "CancelledError",
     "CapacityWarning",
     "ConfigError",
+    "DigestMismatchError",
     "FlytelikeError",
+    "InvalidKeyError",
     "LoadError",
     "OutOfMemoryError",
     "RecordWriteError",
     "RunError",
     "SpecError",
+    "StoreError",
     "TaskCodeError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -249,6 +257,66 @@ class RecordWriteError(FlytelikeError):
 
 def _rebuild_record_write_error(cls: type[RecordWriteError], message: str, path: str, cause: str) -> RecordWriteError:
     return cls(message, path=path, cause=cause)
+
+
+class StoreError(FlytelikeError):
+    """The blob store (``file://`` or ``s3://``) could not read or write an object.
+
+    Attributes:
+        url: where the object is (``s3://bucket/prefix/key``, ``file:///root/key``), or the store's URL.
+        key: the store key (``runs/R/A/inputs.pb``), ``""`` when the error is not about one object.
+        cause: why, as the storage service or the operating system put it (``AccessDenied: Access Denied``,
+            ``No space left on device``), ``""`` when the message says it all.
+    """
+
+    def __init__(self, message: str, *, url: str = "", key: str = "", cause: str = "") -> None:
+        self.url = url
+        self.key = key
+        self.cause = cause
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_store_error, (type(self), self.args[0], self.url, self.key, self.cause))
+
+
+def _rebuild_store_error(cls: type[StoreError], message: str, url: str, key: str, cause: str) -> StoreError:
+    return cls(message, url=url, key=key, cause=cause)
+
+
+class InvalidKeyError(StoreError, ValueError):
+    """A blob key is empty, absolute, or has an empty, ``.`` or ``..`` part (or a character a path cannot hold)."""
+
+
+class BlobNotFoundError(StoreError):
+    """No object is stored under the key."""
+
+
+class DigestMismatchError(StoreError):
+    """An object's content does not have the sha256 digest its key (or the caller) names.
+
+    Attributes:
+        expected: the hex digest the content must have.
+        actual: the hex digest it has.
+    """
+
+    def __init__(
+        self, message: str, *, url: str = "", key: str = "", cause: str = "", expected: str = "", actual: str = ""
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, url=url, key=key, cause=cause)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_digest_error,
+            (type(self), self.args[0], self.url, self.key, self.cause, self.expected, self.actual),
+        )
+
+
+def _rebuild_digest_error(
+    cls: type[DigestMismatchError], message: str, url: str, key: str, cause: str, expected: str, actual: str
+) -> DigestMismatchError:
+    return cls(message, url=url, key=key, cause=cause, expected=expected, actual=actual)
 
 
 class CapacityWarning(UserWarning):

@@ -361,6 +361,9 @@ def test_variable_names_follow_the_schema() -> None:
         "FLYTELIKE_LOCAL__RESOURCES",
         "FLYTELIKE_LOCAL__WORKERS",
         "FLYTELIKE_ACCELERATORS",
+        "FLYTELIKE_STORE",
+        "FLYTELIKE_STORE__URL",
+        "FLYTELIKE_STORE__ENDPOINT_URL",
     }
 
 

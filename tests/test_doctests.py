@@ -25,6 +25,9 @@ MODULES = [
     "flytelike._runner",
     "flytelike._storage._records",
     "flytelike._storage._cache",
+    "flytelike._storage._blobs._layout",
+    "flytelike._storage._blobs._open",
+    "flytelike._storage._blobs._protocol",
 ]
 
 

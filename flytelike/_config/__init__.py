@@ -20,12 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from flytelike._accelerators._catalog import BUILTIN_CATALOG, Catalog, DeviceClass, DeviceSpec, device_spec
 from flytelike._config._schema import Sources, at_least, resolve, variable_names
@@ -36,6 +38,7 @@ __all__ = [
     "LocalSettings",
     "ResourcePolicy",
     "Settings",
+    "StoreSettings",
     "default_settings",
     "load_settings",
 ]
@@ -77,6 +80,40 @@ class LocalSettings:
     workers: int | None = field(default=None, metadata=at_least(1))
 
 
+_STORE_SCHEMES = ("file", "s3")  # the schemes flytelike._storage.open_store accepts (a test keeps them equal)
+_STORE_ACCEPTED = "file:///absolute/path or s3://bucket/prefix"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where bundles, inputs, outputs and offloaded data go when tasks run elsewhere (``[store]``).
+
+    ``url``: ``file:///absolute/path`` or ``s3://bucket/prefix``; empty means ``file://$FLYTELIKE_HOME/store``,
+    which :class:`Settings` fills in. ``endpoint_url``: an S3-compatible server (MinIO, Ceph, moto) for ``s3://``.
+    """
+
+    url: str = ""
+    endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        # Only the scheme and the form are checked here (the store's own parser checks the rest when it opens),
+        # so resolving settings never imports the storage layer.
+        if self.url:
+            scheme = urlsplit(self.url).scheme.lower()
+            if scheme not in _STORE_SCHEMES:
+                problem = f"the scheme {scheme!r} has no blob store" if scheme else "is not a URL (it has no scheme)"
+                raise SpecError("StoreSettings.url", self.url, problem, accepted=_STORE_ACCEPTED)
+        if self.endpoint_url is not None:
+            endpoint = urlsplit(self.endpoint_url)
+            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+                raise SpecError(
+                    "StoreSettings.endpoint_url",
+                    self.endpoint_url,
+                    "is not an http:// or https:// URL",
+                    accepted="e.g. 'http://127.0.0.1:9000'",
+                )
+
+
 def _default_home() -> Path:
     return Path.home() / ".flytelike"
 
@@ -89,12 +126,14 @@ class Settings:
         home: where run records and the cache live (``FLYTELIKE_HOME``).
         local: how local runs treat Resources (``[local]``).
         accelerators: the configured ``[[accelerators]]`` tables.
+        store: the blob store (``[store]``); its ``url`` defaults to ``file://`` + ``home/store``.
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
 
     home: Path = field(default_factory=_default_home)
     local: LocalSettings = field(default_factory=LocalSettings)
     accelerators: tuple[AcceleratorEntry, ...] = ()
+    store: StoreSettings = field(default_factory=StoreSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +145,9 @@ class Settings:
                 key = e.field.rpartition(".")[2]
                 raise SpecError(f"Settings.accelerators.{i}.{key}", e.value, e.problem, accepted=e.accepted) from None
         object.__setattr__(self, "catalog", table)
+        if not self.store.url:
+            url = (self.home / "store").absolute().as_uri()
+            object.__setattr__(self, "store", dataclasses.replace(self.store, url=url))
 
     def accelerator_specs(self) -> list[DeviceSpec]:
         """The ``[[accelerators]]`` tables as catalog entries."""

@@ -1,7 +1,40 @@
-"""Storage: run records and the local output cache (SQLite under ``$FLYTELIKE_HOME``)."""
+"""Storage: run records and the local output cache (SQLite under ``$FLYTELIKE_HOME``), and the blob store
+(``file://`` or ``s3://``) that carries bundles, inputs, outputs and data to tasks running elsewhere."""
 
+from flytelike._storage._blobs import (
+    SCHEMES,
+    AttemptKeys,
+    BlobStore,
+    FileStore,
+    S3Options,
+    S3Store,
+    attempt_prefix,
+    bundle_key,
+    data_key,
+    inputs_key,
+    key_digest,
+    open_store,
+    validate_key,
+)
 from flytelike._storage._cache import CacheStore
 from flytelike._storage._liveness import LOST_AFTER
 from flytelike._storage._records import RecordStore
 
-__all__ = ["LOST_AFTER", "CacheStore", "RecordStore"]
+__all__ = [
+    "LOST_AFTER",
+    "SCHEMES",
+    "AttemptKeys",
+    "BlobStore",
+    "CacheStore",
+    "FileStore",
+    "RecordStore",
+    "S3Options",
+    "S3Store",
+    "attempt_prefix",
+    "bundle_key",
+    "data_key",
+    "inputs_key",
+    "key_digest",
+    "open_store",
+    "validate_key",
+]
