@@ -120,10 +120,13 @@ class ProcessJob:
             inputs=self.inputs,
             code_file=self.code_file or "",
             memory_limit=self.memory_limit,
-            cpus=self.cpus,
-            env=self.env,
             calls=calls,
         )
+        # Filling a repeated or map field costs even when empty; most jobs have neither.
+        if self.cpus:
+            start.cpus.extend(self.cpus)
+        if self.env:
+            start.env.update(self.env)
         if self.cuda_visible_devices is not None:
             start.cuda_visible_devices = self.cuda_visible_devices
         return start
