@@ -19,6 +19,7 @@ order of ``Done`` and ``Withdrawn`` whether a job it withdrew started: a ``Start
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections import deque
 
@@ -56,6 +57,8 @@ class Channel:
         self._helper_idle = False  # the helper waits with no timeout (no job ran when it last looked)
         self._ended = False
         self._decoder = _frames.Decoder()
+        self._ready = select.poll()
+        self._ready.register(requests, select.POLLIN)
         threading.Thread(target=self._help, name="flytelike-in", daemon=True).start()
 
     # --- sending ------------------------------------------------------------------------------------------------
@@ -94,8 +97,23 @@ class Channel:
                     self._helper.notify()
 
     def finish(self, done: worker_pb2.Done) -> worker_pb2.Start | None:
-        """Send a job's Done and take the job queued behind it, if any (then it has started)."""
+        """Send a job's Done and take the job queued behind it, if any (then it has started).
+
+        Frames already in the pipe are read first (unless the helper is reading), so that a ``Withdraw`` of the
+        job queued next is answered before the ``Done`` that would start it.
+        """
         data = _frames.encode(Message(done=done))
+        with self._changed:
+            drain = self._reader is None and not self._ended
+            if drain:
+                self._reader = "main"
+        if drain:
+            try:
+                while self._ready.poll(0) and self._read():
+                    pass
+            finally:
+                with self._changed:
+                    self._reader = None
         with self._changed:
             following = self._starts.popleft() if self._starts else None
             self._running = False

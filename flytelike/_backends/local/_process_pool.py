@@ -70,7 +70,7 @@ Message = worker_pb2.WorkerMessage
 _STOP_GRACE_SECONDS = 2.0
 # Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer, few enough
 # that a withdrawal is rarely needed.
-_QUEUE_DEPTH = 2
+_QUEUE_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
