@@ -73,7 +73,7 @@ class _Peak:
         self._follows = False
 
     def reset(self, usage: resource.struct_rusage) -> None:
-        """Start a job's peak; ``usage`` is ``getrusage`` right after this call returns or right before."""
+        """Start a job's peak; ``usage`` is a ``getrusage`` reading taken before this call (maybe well before)."""
         if self._clear is not None:
             try:
                 os.write(self._clear, b"5")
@@ -184,6 +184,7 @@ class _Worker:
         self.channel = channel
         self.cache = ExecuteCache()
         self.peak = _Peak()
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
         # One event loop for the worker's life: a loop per job would cost more than a trivial job.
         self.loop = asyncio.new_event_loop()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -234,9 +235,9 @@ class _Worker:
             )
             if env or cpus:
                 with _environment(env), _affinity(cpus):
-                    result, done = self._execute(request, children)
+                    result, done = self._execute(request, children, exact=bool(start.memory_limit))
             else:
-                result, done = self._execute(request, children)
+                result, done = self._execute(request, children, exact=bool(start.memory_limit))
         except Exception as e:
             # The template did not parse, or setting the environment or the affinity failed (an unknown cpu).
             return worker_pb2.Done(error=_frames.error(Kind.SETUP, e))
@@ -247,15 +248,22 @@ class _Worker:
             done.outputs = result.outputs
         return done
 
-    def _execute(self, request: ExecuteInput, children: Children | None) -> tuple[ExecuteResult, worker_pb2.Done]:
-        self.peak.reset(before := resource.getrusage(resource.RUSAGE_SELF))
+    def _execute(
+        self, request: ExecuteInput, children: Children | None, *, exact: bool
+    ) -> tuple[ExecuteResult, worker_pb2.Done]:
+        # Unless the job has a memory limit, the reading taken when the last job ended stands for this one's start
+        # (it costs a system call that a loaded machine makes slow): the cpu of reading this job's Start counts
+        # towards it. A job with a limit reads afresh, so that nothing left by an earlier job (a thread that grew
+        # and exited after it ended) can make its peak seem higher than it was.
+        before = resource.getrusage(resource.RUSAGE_SELF) if exact else self._usage
+        self.peak.reset(before)
         try:
             # A fresh context per job: context variables a task sets do not reach the next job.
             result = contextvars.copy_context().run(self.loop.run_until_complete, self._job(request))
         finally:
             if children is not None:
                 children.close()
-        after = resource.getrusage(resource.RUSAGE_SELF)
+        after = self._usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = _cpu_seconds(after) - _cpu_seconds(before)
         return result, worker_pb2.Done(peak_memory=self.peak.read(after), cpu_seconds=cpu)
 

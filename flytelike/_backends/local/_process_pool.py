@@ -68,8 +68,9 @@ Kind = worker_pb2.Error.Kind
 Message = worker_pb2.WorkerMessage
 
 _STOP_GRACE_SECONDS = 2.0
-# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer, few enough
-# that a withdrawal is rarely needed.
+# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer and that both
+# sides read several frames per wake-up; the worker answers a withdrawal at every job boundary (and within about
+# 10-20 ms of a long job), so a queued job still moves to a place that frees up elsewhere.
 _QUEUE_DEPTH = 8
 
 
