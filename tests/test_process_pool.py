@@ -206,6 +206,13 @@ TASKS = textwrap.dedent(
 
 
     @env.task
+    def moves(to: str) -> str:
+        if to:
+            os.chdir(to)
+        return os.getcwd()
+
+
+    @env.task
     async def sleepy(pid_file: str) -> None:
         with open(pid_file + ".tmp", "w") as f:
             f.write(str(os.getpid()))
@@ -275,6 +282,13 @@ async def test_the_peak_of_a_job_is_its_own_after_a_larger_job_and_a_thread_that
         small = await pool.run(job(tasks_file, "add", x=1, y=2))
     assert big.peak_memory > 300 * mib
     assert small.peak_memory < big.peak_memory - 200 * mib
+
+
+async def test_a_task_that_changes_directory_does_not_move_the_next_job(tasks_file: str, tmp_path: Path) -> None:
+    async with ProcessPool(1) as pool:
+        before = value(await pool.run(job(tasks_file, "moves", to="")))
+        assert value(await pool.run(job(tasks_file, "moves", to=str(tmp_path)))) == str(tmp_path)
+        assert value(await pool.run(job(tasks_file, "moves", to=""))) == before != str(tmp_path)
 
 
 async def test_async_and_sync_tasks_round_trip_values(tasks_file: str) -> None:

@@ -183,6 +183,7 @@ class _Worker:
         self.log = log
         self.channel = channel
         self.cache = ExecuteCache()
+        self._cwd = os.getcwd()  # where every job starts
         self.peak = _Peak()
         self._usage = resource.getrusage(resource.RUSAGE_SELF)
         # One event loop for the worker's life: a loop per job would cost more than a trivial job.
@@ -202,15 +203,14 @@ class _Worker:
         return template
 
     def handle(self, start: worker_pb2.Start) -> worker_pb2.Done:
-        cwd = os.getcwd()
         offset = self.log.start()
         try:
             done = self._run(start)
         finally:
             # A task that changed directory must not move the next one.
-            if os.getcwd() != cwd:
-                with contextlib.suppress(OSError):
-                    os.chdir(cwd)
+            with contextlib.suppress(OSError):
+                if os.getcwd() != self._cwd:
+                    os.chdir(self._cwd)
         done.logs = self.log.since(offset)
         return done
 
