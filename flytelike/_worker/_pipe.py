@@ -71,6 +71,7 @@ class _Peak:
         self._statm = _open("/proc/self/statm", os.O_RDONLY)
         self._clear = _open("/proc/self/clear_refs", os.O_WRONLY)
         self._follows = False
+        self._last = 1 << 62  # the peak of the last job (none yet: no bound)
 
     def reset(self, usage: resource.struct_rusage) -> None:
         """Start a job's peak; ``usage`` is a ``getrusage`` reading taken before this call (maybe well before)."""
@@ -79,10 +80,17 @@ class _Peak:
                 os.write(self._clear, b"5")
             except OSError:
                 self._clear = None
-        self._follows = self._clear is not None and usage.ru_maxrss * 1024 <= self._rss() + _RSS_SLACK
+        mark = usage.ru_maxrss * 1024
+        # A mark above the last job's peak cannot follow the reset (the RSS now is at most that peak, unless it grew
+        # in between, when status is read needlessly): no need to read the RSS to know.
+        self._follows = self._clear is not None and mark <= self._last + _RSS_SLACK and mark <= self._rss() + _RSS_SLACK
 
     def read(self, usage: resource.struct_rusage) -> int:
         """The job's peak (bytes), from ``getrusage`` at its end."""
+        self._last = self._read(usage)
+        return self._last
+
+    def _read(self, usage: resource.struct_rusage) -> int:
         if self._follows:
             return int(usage.ru_maxrss) * 1024
         if self._status is None:
