@@ -171,6 +171,47 @@ TASKS = textwrap.dedent(
         return "not an int"  # type: ignore[return-value]
 
 
+    LEFT: list[str] = []
+
+
+    async def _late(tag: str) -> None:
+        await asyncio.sleep(0.2)
+        LEFT.append(tag)
+
+
+    @env.task
+    async def leaves_task(custom_factory: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if custom_factory:
+            loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        asyncio.create_task(_late("left"))
+
+
+    @env.task
+    async def left_behind(seconds: float) -> list[str]:
+        await asyncio.sleep(seconds)
+        return list(LEFT)
+
+
+    @env.task
+    def grows_in_thread(mb: int) -> int:
+        def fill() -> None:
+            chunk = bytearray(mb * 2**20)
+            chunk[::4096] = b"x" * len(chunk[::4096])
+
+        thread = threading.Thread(target=fill)
+        thread.start()
+        thread.join()
+        return mb
+
+
+    @env.task
+    def moves(to: str) -> str:
+        if to:
+            os.chdir(to)
+        return os.getcwd()
+
+
     @env.task
     async def sleepy(pid_file: str) -> None:
         with open(pid_file + ".tmp", "w") as f:
@@ -225,6 +266,29 @@ def children() -> set[int]:
 
 def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+async def test_tasks_a_job_leaves_running_are_cancelled_when_it_ends(tasks_file: str) -> None:
+    async with ProcessPool(1) as pool:
+        for custom_factory in (False, True):  # also when the task replaced the loop's task factory
+            await pool.run(job(tasks_file, "leaves_task", custom_factory=custom_factory))
+            assert value(await pool.run(job(tasks_file, "left_behind", seconds=0.4))) == []
+
+
+async def test_the_peak_of_a_job_is_its_own_after_a_larger_job_and_a_thread_that_exited(tasks_file: str) -> None:
+    mib = 2**20
+    async with ProcessPool(1) as pool:
+        big = await pool.run(job(tasks_file, "grows_in_thread", mb=300))
+        small = await pool.run(job(tasks_file, "add", x=1, y=2))
+    assert big.peak_memory > 300 * mib
+    assert small.peak_memory < big.peak_memory - 200 * mib
+
+
+async def test_a_task_that_changes_directory_does_not_move_the_next_job(tasks_file: str, tmp_path: Path) -> None:
+    async with ProcessPool(1) as pool:
+        before = value(await pool.run(job(tasks_file, "moves", to="")))
+        assert value(await pool.run(job(tasks_file, "moves", to=str(tmp_path)))) == str(tmp_path)
+        assert value(await pool.run(job(tasks_file, "moves", to=""))) == before != str(tmp_path)
 
 
 async def test_async_and_sync_tasks_round_trip_values(tasks_file: str) -> None:

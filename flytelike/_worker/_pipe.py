@@ -11,9 +11,10 @@ stop. While a job that takes calls runs, its task's calls go out as ``SubmitChil
 ``ChildResult`` (see :mod:`flytelike._worker._children`); a call the task stops waiting for is withdrawn with
 ``CancelChild``.
 
-A reader thread owns the request pipe: answers to calls reach a task while it runs, and a ``Start`` that arrives
-while a job runs is queued and started the moment that job's ``Done`` is sent (unless the parent withdraws it
-first, see ``Withdraw``). Frames are written whole under a lock by whichever thread sends them.
+The main thread reads the request pipe between jobs; a helper thread reads it while a job that calls tasks or runs
+long is running (see :mod:`flytelike._worker._channel`), so answers to calls reach a task while it runs, and a
+``Start`` that arrives while a job runs is queued and started the moment that job's ``Done`` is sent (unless the
+parent withdraws it first, see ``Withdraw``). Frames are written whole under a lock by whichever thread sends them.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ import re
 import resource
 import signal
 import sys
-import threading
-from collections import deque
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._worker import _frames
-from flytelike._worker._children import Children, Deliver, Where
+from flytelike._worker._channel import Channel
+from flytelike._worker._children import Children, Where
 from flytelike._worker._execute import ExecuteCache, ExecuteInput, ExecuteResult, execute
 from flytelike.errors import BackendError
 
@@ -50,153 +51,75 @@ _MAX_LOG_BYTES = 8 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 _HWM = re.compile(rb"^VmHWM:\s+(\d+)", re.MULTILINE)
 _TEMPLATES_KEPT = 256
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_RSS_SLACK = 1 << 20
+_TASKS_PRUNED_AT = 1024
 
 
-class _Channel:
-    """The pipes to the parent, shared by the job loop, the tasks' calls and the reader thread.
+class _Peak:
+    """The worker's peak resident memory, reset at the start of each job so the peak belongs to that job.
 
-    The reader thread takes every frame off the request pipe: answers to calls go to whoever waits for them, a
-    ``Start`` to the queue of jobs, a ``Withdraw`` removes a queued ``Start`` (answered with ``Withdrawn``) if the
-    job ahead of it still runs. The main thread sends a job's ``Done`` and takes the next queued ``Start`` under
-    one lock, so the parent can tell from the order of ``Done`` and ``Withdrawn`` whether a job it withdrew started.
+    ``clear_refs`` resets the kernel's high-water mark of resident memory (VmHWM) to the current RSS; the peak of a
+    job is that mark when it ends. ``getrusage`` reports the same mark (``ru_maxrss``) without the cost of
+    ``/proc/self/status``, which the kernel formats whole on every read; ``status`` is read only when
+    ``ru_maxrss`` did not follow the reset (it may also hold the peak of threads that exited). The ``/proc`` files
+    stay open for the worker's life: opening them costs more than reading them.
     """
 
-    def __init__(self, requests: int, replies: int) -> None:
-        self._requests = requests
-        self._replies = replies
-        self._sending = threading.Lock()
-        self._lock = threading.Lock()
-        self._queued = threading.Condition(self._lock)
-        self._waiting: dict[int, Deliver] = {}
-        self._starts: deque[worker_pb2.Start] = deque()
-        self._running = False  # a job runs (so a Start queued behind it can still be withdrawn)
-        self._ended = False
-        self._decoder = _frames.Decoder()
-        self._read: list[Message] = []
-        threading.Thread(target=self._read_all, name="flytelike-in", daemon=True).start()
+    def __init__(self) -> None:
+        self._status = _open("/proc/self/status", os.O_RDONLY)
+        self._statm = _open("/proc/self/statm", os.O_RDONLY)
+        self._clear = _open("/proc/self/clear_refs", os.O_WRONLY)
+        self._follows = False
+        self._last = 1 << 62  # the peak of the last job (none yet: no bound)
 
-    def _next(self) -> Message | None:
-        """The next message from the parent (None at the end of input); reads as much as the pipe holds at once."""
-        while not self._read:
-            data = os.read(self._requests, 1 << 16)
-            if not data:
-                self._decoder.end()
-                return None
-            self._read = self._decoder.feed(data)
-            self._read.reverse()
-        return self._read.pop()
+    def reset(self, usage: resource.struct_rusage) -> None:
+        """Start a job's peak; ``usage`` is a ``getrusage`` reading taken before this call (maybe well before)."""
+        if self._clear is not None:
+            try:
+                os.write(self._clear, b"5")
+            except OSError:
+                self._clear = None
+        mark = usage.ru_maxrss * 1024
+        # A mark above the last job's peak cannot follow the reset (the RSS now is at most that peak, unless it grew
+        # in between, when status is read needlessly): no need to read the RSS to know.
+        self._follows = self._clear is not None and mark <= self._last + _RSS_SLACK and mark <= self._rss() + _RSS_SLACK
 
-    def send(self, message: Message) -> None:
-        data = _frames.encode(message)
-        with self._sending:
-            _frames.write(self._replies, data)
+    def read(self, usage: resource.struct_rusage) -> int:
+        """The job's peak (bytes), from ``getrusage`` at its end."""
+        self._last = self._read(usage)
+        return self._last
 
-    def next_start(self) -> worker_pb2.Start | None:
-        """The next job, waiting for one; None at the end of input (or when the parent is gone)."""
-        with self._queued:
-            while not self._starts and not self._ended:
-                self._queued.wait()
-            if not self._starts:
-                return None
-            self._running = True
-            return self._starts.popleft()
-
-    def finish(self, done: worker_pb2.Done) -> worker_pb2.Start | None:
-        """Send a job's Done and take the job queued behind it, if any (then it has started)."""
-        data = _frames.encode(Message(done=done))
-        with self._queued:
-            following = self._starts.popleft() if self._starts else None
-            self._running = following is not None
-            with self._sending:
-                _frames.write(self._replies, data)
-        return following
-
-    def submit(self, message: worker_pb2.SubmitChild, deliver: Deliver) -> None:
-        with self._lock:
-            if self._ended:
-                raise BackendError(f"task {message.task} cannot be called: the run this worker served has ended")
-            self._waiting[message.call] = deliver
-        self.send(Message(submit_child=message))
-
-    def cancel(self, call: int) -> None:
-        with self._lock:
-            if self._waiting.pop(call, None) is None:
-                return
-        self.send(Message(cancel_child=worker_pb2.CancelChild(call=call)))
-
-    def abandon(self, reason: str) -> None:
-        with self._lock:
-            waiting, self._waiting = self._waiting, {}
-        for call, deliver in waiting.items():
-            deliver(_lost(call, reason))
-
-    def _withdraw(self, request: worker_pb2.Withdraw) -> None:
-        with self._queued:
-            if not self._running:
-                return  # the Done ahead of it was sent: it has started, or starts now
-            for start in self._starts:
-                if (start.action_id, start.attempt) == (request.action_id, request.attempt):
-                    self._starts.remove(start)
-                    answer = worker_pb2.Withdrawn(action_id=request.action_id, attempt=request.attempt)
-                    self.send(Message(withdrawn=answer))
-                    return
-
-    def _read_all(self) -> None:
+    def _read(self, usage: resource.struct_rusage) -> int:
+        if self._follows:
+            return int(usage.ru_maxrss) * 1024
+        if self._status is None:
+            return 0
         try:
-            while (message := self._next()) is not None:
-                which = message.WhichOneof("body")
-                if which == "child_result":
-                    with self._lock:
-                        deliver = self._waiting.pop(message.child_result.call, None)
-                    if deliver is not None:  # None: a call its job no longer waits for
-                        deliver(message.child_result)
-                elif which == "start":
-                    with self._queued:
-                        self._starts.append(message.start)
-                        self._queued.notify()
-                elif which == "withdraw":
-                    self._withdraw(message.withdraw)
-        except (OSError, _frames.FrameError):
-            pass
-        finally:
-            with self._queued:
-                self._ended = True
-                self._queued.notify()
-            self.abandon("the run this worker served has ended")
+            match = _HWM.search(os.pread(self._status, 1 << 16, 0))
+        except OSError:
+            self._status = None
+            return 0
+        return int(match.group(1)) * 1024 if match else 0
+
+    def _rss(self) -> int:
+        if self._statm is None:
+            return 0
+        try:
+            return int(os.pread(self._statm, 256, 0).split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            self._statm = None
+            return 0
 
 
-def _lost(call: int, reason: str) -> worker_pb2.ChildResult:
-    return worker_pb2.ChildResult(
-        call=call,
-        error=worker_pb2.Error(kind=Kind.SYSTEM, type_name="flytelike.errors.BackendError", message=reason),
-    )
-
-
-def _peak_rss() -> int:
-    fd = os.open("/proc/self/status", os.O_RDONLY)
+def _open(path: str, flags: int) -> int | None:
     try:
-        match = _HWM.search(os.read(fd, 1 << 16))
-    finally:
-        os.close(fd)
-    return int(match.group(1)) * 1024 if match else 0
-
-
-def _reset_peak_rss() -> None:
-    # "5" resets VmHWM to the current RSS, so the peak read at the end belongs to this job alone.
-    try:
-        fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        return os.open(path, flags | os.O_CLOEXEC)
     except OSError:
-        return
-    try:
-        os.write(fd, b"5")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return None
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu_seconds(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
@@ -264,12 +187,18 @@ def _flush() -> None:
 
 
 class _Worker:
-    def __init__(self, log: _Log, channel: _Channel) -> None:
+    def __init__(self, log: _Log, channel: Channel) -> None:
         self.log = log
         self.channel = channel
         self.cache = ExecuteCache()
+        self._cwd = os.getcwd()  # where every job starts
+        self.peak = _Peak()
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
         # One event loop for the worker's life: a loop per job would cost more than a trivial job.
         self.loop = asyncio.new_event_loop()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._factory = self._track  # one bound method, to tell later whether a task replaced it
+        self.loop.set_task_factory(self._factory)
         # Parsed templates by their bytes: the jobs of one task send the same template again and again.
         self._templates: dict[bytes, tasks_pb2.TaskTemplate] = {}
 
@@ -282,15 +211,14 @@ class _Worker:
         return template
 
     def handle(self, start: worker_pb2.Start) -> worker_pb2.Done:
-        cwd = os.getcwd()
         offset = self.log.start()
         try:
             done = self._run(start)
         finally:
             # A task that changed directory must not move the next one.
-            if os.getcwd() != cwd:
-                with contextlib.suppress(OSError):
-                    os.chdir(cwd)
+            with contextlib.suppress(OSError):
+                if os.getcwd() != self._cwd:
+                    os.chdir(self._cwd)
         done.logs = self.log.since(offset)
         return done
 
@@ -315,9 +243,9 @@ class _Worker:
             )
             if env or cpus:
                 with _environment(env), _affinity(cpus):
-                    result, done = self._execute(request, children)
+                    result, done = self._execute(request, children, exact=bool(start.memory_limit))
             else:
-                result, done = self._execute(request, children)
+                result, done = self._execute(request, children, exact=bool(start.memory_limit))
         except Exception as e:
             # The template did not parse, or setting the environment or the affinity failed (an unknown cpu).
             return worker_pb2.Done(error=_frames.error(Kind.SETUP, e))
@@ -328,29 +256,49 @@ class _Worker:
             done.outputs = result.outputs
         return done
 
-    def _execute(self, request: ExecuteInput, children: Children | None) -> tuple[ExecuteResult, worker_pb2.Done]:
-        _reset_peak_rss()
-        cpu_start = _cpu_seconds()
+    def _execute(
+        self, request: ExecuteInput, children: Children | None, *, exact: bool
+    ) -> tuple[ExecuteResult, worker_pb2.Done]:
+        # Unless the job has a memory limit, the reading taken when the last job ended stands for this one's start
+        # (it costs a system call that a loaded machine makes slow): the cpu of reading this job's Start counts
+        # towards it. A job with a limit reads afresh, so that nothing left by an earlier job (a thread that grew
+        # and exited after it ended) can make its peak seem higher than it was.
+        before = resource.getrusage(resource.RUSAGE_SELF) if exact else self._usage
+        self.peak.reset(before)
         try:
             # A fresh context per job: context variables a task sets do not reach the next job.
-            result = contextvars.copy_context().run(self.loop.run_until_complete, _job(request))
+            result = contextvars.copy_context().run(self.loop.run_until_complete, self._job(request))
         finally:
             if children is not None:
                 children.close()
-        return result, worker_pb2.Done(peak_memory=_peak_rss(), cpu_seconds=_cpu_seconds() - cpu_start)
+        after = self._usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = _cpu_seconds(after) - _cpu_seconds(before)
+        return result, worker_pb2.Done(peak_memory=self.peak.read(after), cpu_seconds=cpu)
 
+    def _track(self, loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **options)
+        tasks = self._tasks
+        if len(tasks) >= _TASKS_PRUNED_AT:
+            tasks[:] = [t for t in tasks if not t.done()]
+        tasks.append(task)
+        return task
 
-async def _job(request: ExecuteInput) -> ExecuteResult:
-    try:
-        return await execute(request)
-    finally:
-        # Tasks the job started and left running do not outlive it (as with asyncio.run).
-        current = asyncio.current_task()
-        left = [t for t in asyncio.all_tasks() if t is not current]
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.gather(*left, return_exceptions=True)
+    async def _job(self, request: ExecuteInput) -> ExecuteResult:
+        try:
+            return await execute(request)
+        finally:
+            # Tasks the job started and left running do not outlive it (as with asyncio.run). The loop's task
+            # factory keeps the tasks of this job, unless the task replaced it.
+            current = asyncio.current_task()
+            if self.loop.get_task_factory() is self._factory:
+                left = [t for t in self._tasks if t is not current and not t.done()]
+            else:
+                left = [t for t in asyncio.all_tasks() if t is not current]
+            self._tasks.clear()
+            for task in left:
+                task.cancel()
+            if left:
+                await asyncio.gather(*left, return_exceptions=True)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -379,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
-    channel = _Channel(requests, replies)
+    channel = Channel(requests, replies)
     worker = _Worker(_Log(log_fd), channel)
     channel.send(Message(ready=worker_pb2.Ready(pid=os.getpid())))
     with contextlib.suppress(OSError):  # the parent is gone

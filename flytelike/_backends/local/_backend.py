@@ -8,7 +8,7 @@ given (and none when it asked for none). Tasks it calls come back to this proces
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +56,13 @@ class LocalInput:
     home: Path | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _JobParts:
+    template: bytes
+    code_file: str | None
+    env: Mapping[str, str]
+
+
 class LocalBackend:
     """Runs attempts on this machine."""
 
@@ -71,7 +78,8 @@ class LocalBackend:
         self._pool_lock = anyio.Lock()
         self._free_cpus: set[int] = set()
         self._free_gpus: set[int] = set()
-        self._templates: dict[str, bytes] = {}
+        # What every job of a task version carries alike (its template's bytes, code file and env), made once.
+        self._job_parts: dict[str, _JobParts] = {}
 
     async def __aenter__(self) -> LocalBackend:
         if self._spec.capacity is None:
@@ -142,20 +150,24 @@ class LocalBackend:
         pool = self._pool or await self.start_pool()
         cpus = self._take(self._free_cpus, task.cpu_millis // 1000 if task.cpu_millis % 1000 == 0 else 0)
         gpus = self._take(self._free_gpus, task.gpus)
-        template = self._templates.get(task.key)
-        if template is None:
-            template = self._templates[task.key] = task.template.SerializeToString(deterministic=True)
+        parts = self._job_parts.get(task.key)
+        if parts is None:
+            parts = self._job_parts[task.key] = _JobParts(
+                task.template.SerializeToString(deterministic=True),
+                self._in_process.code_file(task),
+                {kv.key: kv.value for kv in task.template.container.env},
+            )
         job = ProcessJob(
             run_id=attempt.run.id,
             action_id=action.id,
             attempt=attempt.attempt,
-            template=template,
+            template=parts.template,
             inputs=attempt.inputs.data(),
-            code_file=self._in_process.code_file(task),
+            code_file=parts.code_file,
             memory_limit=attempt.memory,
-            cpus=tuple(sorted(cpus)),
+            cpus=tuple(sorted(cpus)) if cpus else (),
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
-            env={kv.key: kv.value for kv in task.template.container.env},
+            env=parts.env,
         )
         try:
             result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task))

@@ -68,9 +68,10 @@ Kind = worker_pb2.Error.Kind
 Message = worker_pb2.WorkerMessage
 
 _STOP_GRACE_SECONDS = 2.0
-# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer, few enough
-# that a withdrawal is rarely needed.
-_QUEUE_DEPTH = 2
+# Jobs queued behind the one a worker runs: enough that a worker never waits for the pool to answer and that both
+# sides read several frames per wake-up; the worker answers a withdrawal at every job boundary (and within about
+# 10-20 ms of a long job), so a queued job still moves to a place that frees up elsewhere.
+_QUEUE_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +121,13 @@ class ProcessJob:
             inputs=self.inputs,
             code_file=self.code_file or "",
             memory_limit=self.memory_limit,
-            cpus=self.cpus,
-            env=self.env,
             calls=calls,
         )
+        # Filling a repeated or map field costs even when empty; most jobs have neither.
+        if self.cpus:
+            start.cpus.extend(self.cpus)
+        if self.env:
+            start.env.update(self.env)
         if self.cuda_visible_devices is not None:
             start.cuda_visible_devices = self.cuda_visible_devices
         return start
