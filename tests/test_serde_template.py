@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
@@ -329,3 +330,32 @@ def test_the_examples_serialize_to_the_same_bytes_in_two_processes(tmp_path: Pat
         "training.main",
         "training.train",
     ]
+
+
+@pytest.mark.parametrize(
+    ("gpu", "device"),
+    [
+        ("T4:1", "nvidia-tesla-t4"),
+        ("A100:2", "nvidia-tesla-a100"),
+        ("A100 80G:1", "nvidia-a100-80gb"),
+    ],
+)
+def test_the_template_names_the_accelerator_as_node_labels_do(gpu: str, device: str) -> None:
+    env = fl.TaskEnvironment(name="labels")
+
+    @env.task(resources=fl.Resources(gpu=gpu))
+    async def f() -> None: ...
+
+    t = task_template(f)
+    assert t.extended_resources.gpu_accelerator.device == device
+    assert describe_template(t)["accelerator"]["device"] == fl.Resources(gpu=gpu).gpu.device  # type: ignore[union-attr]
+
+
+def test_a_tpu_template_uses_the_gke_accelerator_label() -> None:
+    env = fl.TaskEnvironment(name="tpu-labels")
+
+    @env.task(resources=fl.Resources(gpu=fl.TPU("V5E", "2x4")))
+    async def f() -> None: ...
+
+    accel = task_template(f).extended_resources.gpu_accelerator
+    assert (accel.device, accel.partition_size) == ("tpu-v5-lite-podslice", "2x4")

@@ -52,6 +52,7 @@ class AcceleratorEntry:
     max_quantity: int = field(default=8, metadata=at_least(1))
     partitions: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    label: str = ""
 
     def __post_init__(self) -> None:
         # The same checks as fl.register_device; an error names AcceleratorEntry.<key>, which the loader reports
@@ -60,7 +61,13 @@ class AcceleratorEntry:
 
     def spec(self) -> DeviceSpec:
         return device_spec(
-            self.name, self.device_class, self.max_quantity, self.partitions, self.aliases, where="AcceleratorEntry"
+            self.name,
+            self.device_class,
+            self.max_quantity,
+            self.partitions,
+            self.aliases,
+            where="AcceleratorEntry",
+            label=self.label,
         )
 
 

@@ -24,7 +24,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from flytelike._accelerators import DeviceClass
+from flytelike._accelerators import DeviceClass, catalog
 from flytelike._proto.core.v1 import interface_pb2, literals_pb2, tasks_pb2, types_pb2
 
 __all__ = ["describe_template", "type_string", "value_of"]
@@ -108,8 +108,11 @@ def _accelerator(t: tasks_pb2.TaskTemplate) -> dict[str, Any] | None:
     accel = t.extended_resources.gpu_accelerator
     count = next((e.value for e in t.container.resources.requests if e.name == tasks_pb2.Resources.GPU), None)
     partition = accel.partition_size if accel.WhichOneof("partition_size_value") == "partition_size" else None
+    # The template names the device as node labels do (nvidia-tesla-a100); described in SDK terms, it is the
+    # catalog's name again when the catalog knows the label.
+    spec = catalog().by_label(accel.device)
     return {
-        "device": accel.device,
+        "device": spec.name if spec is not None else accel.device,
         "class": DeviceClass[tasks_pb2.GPUAccelerator.DeviceClass.Name(accel.device_class)].value,
         "partition": partition,
         "count": int(count) if count is not None else None,

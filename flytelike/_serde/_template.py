@@ -103,7 +103,8 @@ def _resources(r: Resources) -> tasks_pb2.Resources:
 def _extended(r: Resources) -> tasks_pb2.ExtendedResources | None:
     ext = tasks_pb2.ExtendedResources()
     if isinstance(r.gpu, Device):
-        accel = tasks_pb2.GPUAccelerator(device=r.gpu.device, device_class=_CLASS[r.gpu.device_class])
+        # The node-label spelling (nvidia-tesla-t4), as Flyte writes it, not the catalog name (T4).
+        accel = tasks_pb2.GPUAccelerator(device=r.gpu.label or r.gpu.device, device_class=_CLASS[r.gpu.device_class])
         if r.gpu.partition:
             accel.partition_size = r.gpu.partition
         else:
