@@ -56,7 +56,7 @@ from flytelike._executor import (
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
-from flytelike._storage import CacheStore, RecordStore
+from flytelike._storage import CacheStore, KeyLock, RecordStore
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
@@ -90,6 +90,9 @@ class _LazyCache:
 
     def put(self, key: str, data: bytes) -> None:
         self._open().put(key, data)
+
+    def try_lock(self, key: str) -> KeyLock | None:
+        return KeyLock.acquire(self._path.parent / "cache-locks" / f"{key}.lock")
 
     def close(self) -> None:
         with self._lock:

@@ -232,8 +232,38 @@ def test_describe_shows_retry_policies_and_reuse() -> None:
         "backoff": {"initial_seconds": 10, "multiplier": 2.0, "max_seconds": 300},
         "oom_escalation": {"memory_factor": 2.0, "memory_cap": "64Gi"},
     }
-    assert shown["reuse"] == {"min_replicas": 1, "max_replicas": 4, "concurrency": 2, "idle_ttl_seconds": 300}
-    assert shown["cache"] == {"version": "v2", "ignored_inputs": [], "ttl_seconds": None}
+    assert shown["reuse"] == {
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "concurrency": 2,
+        "idle_ttl_seconds": 300,
+        "scaledown_ttl_seconds": None,
+    }
+    assert shown["cache"] == {
+        "version": "v2",
+        "ignored_inputs": [],
+        "ttl_seconds": None,
+        "behavior": "auto",
+        "serialize": False,
+        "salt": None,
+    }
+
+
+def test_scaledown_ttl_deadline_and_cache_behaviors_reach_the_template() -> None:
+    env = fl.TaskEnvironment(name="r2", reusable=fl.ReusePolicy(2, scaledown_ttl="10m"))
+    cache = fl.Cache(behavior="override", serialize=True, salt="2024-06")
+    t = task_template(env.task(cache=cache, timeout=fl.Timeout("1m", deadline="1h"))(work))
+    assert t.reuse_policy.scaledown_ttl.seconds == 600
+    md = t.metadata
+    assert (md.timeout.seconds, md.deadline.seconds) == (60, 3600)
+    assert (md.cache_overwrite, md.cache_serializable, md.cache_salt) == (True, True, "2024-06")
+    shown = describe_template(t)
+    assert shown["deadline_seconds"] == 3600
+    assert shown["cache"]["behavior"] == "override"
+    assert shown["reuse"]["scaledown_ttl_seconds"] == 600
+    only_deadline = task_template(env.task(name="d", timeout=fl.Timeout(deadline=30))(work)).metadata
+    assert not only_deadline.HasField("timeout")
+    assert only_deadline.deadline.seconds == 30
 
 
 def test_timeouts_carry_run_and_queue_limits() -> None:

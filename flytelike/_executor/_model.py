@@ -88,6 +88,12 @@ class ExecTask:
     cache_ignored: frozenset[str]
     platform: str
     process: bool
+    # Only read when set: a task with no deadline and a plain cache never looks at them.
+    deadline: float | None = None
+    cache_overwrite: bool = False
+    cache_serialize: bool = False
+    cache_salt: str = ""
+    outputs: frozenset[str] = frozenset()
 
     @classmethod
     def from_template(cls, template: tasks_pb2.TaskTemplate) -> ExecTask:
@@ -129,6 +135,11 @@ class ExecTask:
             cache_ignored=frozenset(md.cache_ignored_inputs),
             platform=kind or "",
             process=kind == "local" and template.platform.local.process,
+            deadline=md.deadline.ToTimedelta().total_seconds() if md.HasField("deadline") else None,
+            cache_overwrite=md.cache_overwrite,
+            cache_serialize=md.cache_serializable,
+            cache_salt=md.cache_salt,
+            outputs=frozenset(v.name for v in template.interface.outputs.variables),
         )
 
     def backoff(self, retry: int) -> float:

@@ -22,6 +22,7 @@ __all__ = [
     "AttemptInput",
     "AttemptResult",
     "Backend",
+    "CacheLock",
     "CacheStore",
     "Lease",
     "Recorder",
@@ -159,3 +160,13 @@ class CacheStore(Protocol):
         ...
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def try_lock(self, key: str) -> CacheLock | None:
+        """Hold the computation of ``key`` (across processes sharing the cache), or ``None`` if another holds it."""
+        ...
+
+
+class CacheLock(Protocol):
+    """A held cache-key lock (``Cache(serialize=True)``)."""
+
+    def release(self) -> None: ...

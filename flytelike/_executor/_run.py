@@ -18,12 +18,14 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+from google.protobuf.message import DecodeError
 
 from flytelike._executor._cache_key import cache_key
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
+from flytelike._proto.core.v1 import literals_pb2
 from flytelike.errors import (
     AdmissionError,
     BackendError,
@@ -39,6 +41,7 @@ _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionSta
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _YIELD_EVERY = 64
+_LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,9 @@ class Run:
             if self.record.actions % _YIELD_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
             self._emit(record, _QUEUED)
-            if task.cache:
+            if task.deadline is not None:
+                outputs = await self._within_deadline(task, inputs, live, platform)
+            elif task.cache:
                 outputs = await self._cached(task, inputs, live, platform)
             else:
                 outputs = await self._attempts(task, inputs, live, platform)
@@ -283,17 +288,52 @@ class Run:
                 await lease.resume()
         return outputs if convert is None else convert(outputs)
 
+    async def _within_deadline(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+        """The action bounded by its deadline: admission, every attempt and the waits between them."""
+        assert task.deadline is not None
+        with anyio.move_on_after(task.deadline):
+            if task.cache:
+                return await self._cached(task, inputs, live, platform)
+            return await self._attempts(task, inputs, live, platform)
+        record = live.record
+        record.ended = time.time()
+        record.error_type, record.failure_kind = "timeout", FailureKind.TIMEOUT.value
+        record.error = f"the action's deadline of {_seconds(task.deadline)} passed (attempt {record.attempts})"
+        self._emit(record, _TIMED_OUT, FailureKind.TIMEOUT.value, record.error)
+        error = TaskTimeoutError(
+            f"task {task.name} (action {record.id}, attempt {record.attempts}) timed out: {record.error}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+        )
+        error.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
+        raise error
+
     async def _cached(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
         record.cache_key = key = cache_key(task, inputs.data())
-        hit = await anyio.to_thread.run_sync(self._cache.get, key)
-        if hit is not None and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl):
-            record.started = record.ended = time.time()
-            self._emit(record, _CACHED)
-            return Values(data=hit[0])
-        outputs = await self._attempts(task, inputs, live, platform)
-        await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
-        return outputs
+        lock = None
+        if task.cache_serialize:
+            # One computation per key: the others wait here, then find its result in the cache.
+            while (lock := await anyio.to_thread.run_sync(self._cache.try_lock, key)) is None:
+                await anyio.sleep(_LOCK_POLL)
+        try:
+            if not task.cache_overwrite:
+                hit = await anyio.to_thread.run_sync(self._cache.get, key)
+                if (
+                    hit is not None
+                    and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl)
+                    and _complete(hit[0], task)
+                ):
+                    record.started = record.ended = time.time()
+                    self._emit(record, _CACHED)
+                    return Values(data=hit[0])
+            outputs = await self._attempts(task, inputs, live, platform)
+            await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
+            return outputs
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
@@ -393,6 +433,15 @@ class Run:
             if not record.state.done:
                 record.ended = record.ended or self.record.ended
                 self._emit(record, _ABORTED)
+
+
+def _complete(data: bytes, task: ExecTask) -> bool:
+    """Whether cached bytes are outputs of ``task``: a damaged entry is a miss, and the task runs again."""
+    try:
+        literals = literals_pb2.LiteralMap.FromString(data)
+    except DecodeError:
+        return False
+    return set(literals.literals) == task.outputs
 
 
 def _kind_of(e: BaseException, action: str) -> FailureKind:

@@ -58,7 +58,8 @@ def describe_template(t: tasks_pb2.TaskTemplate) -> dict[str, Any]:
 
     Returns:
         A dict with the keys ``name``, ``version``, ``project``, ``domain``, ``environment``, ``description``,
-        ``image``, ``resources``, ``accelerator``, ``shm``, ``retries``, ``timeout_seconds``, ``cache``, ``reuse``,
+        ``image``, ``resources``, ``accelerator``, ``shm``, ``retries``, ``timeout_seconds``, ``max_queued_seconds``,
+        ``deadline_seconds``, ``cache``, ``reuse``,
         ``platform``, ``env_vars``, ``secrets``, ``inputs`` and ``outputs``, in that order; settings a template does
         not have are ``None``.
     """
@@ -81,6 +82,7 @@ def describe_template(t: tasks_pb2.TaskTemplate) -> dict[str, Any]:
         "retries": _retries(md.retries),
         "timeout_seconds": _seconds(md.timeout) if md.HasField("timeout") else None,
         "max_queued_seconds": _seconds(md.max_queued_time) if md.HasField("max_queued_time") else None,
+        "deadline_seconds": _seconds(md.deadline) if md.HasField("deadline") else None,
         "cache": _cache(md),
         "reuse": _reuse(t),
         "platform": _platform(t),
@@ -149,6 +151,9 @@ def _cache(md: tasks_pb2.TaskMetadata) -> dict[str, Any] | None:
         "version": md.cache_version or None,
         "ignored_inputs": list(md.cache_ignored_inputs),
         "ttl_seconds": _seconds(md.cache_ttl) if md.HasField("cache_ttl") else None,
+        "behavior": "override" if md.cache_overwrite else "auto",
+        "serialize": md.cache_serializable,
+        "salt": md.cache_salt or None,
     }
 
 
@@ -161,6 +166,7 @@ def _reuse(t: tasks_pb2.TaskTemplate) -> dict[str, Any] | None:
         "max_replicas": r.max_replicas,
         "concurrency": r.concurrency,
         "idle_ttl_seconds": _seconds(r.idle_ttl) if r.HasField("idle_ttl") else None,
+        "scaledown_ttl_seconds": _seconds(r.scaledown_ttl) if r.HasField("scaledown_ttl") else None,
     }
 
 
