@@ -38,7 +38,8 @@ def test_a_file_named_like_a_stdlib_module_loads_without_replacing_it(tmp_path: 
     module = load_file(path)
     try:
         assert module.__name__ == f"flytelike_file_{stem}"
-        assert sys.modules["types"] is types and sys.modules["json"] is json
+        assert sys.modules["types"] is types
+        assert sys.modules["json"] is json
         if stem == "csv":
             import csv
 
