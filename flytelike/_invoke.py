@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Mapping
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ from flytelike._platforms import Platform
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Task
-from flytelike.errors import BackendError
+from flytelike.errors import BackendError, TaskCodeError
 
 __all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
 
@@ -205,6 +206,12 @@ class Invoker:
                 result = await anyio.to_thread.run_sync(
                     lambda: self._in_thread(action, sdk.fn, values), abandon_on_cancel=True
                 )
+        except SystemExit as e:
+            # The task's own exit, not this process's: a failed attempt with its exit code, like a task that ends
+            # its process in a worker or a container.
+            raise TaskCodeError(
+                "SystemExit", f"the task called sys.exit() with exit code {e.code!r}", _traceback(e)
+            ) from None
         finally:
             _reset_submitter(token)
         return AttemptResult(Values(entry.check_outputs(result), encode=entry.encode_outputs))
@@ -264,3 +271,7 @@ class Invoker:
             action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
             with self._busy_lock:
                 self._busy -= 1
+
+
+def _traceback(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))

@@ -77,7 +77,8 @@ class LocalSettings:
 
     ``resources``: ``check`` (default) fails a memory request that can never fit this machine and warns for cpu
     beyond its cores or GPUs it lacks; ``strict`` makes those warnings errors; ``ignore`` runs everything anyway.
-    ``workers``: warm worker processes for process-isolated tasks (default: one per core).
+    ``workers``: warm worker processes for process-isolated tasks (default: one per core); a larger number is
+    lowered to what the machine holds (its cores, and 256 MiB of memory per worker).
     """
 
     resources: ResourcePolicy = "check"

@@ -10,6 +10,7 @@ that re-submits its children never runs one twice.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -41,6 +42,7 @@ _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionSta
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _YIELD_EVERY = 64
+_RECURSION_FRAMES = 12
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
@@ -396,7 +398,7 @@ class Run:
                 return result.outputs
             kind = _kind_of(failure, record.id)
             record.error_type = "timeout" if kind is FailureKind.TIMEOUT else _type_name(failure)
-            record.error = _describe(failure)
+            record.error = _describe(failure, record)
             record.failure_kind = kind.value
             if kind is FailureKind.OOM:
                 record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
@@ -468,10 +470,26 @@ def _seconds(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 or not math.isfinite(seconds) else f"{seconds / 60:g}m"
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, record: ActionRecord) -> str:
+    if isinstance(e, TaskFailedError) and e.action != record.id:
+        # A child's failure let through: its record has the traceback; repeating it at every level up would grow
+        # the records with the square of the nesting depth.
+        return f"child action {e.origin_action} ({e.origin_task}) failed: {e.cause or e}"
     if isinstance(e, TaskCodeError) and e.traceback_text:
         return e.traceback_text.rstrip()
+    if isinstance(e, RecursionError):
+        # Its traceback is a thousand identical frames; the last ones say where.
+        text = traceback.format_exception(type(e), e, e.__traceback__, limit=-_RECURSION_FRAMES)
+        return "".join(text).rstrip() + f"\n{_recursion(record)}"
     return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
+
+
+def _recursion(record: ActionRecord) -> str:
+    depth = record.id.count(".") + 1
+    return (
+        f"tasks nested {depth} deep exceeded Python's recursion limit ({sys.getrecursionlimit()}): nest fewer "
+        "levels (loop inside one task, or fan out with asyncio.gather / fl.map)"
+    )
 
 
 def _first_line(text: str | None) -> str:
@@ -484,9 +502,37 @@ def _final_error(
 ) -> Exception:
     where = f"task {task.name} (action {record.id}, attempt {record.attempts}/{total})"
     error: TaskFailedError
+    if isinstance(failure, TaskFailedError) and failure.action != record.id:
+        # A descendant's failure this task let through: one error naming where it was raised, whose cause is what
+        # was raised there (the user's exception), however deep the nesting.
+        propagated = failure.origin_action != failure.action or type(failure) is TaskFailedError
+        root = failure.__cause__ if propagated and failure.__cause__ is not None else failure
+        # A timeout or an out-of-memory kill is described by its own error; anything else by the user's exception.
+        text = (
+            str(root)
+            if isinstance(root, TaskFailedError)
+            else (f"{failure.cause} (raised in task {failure.origin_task}, action {failure.origin_action})")
+        )
+        error = TaskFailedError(
+            f"{where} failed: {text}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause_type=failure.cause_type,
+            cause=failure.cause,
+            origin_task=failure.origin_task,
+            origin_action=failure.origin_action,
+        )
+        error.failure_kind = kind.value  # type: ignore[attr-defined]
+        error.__cause__ = root
+        return error
     if kind is FailureKind.TIMEOUT:
         error = TaskTimeoutError(
-            f"{where} timed out: {failure}", task=task.name, action=record.id, attempt=record.attempts
+            f"{where} timed out: {failure}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause=f"timed out: {failure}",
         )
     elif kind is FailureKind.OOM:
         error = OutOfMemoryError(
@@ -495,6 +541,7 @@ def _final_error(
             action=record.id,
             attempt=record.attempts,
             cause_type="OutOfMemoryError",
+            cause=f"ran out of memory: {failure}",
         )
     else:
         if isinstance(failure, TaskCodeError):
@@ -504,8 +551,15 @@ def _final_error(
         else:
             cls = type(failure)
             cause_type, cause = f"{cls.__module__}.{cls.__qualname__}", f"{cls.__name__}: {failure}"
+            if isinstance(failure, RecursionError):
+                cause = f"RecursionError: {_recursion(record)}"
         error = TaskFailedError(
-            f"{where} failed: {cause}", task=task.name, action=record.id, attempt=record.attempts, cause_type=cause_type
+            f"{where} failed: {cause}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause_type=cause_type,
+            cause=cause,
         )
     error.failure_kind = kind.value  # type: ignore[attr-defined]
     error.__cause__ = failure

@@ -31,7 +31,7 @@ from flytelike._executor import (
 )
 from flytelike.errors import BackendError, OutOfMemoryError, TaskCodeError
 
-__all__ = ["LocalBackend", "LocalInput", "from_input"]
+__all__ = ["WORKER_MEMORY", "LocalBackend", "LocalInput", "from_input", "pool_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,8 @@ class LocalInput:
     Attributes:
         in_process: runs Python code in this process.
         policy: how Resources are treated here (``check``, ``strict``, ``ignore``).
-        workers: warm worker processes for process-isolated tasks (default: one per core).
+        workers: warm worker processes for process-isolated tasks (default, and most: one per core, and no more
+            than the memory holds at ``WORKER_MEMORY`` each).
         capacity: this machine's capacity (default: probed on entry).
         home: where probe results are kept between runs.
     """
@@ -121,8 +122,7 @@ class LocalBackend:
         """Start the warm workers (once); leaving the backend stops them."""
         async with self._pool_lock:
             if self._pool is None:
-                workers = self._spec.workers or max(1, self.capacity.cpu_millis // 1000)
-                pool = ProcessPool(workers)
+                pool = ProcessPool(pool_size(self._spec.workers, self.capacity))
                 await pool.__aenter__()
                 self._pool = pool
             return self._pool
@@ -184,6 +184,23 @@ class LocalBackend:
         taken = set(sorted(free)[:n])
         free -= taken
         return taken
+
+
+WORKER_MEMORY = 256 * 1024**2
+"""Memory set aside per warm worker when bounding the pool: an idle interpreter with flytelike is about 60 MiB."""
+
+
+def pool_size(configured: int | None, capacity: Capacity) -> int:
+    """Warm workers for ``[local] workers = configured`` on a machine of ``capacity``.
+
+    Bounded by what the machine can hold: one worker per core at most (more would only make each slower, and a
+    pool starts all of its workers with the first isolated task: ``workers = 32`` took 5 s before its first
+    task), and no more than fit in memory.
+    """
+    cores = max(1, capacity.cpu_millis // 1000)
+    fit = max(1, capacity.memory // WORKER_MEMORY) if capacity.memory else cores
+    most = min(cores, fit)
+    return min(configured, most) if configured else most
 
 
 def from_input(spec: BackendInput) -> LocalBackend:
