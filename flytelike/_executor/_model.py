@@ -179,6 +179,7 @@ class ActionRecord:
     # None until the action first prints: most never do, and a list per action weighs on memory and the collector.
     logs: list[str] | None = None
     failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
+    group_name: str | None = None  # the fl.group it was started in
 
     @property
     def duration(self) -> float | None:
@@ -209,3 +210,4 @@ class RunRecord:
     pid: int | None = None
     host: str = ""
     heartbeat: float | None = None
+    labels_json: str = "{}"  # the run's labels (Runner.with_context(labels=...)), a JSON object

@@ -53,9 +53,10 @@ class Spawner(Protocol):
         *,
         encode: Encoder | None = None,
         action_id: str | None = None,
+        group: str | None = None,
     ) -> Any:
         """As :meth:`spawn`, the awaitable's result being ``convert(outputs)``; ``inputs`` may be Python values
-        with their ``encode``, made into Values when the action starts."""
+        with their ``encode``, made into Values when the action starts; ``group`` labels the action."""
         ...
 
 

@@ -107,6 +107,7 @@ class Run:
         self._dirty: dict[str, ActionRecord] = {}
         self._seq = 0
         self._subscribers: list[Subscriber] = []
+        self._groups: dict[str, str] = {}  # fl.group labels of actions called but not yet started
         self.cancel_scope = anyio.CancelScope()
 
     # --- events -------------------------------------------------------------------------------------------------
@@ -159,11 +160,13 @@ class Run:
         *,
         encode: Encoder | None = None,
         action_id: str | None = None,
+        group: str | None = None,
     ) -> Any:
         """A child action of ``parent`` as an awaitable; its result is ``convert(outputs)`` (or the Values).
 
         ``inputs`` may be the Python values themselves, with their ``encode``: their Values are then made when the
-        action starts, so a call that waits (in a fan-out, all of them at once) holds one object less.
+        action starts, so a call that waits (in a fan-out, all of them at once) holds one object less. ``group``
+        labels the action (``fl.group``).
         """
         live = self._live.get(parent.id)
         if live is None:
@@ -171,7 +174,11 @@ class Run:
         if action_id is None:
             action_id = f"{parent.id}.{live.children}"
             live.children += 1
+            if group is not None:
+                self._groups[action_id] = group
             return self._action(task, inputs, encode, live, action_id, convert)
+        if group is not None:
+            self._groups[action_id] = group
         prefix, _, number = action_id.rpartition(".")
         if prefix != parent.id or not number.isdecimal():
             raise BackendError(f"child action id {action_id!r} is not of the form {parent.id}.N")
@@ -255,6 +262,8 @@ class Run:
             None,
             platform,
         )
+        if self._groups:
+            record.group_name = self._groups.pop(action_id, None)
         self.actions[action_id] = record
         self.record.actions += 1
         live = _Live(record)
