@@ -259,8 +259,19 @@ class TaskEnvironment:
             return
         full = f"{self.name}.{name}"
         for value in list(scope.values()):
-            env = value.env if isinstance(value, Task) else value if isinstance(value, TaskEnvironment) else None
-            if env is None or env is self or env.name != self.name or name not in env.tasks:
+            if isinstance(value, TaskEnvironment):
+                clash = value is not self and value.name == self.name and name in value.tasks
+            elif isinstance(value, Task):
+                # A task of an environment the module no longer holds is a cell or file run again (the name is
+                # about to be rebound): only another function under the same full name is a clash.
+                clash = (
+                    value.env is not self
+                    and value.full_name == full
+                    and getattr(value.fn, "__qualname__", None) != getattr(fn, "__qualname__", None)
+                )
+            else:
+                continue
+            if not clash:
                 continue
             raise SpecError(
                 f"{self.name}.task.name",

@@ -121,3 +121,36 @@ def test_a_short_name_two_environments_share_is_an_error(tmp_path: Path) -> None
         sys.modules.pop(module.__name__, None)
         if str(tmp_path) in sys.path:
             sys.path.remove(str(tmp_path))
+
+
+def test_running_the_same_definitions_again_is_not_a_clash() -> None:
+    # A notebook cell (or an exec'd file) run twice: a new environment of the same name redefines the same function.
+    source = textwrap.dedent(
+        """
+        import flytelike as fl
+
+        env = fl.TaskEnvironment(name="rerun")
+
+        @env.task
+        async def f() -> int:
+            return 1
+        """
+    )
+    scope: dict[str, object] = {"__name__": "rerun_cell"}
+    exec(source, scope)
+    exec(source, scope)
+    assert fl.run(scope["f"]).outputs == 1  # type: ignore[arg-type]
+
+
+def test_another_function_under_the_same_full_name_is_a_clash_even_without_its_environment() -> None:
+    async def one() -> None: ...
+
+    async def two() -> None: ...
+
+    # Only the task is held by the module, not its environment; a different function under its full name clashes.
+    globals()["_clash_task"] = fl.TaskEnvironment(name="clash").task(name="f")(one)
+    try:
+        with pytest.raises(fl.SpecError, match="already defined in module"):
+            fl.TaskEnvironment(name="clash").task(name="f")(two)
+    finally:
+        del globals()["_clash_task"]
