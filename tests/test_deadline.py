@@ -10,6 +10,7 @@ import pytest
 
 import flytelike as fl
 from flytelike._config import load_settings
+from flytelike._runtime import Runtime
 from flytelike._storage import RecordStore
 from flytelike.errors import TaskTimeoutError
 
@@ -46,6 +47,24 @@ def test_the_deadline_ends_the_action_across_retries() -> None:
         [run] = store.runs()
         [action] = store.actions(run.id)
     assert (action.state.value, action.error_type, action.failure_kind) == ("timed_out", "timeout", "timeout")
+
+
+def test_a_deadline_emits_timed_out_and_never_aborted() -> None:
+    states: list[str] = []
+
+    async def main() -> None:
+        async with Runtime() as runtime:
+            handle = await runtime.start(flaky)
+            events = handle.events()
+            async for event in events:
+                if event.action == "0":
+                    states.append(event.state.value)
+            with pytest.raises(TaskTimeoutError):
+                await handle.result()
+
+    asyncio.run(main())
+    assert states[-1] == "timed_out"
+    assert "aborted" not in states
 
 
 def test_an_action_within_its_deadline_succeeds() -> None:

@@ -384,7 +384,9 @@ class Run:
                         failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
             except anyio.get_cancelled_exc_class():
                 record.ended = time.time()
-                self._emit(record, _ABORTED)
+                # Cancelled by its own deadline, it ends timed out (_within_deadline says so), not aborted.
+                if task.deadline is None or record.ended < record.created + task.deadline:
+                    self._emit(record, _ABORTED)
                 raise
             except AdmissionError:
                 raise
