@@ -21,9 +21,10 @@ from flytelike.errors import SpecError
 
 if _TYPE_CHECKING:
     from flytelike._accelerators import GPU, TPU, Device, DeviceClass, DeviceSpec, catalog, register_device
-    from flytelike._context import TaskContext, ctx
+    from flytelike._context import TaskContext, ctx, group
     from flytelike._environment import TaskEnvironment
     from flytelike._files import Dir, File
+    from flytelike._map import map
     from flytelike._platform_spec import parse_platform_spec
     from flytelike._platforms import Batch, Kubernetes, Local, Platform, Toleration
     from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
@@ -38,9 +39,10 @@ if _TYPE_CHECKING:
 # for them: the model costs tens of milliseconds, running (executor, protobuf, anyio) more.
 _EXPORTS = {
     "_accelerators": ("GPU", "TPU", "Device", "DeviceClass", "DeviceSpec", "catalog", "register_device"),
-    "_context": ("TaskContext", "ctx"),
+    "_context": ("TaskContext", "ctx", "group"),
     "_environment": ("TaskEnvironment",),
     "_files": ("Dir", "File"),
+    "_map": ("map",),
     "_platform_spec": ("parse_platform_spec",),
     "_platforms": ("Batch", "Kubernetes", "Local", "Platform", "Toleration"),
     "_policies": ("Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout"),
@@ -96,6 +98,8 @@ __all__ = [
     "catalog",
     "ctx",
     "errors",
+    "group",
+    "map",
     "parse_platform_spec",
     "register_device",
     "run",

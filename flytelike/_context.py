@@ -6,17 +6,19 @@ Outside a run the variable is unset and a task is a plain function. Inside a run
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Mapping
+import re
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flytelike.errors import FlytelikeError
+from flytelike.errors import FlytelikeError, SpecError
 
 if TYPE_CHECKING:
     from flytelike._task import Task
 
-__all__ = ["Submitter", "TaskContext", "ctx", "current", "use"]
+__all__ = ["Submitter", "TaskContext", "ctx", "current", "current_group", "group", "use"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,9 @@ class TaskContext:
         env: the process environment with the task's ``env_vars`` over it. Tasks that run in this process share
             its environment, so their ``env_vars`` are here rather than in ``os.environ``; a process-isolated or
             remote task has them in ``os.environ`` too.
+        group: the ``fl.group`` the action was started in, or ``None``.
+        kubernetes_pod, kubernetes_namespace: the pod running the attempt on Kubernetes; empty elsewhere.
+        batch_job_id, batch_job_queue: the AWS Batch job running the attempt; empty elsewhere.
     """
 
     run_id: str
@@ -40,6 +45,11 @@ class TaskContext:
     task: str
     platform: str
     env: Mapping[str, str]
+    group: str | None = None
+    kubernetes_pod: str = ""
+    kubernetes_namespace: str = ""
+    batch_job_id: str = ""
+    batch_job_queue: str = ""
 
 
 class Submitter(Protocol):
@@ -78,6 +88,44 @@ def use(submitter: Submitter | None) -> contextvars.Token[Submitter | None]:
 
 def reset(token: contextvars.Token[Submitter | None]) -> None:
     _current.reset(token)
+
+
+_group: contextvars.ContextVar[str | None] = contextvars.ContextVar("flytelike_group", default=None)
+current_group = _group.get
+_GROUP_NAME = re.compile(r"[^\s/][^/]{0,62}")
+
+
+@contextlib.contextmanager
+def group(name: str) -> Iterator[str]:
+    """Label the actions started inside the ``with`` block as group ``name``.
+
+    The progress view and ``flytelike runs show`` fold a group into one node (its size and states), listing only
+    the members that did not succeed; ``runs show --all`` lists every member. Groups nest by name (the innermost
+    wins) and follow asyncio tasks started inside the block (``asyncio.gather``). Outside a run it does nothing.
+
+    Raises:
+        SpecError: ``name`` is empty, longer than 63 characters, or contains ``/``.
+
+    Example:
+        >>> import asyncio, flytelike as fl
+        >>> env = fl.TaskEnvironment(name="doc-group")
+        >>> @env.task
+        ... async def score(x: int) -> int:
+        ...     return x
+        >>> @env.task
+        ... async def sweep() -> int:
+        ...     with fl.group("grid"):
+        ...         return sum(await asyncio.gather(*(score(i) for i in range(3))))
+        >>> fl.run(sweep).outputs
+        3
+    """
+    if not isinstance(name, str) or not _GROUP_NAME.fullmatch(name.strip()):
+        raise SpecError("group.name", name, "not a group name", accepted="'training', 'grid search' (no '/')")
+    token = _group.set(name.strip())
+    try:
+        yield name.strip()
+    finally:
+        _group.reset(token)
 
 
 def ctx() -> TaskContext:

@@ -58,7 +58,7 @@ class TaskEnvironment:
         env_vars: Mapping[str, str] | None = None,
         secrets: Iterable[Secret | str] | Secret | str | None = None,
         cache: Cache | bool | str | None = None,
-        reusable: ReusePolicy | None = None,
+        reusable: ReusePolicy | str | None = None,
         retries: RetryPolicy | int | None = None,
         timeout: Timeout | str | int | None = None,
         depends_on: Iterable[TaskEnvironment] = (),
@@ -97,6 +97,76 @@ class TaskEnvironment:
 
     def __repr__(self) -> str:
         return f"TaskEnvironment(name={self.name!r}, tasks={sorted(self.tasks)})"
+
+    def clone_with(self, name: str, **changes: Any) -> TaskEnvironment:
+        """A new environment named ``name``: this one's settings with ``changes`` replacing whole fields.
+
+        Any constructor argument may be changed (``image``, ``resources``, ``env_vars``, ``depends_on`` ...); a
+        field given replaces this environment's value rather than merging with it. The clone has no tasks, and
+        dependencies added to it later (:meth:`add_dependency`) are its own.
+
+        Raises:
+            SpecError: ``name`` is not a valid environment name, or a change is not an environment setting.
+
+        Example:
+            >>> import flytelike as fl
+            >>> cpu = fl.TaskEnvironment(name="cpu", image="acme/train:1", resources=fl.Resources(cpu=2))
+            >>> gpu = cpu.clone_with("gpu", resources=fl.Resources(cpu=2, gpu="T4:1"))
+            >>> gpu.name, gpu.image, gpu.resources.gpu_count, gpu.tasks
+            ('gpu', 'acme/train:1', 1, {})
+        """
+        o = self.options
+        current: dict[str, Any] = {
+            "image": o.image,
+            "resources": o.resources,
+            "platform": o.platform,
+            "env_vars": o.env_vars,
+            "secrets": o.secrets,
+            "cache": o.cache,
+            "reusable": o.reusable,
+            "retries": o.retries,
+            "timeout": o.timeout,
+            "depends_on": self.depends_on,
+            "description": self.description,
+        }
+        if unknown := sorted(set(changes) - set(current)):
+            raise SpecError(
+                f"{self.name}.clone_with", unknown[0], "not an environment setting", accepted=", ".join(current)
+            )
+        return TaskEnvironment(name, **{**current, **changes})
+
+    def add_dependency(self, *envs: TaskEnvironment) -> None:
+        """Add environments this one depends on (deployed with it, their tasks callable from its tasks).
+
+        Raises:
+            SpecError: an argument is not a TaskEnvironment, or is this environment itself.
+
+        Example:
+            >>> import flytelike as fl
+            >>> base, gpu = fl.TaskEnvironment(name="base"), fl.TaskEnvironment(name="gpu")
+            >>> base.add_dependency(gpu)
+            >>> [d.name for d in base.depends_on]
+            ['gpu']
+        """
+        added = list(self.depends_on)
+        for env in envs:
+            if not isinstance(env, TaskEnvironment):
+                raise SpecError(
+                    f"{self.name}.add_dependency",
+                    env,
+                    "not a TaskEnvironment",
+                    accepted="env.add_dependency(other_env)",
+                )
+            if env is self:
+                raise SpecError(
+                    f"{self.name}.add_dependency",
+                    env.name,
+                    "an environment cannot depend on itself",
+                    accepted="another TaskEnvironment",
+                )
+            if env not in added:
+                added.append(env)
+        self.depends_on = tuple(added)
 
     @property
     def image(self) -> str | None:
@@ -176,6 +246,37 @@ class TaskEnvironment:
                 f"environment {self.name!r} already has a task named {name!r}",
                 accepted="a unique name= per environment",
             )
+        self._check_unique_in_module(fn, name)
         task = Task(fn, self, name=name, options=TaskOptions.build(f"{self.name}.{name}", **options))
         self.tasks[name] = task
         return task
+
+    def _check_unique_in_module(self, fn: Callable[..., Any], name: str) -> None:
+        """Two environments of one name in one module defining the same task would make ``env.task`` name two
+        tasks (which one runs would depend on lookup order): refused when the second is defined."""
+        scope = getattr(fn, "__globals__", None)
+        if not isinstance(scope, dict):
+            return
+        full = f"{self.name}.{name}"
+        for value in list(scope.values()):
+            if isinstance(value, TaskEnvironment):
+                clash = value is not self and value.name == self.name and name in value.tasks
+            elif isinstance(value, Task):
+                # A task of an environment the module no longer holds is a cell or file run again (the name is
+                # about to be rebound): only another function under the same full name is a clash.
+                clash = (
+                    value.env is not self
+                    and value.full_name == full
+                    and getattr(value.fn, "__qualname__", None) != getattr(fn, "__qualname__", None)
+                )
+            else:
+                continue
+            if not clash:
+                continue
+            raise SpecError(
+                f"{self.name}.task.name",
+                name,
+                f"task {full} is already defined in module {fn.__module__!r} by another environment named "
+                f"{self.name!r}: the two could not be told apart",
+                accepted="one TaskEnvironment per name in a module, or another task name",
+            )

@@ -7,10 +7,12 @@ their encoder so that bytes are made only when something needs them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Mapping
 from functools import partial
 from pathlib import Path
@@ -23,15 +25,17 @@ import anyio.to_thread
 
 from flytelike._capture import ensure_capture
 from flytelike._context import TaskContext
+from flytelike._context import current_group as _current_group
 from flytelike._context import reset_submitter as _reset_submitter
 from flytelike._context import set_submitter as _set_submitter
 from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Values
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._proto.core.v1 import tasks_pb2
+from flytelike._run_context import RunContext
 from flytelike._serde import decode_values, encode_values, task_template
-from flytelike._task import Task
-from flytelike.errors import BackendError
+from flytelike._task import Resolved, Task
+from flytelike.errors import BackendError, TaskCodeError
 
 __all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
 
@@ -86,15 +90,28 @@ def _encode(values: Mapping[str, Any], *, params: Any, where: str) -> bytes:
 class TaskIndex:
     """SDK tasks of one run and their compiled views, built once per task."""
 
-    def __init__(self, with_platform: Platform | None = None) -> None:
+    def __init__(self, with_platform: Platform | None = None, context: RunContext | None = None) -> None:
         self.with_platform = with_platform
+        self.context = context
         self._by_task: dict[int, Compiled] = {}
         self._by_key: dict[str, Compiled] = {}
+
+    def resolved(self, task: Task[..., Any]) -> Resolved:
+        """The task's settings in this run: its own, with the run's ``--with`` platform and run-scoped defaults."""
+        resolved = task.resolved(self.with_platform)
+        context = self.context
+        if context is None:
+            return resolved
+        cache = resolved.cache
+        if context.overwrite_cache and cache is not None:
+            cache = dataclasses.replace(cache, behavior="override")
+        # The run's env vars are defaults: a task's own win.
+        return dataclasses.replace(resolved, env_vars={**context.env_vars, **resolved.env_vars}, cache=cache)
 
     def compiled(self, task: Task[..., Any]) -> Compiled:
         found = self._by_task.get(id(task))
         if found is None:
-            template = task_template(task, task.resolved(self.with_platform))
+            template = task_template(task, self.resolved(task))
             found = Compiled(task, ExecTask.from_template(template))
             self._by_task[id(task)] = found
             # The task object is kept alive by the entry, so its id() cannot be reused by another task.
@@ -148,6 +165,11 @@ class Submitter:
             # and block for the result, as for a sync child. (The run's state is only touched on the loop.)
             return self.submit_blocking(task, values)  # type: ignore[no-any-return]
         entry = self.index.compiled(task)
+        label = _current_group()
+        if label is not None:
+            return self.run.call(  # type: ignore[no-any-return]
+                self.action, entry.exec, values, entry.result, encode=entry.encode_inputs, group=label
+            )
         return self.run.call(self.action, entry.exec, values, entry.result, encode=entry.encode_inputs)  # type: ignore[no-any-return]
 
     def submit_blocking(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
@@ -161,13 +183,23 @@ class Submitter:
 
     def context(self) -> TaskContext:
         env = {**os.environ, **{kv.key: kv.value for kv in self.task.template.container.env}}
+        platform = self.action.platform
+        # The platform's own identifiers, as its runtime sets them in the container (the pod's hostname is its name;
+        # Batch sets AWS_BATCH_*); a local attempt has none.
+        kubernetes = platform == "kubernetes"
+        batch = platform == "batch"
         return TaskContext(
             run_id=self.run.id,
             action_id=self.action.id,
             attempt=self.attempt,
             task=self.task.name,
-            platform=self.action.platform,
+            platform=platform,
             env=MappingProxyType(env),
+            group=self.action.group_name,
+            kubernetes_pod=env.get("HOSTNAME", "") if kubernetes else "",
+            kubernetes_namespace=env.get("POD_NAMESPACE", "") if kubernetes else "",
+            batch_job_id=env.get("AWS_BATCH_JOB_ID", "") if batch else "",
+            batch_job_queue=env.get("AWS_BATCH_JQ_NAME", "") if batch else "",
         )
 
 
@@ -205,6 +237,12 @@ class Invoker:
                 result = await anyio.to_thread.run_sync(
                     lambda: self._in_thread(action, sdk.fn, values), abandon_on_cancel=True
                 )
+        except SystemExit as e:
+            # The task's own exit, not this process's: a failed attempt with its exit code, like a task that ends
+            # its process in a worker or a container.
+            raise TaskCodeError(
+                "SystemExit", f"the task called sys.exit() with exit code {e.code!r}", _traceback(e)
+            ) from None
         finally:
             _reset_submitter(token)
         return AttemptResult(Values(entry.check_outputs(result), encode=entry.encode_outputs))
@@ -264,3 +302,7 @@ class Invoker:
             action.cpu_time = (action.cpu_time or 0.0) + time.thread_time() - start
             with self._busy_lock:
                 self._busy -= 1
+
+
+def _traceback(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))

@@ -19,7 +19,10 @@ from flytelike._environment import TaskEnvironment
 from flytelike._task import Task
 from flytelike.errors import LoadError
 
-__all__ = ["find_task", "load_file", "tasks_in"]
+__all__ = ["SHADOW_PREFIX", "find_task", "load_file", "tasks_in"]
+
+SHADOW_PREFIX = "flytelike_file_"
+"""The module name prefix of a user's file named like a standard-library module (``types.py``)."""
 
 
 def load_file(path: str | Path) -> ModuleType:
@@ -30,13 +33,22 @@ def load_file(path: str | Path) -> ModuleType:
     if file.suffix != ".py":
         raise LoadError(f"{path}: not a Python file (expected a .py file)")
     name = file.stem
+    # A file named like a standard-library module (types.py, json.py) would replace that module for the whole
+    # process under its own name: it is imported under a name of its own, and its folder goes last on sys.path so
+    # that `import json` anywhere still finds the standard library (its neighbours stay importable).
+    shadows = name in sys.stdlib_module_names or name in sys.builtin_module_names
+    if shadows:
+        name = f"{SHADOW_PREFIX}{name}"
     existing = sys.modules.get(name)
     existing_file = getattr(existing, "__file__", None)
     if existing is not None and existing_file and Path(existing_file).resolve() == file:
         return existing
     folder = str(file.parent)
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        if shadows:
+            sys.path.append(folder)
+        else:
+            sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
         raise LoadError(f"{path}: cannot be imported")
@@ -72,23 +84,39 @@ def load_module(name: str) -> ModuleType:
         raise LoadError(f"module {name!r} cannot be imported: {e}") from e
 
 
+def _candidates(module: ModuleType) -> list[Task[..., Any]]:
+    out: list[Task[..., Any]] = []
+    for value in vars(module).values():
+        if isinstance(value, Task):
+            out.append(value)
+        elif isinstance(value, TaskEnvironment):
+            out.extend(value.tasks.values())
+    return out
+
+
 def tasks_in(module: ModuleType) -> dict[str, Task[..., Any]]:
     """The tasks a module defines or imports, by short name (and by ``env.task`` full name)."""
     found: dict[str, Task[..., Any]] = {}
-    for value in vars(module).values():
-        if isinstance(value, Task):
-            found.setdefault(value.name, value)
-            found[value.full_name] = value
-        elif isinstance(value, TaskEnvironment):
-            for t in value.tasks.values():
-                found.setdefault(t.name, t)
-                found[t.full_name] = t
+    for t in _candidates(module):
+        found.setdefault(t.name, t)
+        found[t.full_name] = t
     return found
 
 
 def find_task(module: ModuleType, name: str, *, source: str | None = None) -> Task[..., Any]:
-    """The task called ``name`` (short or ``env.task``) in ``module``; LoadError lists the ones there are."""
+    """The task called ``name`` (short or ``env.task``) in ``module``; LoadError lists the ones there are.
+
+    A short name that tasks of two environments share is an error listing their full names, rather than the
+    first one found: ``FILE f`` and ``FILE env.f`` never name different tasks without a word.
+    """
     tasks = tasks_in(module)
+    if "." not in name:
+        full = sorted({t.full_name for t in _candidates(module) if t.name == name})
+        if len(full) > 1:
+            raise LoadError(
+                f"{source or module.__name__}: task name {name!r} is ambiguous: {', '.join(full)} are all defined "
+                "there; give the full name (env.task)"
+            )
     task = tasks.get(name)
     if task is None:
         short = [n for n in tasks if "." not in n]

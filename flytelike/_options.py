@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from flytelike._frozendict import FrozenDict
 from flytelike._platform_spec import parse_platform_spec
@@ -84,12 +84,6 @@ def _image(value: object, where: str) -> str | None:
     return value
 
 
-def _reusable(value: object, where: str) -> ReusePolicy | None:
-    if value is None or isinstance(value, ReusePolicy):
-        return value
-    raise SpecError(where, value, "not a ReusePolicy", accepted="fl.ReusePolicy(replicas=2, concurrency=3)")
-
-
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """One layer of task settings; ``None`` means "inherit"."""
@@ -102,7 +96,8 @@ class TaskOptions:
     cache: Cache | None = None
     env_vars: Mapping[str, str] | None = None
     secrets: tuple[Secret, ...] | None = None
-    reusable: ReusePolicy | None = None
+    # "off" (REUSE_OFF) turns an inherited ReusePolicy off.
+    reusable: ReusePolicy | Literal["off"] | None = None
 
     @classmethod
     def build(cls, owner: str, **values: Any) -> TaskOptions:
@@ -123,7 +118,7 @@ class TaskOptions:
             cache=Cache.of(values.get("cache"), field=w("cache")),
             env_vars=_env_vars(values.get("env_vars"), w("env_vars")),
             secrets=_secrets(values.get("secrets"), w("secrets")),
-            reusable=_reusable(values.get("reusable"), w("reusable")),
+            reusable=ReusePolicy.of(values.get("reusable"), field=w("reusable")),
         )
 
     def merge(self, over: TaskOptions) -> TaskOptions:

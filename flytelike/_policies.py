@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Final, Literal
 
 from flytelike._quantity import Quantity
 from flytelike._retries import escalate_memory, retry_delay
 from flytelike.errors import SpecError
 
-__all__ = ["Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout", "parse_duration"]
+__all__ = ["REUSE_OFF", "Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout", "parse_duration"]
 
 _UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
 _UNITS["w"] = 7 * _UNITS["d"]
@@ -88,6 +89,10 @@ def _assign(obj: object, **values: object) -> None:
 
 
 DurationLike = str | int | float | timedelta
+CacheBehavior = Literal["auto", "override", "disable"]
+_CACHE_BEHAVIORS = ("auto", "override", "disable")
+REUSE_OFF: Final = "off"
+"""``reusable="off"`` in an override: the task runs in a container of its own, not in the environment's replicas."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -100,17 +105,27 @@ class Cache:
             alter results can keep the cache.
         ignored_inputs: input names left out of the cache key.
         enabled: ``False`` turns caching off, also overriding an environment's cache.
+        behavior: ``"auto"`` (default) reuses a cached result; ``"override"`` always runs the task and overwrites
+            the cached result (to refresh it); ``"disable"`` is ``enabled=False``.
+        serialize: one computation per cache key at a time: concurrent actions (also of other runs sharing the
+            same ``FLYTELIKE_HOME``) with the same key wait for the one computing it and get its result.
+        salt: mixed into the cache key; changing it starts a fresh cache without touching the task's version.
 
     Example:
         >>> import flytelike as fl
         >>> fl.Cache(ttl=300, ignored_inputs=["verbose"]).ignored_inputs
         ('verbose',)
+        >>> fl.Cache(behavior="override", serialize=True, salt="2024-06").behavior
+        'override'
     """
 
     ttl: timedelta | None
     version: str | None
     ignored_inputs: tuple[str, ...]
     enabled: bool
+    behavior: CacheBehavior
+    serialize: bool
+    salt: str
 
     def __init__(
         self,
@@ -119,8 +134,20 @@ class Cache:
         version: str | None = None,
         ignored_inputs: Iterable[str] = (),
         enabled: bool = True,
+        behavior: CacheBehavior = "auto",
+        serialize: bool = False,
+        salt: str = "",
     ) -> None:
-        _assign(self, ttl=ttl, version=version, ignored_inputs=ignored_inputs, enabled=enabled)
+        _assign(
+            self,
+            ttl=ttl,
+            version=version,
+            ignored_inputs=ignored_inputs,
+            enabled=enabled,
+            behavior=behavior,
+            serialize=serialize,
+            salt=salt,
+        )
         self._validate()
 
     def _validate(self) -> None:
@@ -140,6 +167,16 @@ class Cache:
         object.__setattr__(self, "ignored_inputs", tuple(sorted(set(names))))
         if not isinstance(self.enabled, bool):
             raise SpecError("Cache.enabled", self.enabled, "must be True or False", accepted="True")
+        if self.behavior not in _CACHE_BEHAVIORS:
+            raise SpecError("Cache.behavior", self.behavior, "not a cache behavior", accepted="'auto', 'override'")
+        if self.behavior == "disable":
+            object.__setattr__(self, "enabled", False)
+        elif not self.enabled:
+            object.__setattr__(self, "behavior", "disable")
+        if not isinstance(self.serialize, bool):
+            raise SpecError("Cache.serialize", self.serialize, "must be True or False", accepted="True")
+        if not isinstance(self.salt, str) or self.salt != self.salt.strip():
+            raise SpecError("Cache.salt", self.salt, "must be a string without surrounding spaces", accepted="'v2'")
 
     @classmethod
     def of(cls, value: object, *, field: str = "cache") -> Cache | None:
@@ -150,7 +187,11 @@ class Cache:
             return cls()
         if value is False or value == "disable":
             return cls(enabled=False)
-        raise SpecError(field, value, "not a cache setting", accepted="True, False, 'auto', 'disable', fl.Cache(...)")
+        if value == "override":
+            return cls(behavior="override")
+        raise SpecError(
+            field, value, "not a cache setting", accepted="True, False, 'auto', 'override', 'disable', fl.Cache(...)"
+        )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -161,21 +202,34 @@ class ReusePolicy:
         replicas: a fixed count, or ``(min, max)`` for autoscaling.
         concurrency: tasks one replica runs at the same time.
         idle_ttl: how long an idle replica is kept (seconds, ``"5m"`` or a timedelta); ``None``: until the run ends.
+        scaledown_ttl: the least time a replica lives once started before it may be scaled down, so that a burst
+            of work does not start and stop replicas over and over; ``None``: no minimum.
+
+    A task running in shared replicas runs with the replicas' resources, environment variables and secrets:
+    ``task.override(...)`` changing those must also turn reuse off (``reusable="off"``).
 
     Example:
         >>> import flytelike as fl
         >>> fl.ReusePolicy(replicas=(1, 4), concurrency=3, idle_ttl=300).replicas
         (1, 4)
+        >>> fl.ReusePolicy(2, scaledown_ttl="10m").scaledown_ttl
+        datetime.timedelta(seconds=600)
     """
 
     replicas: int | tuple[int, int]
     concurrency: int
     idle_ttl: timedelta | None
+    scaledown_ttl: timedelta | None
 
     def __init__(
-        self, replicas: int | tuple[int, int] = 1, *, concurrency: int = 1, idle_ttl: DurationLike | None = None
+        self,
+        replicas: int | tuple[int, int] = 1,
+        *,
+        concurrency: int = 1,
+        idle_ttl: DurationLike | None = None,
+        scaledown_ttl: DurationLike | None = None,
     ) -> None:
-        _assign(self, replicas=replicas, concurrency=concurrency, idle_ttl=idle_ttl)
+        _assign(self, replicas=replicas, concurrency=concurrency, idle_ttl=idle_ttl, scaledown_ttl=scaledown_ttl)
         self._validate()
 
     def _validate(self) -> None:
@@ -195,6 +249,18 @@ class ReusePolicy:
         _positive_int(self.concurrency, "ReusePolicy.concurrency", "3")
         if self.idle_ttl is not None:
             object.__setattr__(self, "idle_ttl", parse_duration(self.idle_ttl, field="ReusePolicy.idle_ttl"))
+        if self.scaledown_ttl is not None:
+            ttl = parse_duration(self.scaledown_ttl, field="ReusePolicy.scaledown_ttl")
+            object.__setattr__(self, "scaledown_ttl", ttl)
+
+    @classmethod
+    def of(cls, value: object, *, field: str = "reusable") -> ReusePolicy | Literal["off"] | None:
+        """Accept a ReusePolicy, ``"off"`` (no reuse, also overriding an environment's), or ``None`` (inherit)."""
+        if value is None or isinstance(value, ReusePolicy) or value == REUSE_OFF:
+            return value
+        raise SpecError(
+            field, value, "not a reuse setting", accepted="fl.ReusePolicy(replicas=2, concurrency=3) or 'off'"
+        )
 
     @property
     def min_replicas(self) -> int:
@@ -337,27 +403,52 @@ class RetryPolicy:
 class Timeout:
     """How long a task may run (and, on remote platforms, wait in a queue) before it is cancelled.
 
+    Args:
+        max_runtime: the limit of one attempt; each retry gets it afresh.
+        max_queued_time: how long an attempt may wait in a remote platform's queue.
+        deadline: the limit of the whole action from its creation: waiting for capacity, every attempt and the
+            waits between retries. When it passes, the action ends timed out, with no further retry.
+
     Example:
         >>> import flytelike as fl
         >>> fl.Timeout("2h").max_runtime
         datetime.timedelta(seconds=7200)
+        >>> fl.Timeout("10m", deadline="1h").deadline
+        datetime.timedelta(seconds=3600)
     """
 
-    max_runtime: timedelta
+    max_runtime: timedelta | None
     max_queued_time: timedelta | None
+    deadline: timedelta | None
 
-    def __init__(self, max_runtime: DurationLike, *, max_queued_time: DurationLike | None = None) -> None:
-        _assign(self, max_runtime=max_runtime, max_queued_time=max_queued_time)
+    def __init__(
+        self,
+        max_runtime: DurationLike | None = None,
+        *,
+        max_queued_time: DurationLike | None = None,
+        deadline: DurationLike | None = None,
+    ) -> None:
+        _assign(self, max_runtime=max_runtime, max_queued_time=max_queued_time, deadline=deadline)
         self._validate()
 
     def _validate(self) -> None:
-        runtime = parse_duration(self.max_runtime, field="Timeout.max_runtime")
-        if not runtime:
-            raise SpecError("Timeout.max_runtime", self.max_runtime, "a zero timeout never runs", accepted="'2h'")
-        object.__setattr__(self, "max_runtime", runtime)
+        if self.max_runtime is None and self.deadline is None:
+            raise SpecError(
+                "Timeout.max_runtime", None, "a timeout needs a limit", accepted="fl.Timeout('2h') or deadline='4h'"
+            )
+        if self.max_runtime is not None:
+            runtime = parse_duration(self.max_runtime, field="Timeout.max_runtime")
+            if not runtime:
+                raise SpecError("Timeout.max_runtime", self.max_runtime, "a zero timeout never runs", accepted="'2h'")
+            object.__setattr__(self, "max_runtime", runtime)
         if self.max_queued_time is not None:
             queued = parse_duration(self.max_queued_time, field="Timeout.max_queued_time")
             object.__setattr__(self, "max_queued_time", queued)
+        if self.deadline is not None:
+            deadline = parse_duration(self.deadline, field="Timeout.deadline")
+            if not deadline:
+                raise SpecError("Timeout.deadline", self.deadline, "a zero deadline never runs", accepted="'4h'")
+            object.__setattr__(self, "deadline", deadline)
 
     @classmethod
     def of(cls, value: object, *, field: str = "timeout") -> Timeout | None:

@@ -31,6 +31,7 @@ CpuValue: TypeAlias = int | float | str
 SizeValue: TypeAlias = str
 GpuValue: TypeAlias = int | str | Device | None
 
+_MAX_INT64: Final = 2**63 - 1
 _CPU_EXAMPLE = "cpu=2, cpu=0.5, cpu='500m' or cpu=('1', '2')"
 _SIZE_EXAMPLE = "'{}' (a Kubernetes quantity string such as '512Mi', '16Gi' or '1G')"
 
@@ -80,6 +81,11 @@ def _check_quantity(q: Quantity, field: str, given: object, kind: Literal["cpu",
         raise SpecError(field, given, "cpu is counted in steps of 1m (0.001 cores)", accepted=example)
     if kind == "size" and not q.is_integer:
         raise SpecError(field, given, "a size must be a whole number of bytes", accepted=example)
+    # Kubernetes holds no quantity above 2^63-1 (in millicores for cpu, as every scheduler counts it), and run
+    # records and admission count in int64: a larger value is a mistake, refused here rather than deep in a run.
+    if (q.milli() if kind == "cpu" else q.value) > _MAX_INT64:
+        largest = f"{_MAX_INT64 // 1000} cores" if kind == "cpu" else "2^63-1 bytes, just below 8Ei"
+        raise SpecError(field, given, f"is larger than any machine or cluster (at most {largest})", accepted=example)
     return q
 
 

@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
 
 from flytelike._config import ResourcePolicy, Settings
 from flytelike._platforms import Platform
+from flytelike._run_context import RunContext
 from flytelike._runtime import RunHandle, Runtime
 from flytelike._task import Task
 
@@ -43,6 +44,7 @@ class Runner:
         settings: resolved settings; default: read from the configuration files and environment.
         progress: an async function given the run's handle while it executes (the CLI's progress view); it is
             cancelled when the run ends.
+        context: run-scoped defaults; usually made by :meth:`with_context`.
     """
 
     def __init__(
@@ -52,16 +54,60 @@ class Runner:
         local_resources: ResourcePolicy | None = None,
         settings: Settings | None = None,
         progress: Callable[[RunHandle], Coroutine[Any, Any, None]] | None = None,
+        context: RunContext | None = None,
     ) -> None:
         self.progress = progress
+        self.context = context
         # Built now so that a bad platform or setting fails here, before any run.
-        self._runtime_args: dict[str, Any] = {"platform": platform, "local_resources": local_resources}
+        self._runtime_args: dict[str, Any] = {
+            "platform": platform,
+            "local_resources": local_resources,
+            "context": context,
+        }
         self._probe = Runtime(settings=settings, **self._runtime_args)
         self.settings = self._probe.settings
         self.platform = self._probe.platform
         self.local_resources: ResourcePolicy = local_resources or self.settings.local.resources
         self._active: set[RunHandle] = set()
         self._runtimes: list[Runtime] = []
+
+    def with_context(
+        self,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        overwrite_cache: bool = False,
+    ) -> Runner:
+        """A runner like this one whose runs have run-scoped defaults (Flyte's ``with_runcontext``).
+
+        Args:
+            name: the run id's prefix (``nightly-3f9a2c``) instead of the date and time.
+            labels: recorded on each run (``flytelike runs show``).
+            env_vars: environment variables for every task of the run; a task's own ``env_vars`` win.
+            overwrite_cache: every cached task runs and overwrites its cached result.
+
+        Returns:
+            A new Runner (this one is unchanged); calling ``with_context`` on it again merges with these.
+
+        Example:
+            >>> import flytelike as fl
+            >>> env = fl.TaskEnvironment(name="doc-with-context")
+            >>> @env.task
+            ... async def mode() -> str:
+            ...     return fl.ctx().env["MODE"]
+            >>> handle = fl.Runner().with_context(name="nightly", env_vars={"MODE": "full"}).run(mode)
+            >>> handle.outputs, handle.id.startswith("nightly-")
+            ('full', True)
+        """
+        added = RunContext.build(name=name, labels=labels, env_vars=env_vars, overwrite_cache=overwrite_cache)
+        return Runner(
+            platform=self.platform,
+            local_resources=self._runtime_args["local_resources"],
+            settings=self.settings,
+            progress=self.progress,
+            context=self.context.merged(added) if self.context is not None else added,
+        )
 
     @property
     def threads_running(self) -> int:

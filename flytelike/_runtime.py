@@ -55,15 +55,18 @@ from flytelike._executor import (
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
-from flytelike._storage import CacheStore, RecordStore
+from flytelike._run_context import RunContext
+from flytelike._storage import CacheStore, KeyLock, RecordStore
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
 __all__ = ["RunHandle", "Runtime", "reachable_tasks"]
 
 
-def _run_id() -> str:
+def _run_id(name: str | None = None) -> str:
     # os.urandom, as secrets.token_hex uses, without importing secrets (and random, hmac) at start-up.
+    if name is not None:
+        return f"{name}-{os.urandom(3).hex()}"
     return time.strftime("r%Y%m%d-%H%M%S-", time.localtime()) + os.urandom(3).hex()
 
 
@@ -90,6 +93,9 @@ class _LazyCache:
 
     def put(self, key: str, data: bytes) -> None:
         self._open().put(key, data)
+
+    def try_lock(self, key: str) -> KeyLock | None:
+        return KeyLock.acquire(self._path.parent / "cache-locks" / f"{key}.lock")
 
     def close(self) -> None:
         with self._lock:
@@ -199,6 +205,7 @@ class Runtime:
             configuration (``[local] resources``).
         backend_options: per-backend choices overriding the settings, e.g. ``{"local": {"capacity": ...}}``.
         record_events: write every action transition to the records too, not only each action's latest state.
+        context: run-scoped defaults (run name, labels, env vars, cache overwrite) for the runs it starts.
     """
 
     def __init__(
@@ -209,8 +216,10 @@ class Runtime:
         local_resources: ResourcePolicy | None = None,
         backend_options: Mapping[str, Mapping[str, Any]] | None = None,
         record_events: bool = False,
+        context: RunContext | None = None,
     ) -> None:
         self._record_events = record_events
+        self.context = context
         self.settings = settings or load_settings()
         self.platform = parse_platform_spec(platform) if isinstance(platform, str) else platform
         if self.platform is not None and not isinstance(self.platform, Platform):
@@ -219,7 +228,7 @@ class Runtime:
         if local_resources is not None:
             options.setdefault("local", {})["policy"] = local_resources
         self._options = options
-        self.index = TaskIndex(self.platform)
+        self.index = TaskIndex(self.platform, context)
         self._invoker = Invoker(self.index)
         self._backends: dict[str, Backend] = {}
         self._entering = anyio.Lock()
@@ -335,13 +344,15 @@ class Runtime:
                     "it with platform=fl.Local()"
                 ) from None
         self._executor.check(tasks, platform)
+        context = self.context
         record = RunRecord(
-            _run_id(),
+            _run_id(context.name if context is not None else None),
             task.full_name,
             platform=platform,
             inputs_json=_json(values),
             pid=os.getpid(),
             host=socket.gethostname(),
+            labels_json=_json(context.labels) if context is not None and context.labels else "{}",
         )
         run = self._executor.new_run(record)
         handle = RunHandle(run, task)

@@ -17,7 +17,7 @@ from flytelike import _context
 from flytelike._interface import Interface
 from flytelike._options import TaskOptions
 from flytelike._platforms import Platform
-from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
+from flytelike._policies import REUSE_OFF, Cache, RetryPolicy, ReusePolicy, Secret, Timeout
 from flytelike._resources import Resources
 from flytelike.errors import SpecError
 
@@ -120,6 +120,10 @@ class Task(Generic[P, R]):
     def override(self, **options: Any) -> Task[P, R]:
         """A copy with options replaced field by field (``resources``, ``retries``, ``timeout``, ...).
 
+        ``reusable="off"`` runs the copy in a container of its own rather than in its environment's warm replicas
+        (``None`` inherits). A task running in replicas cannot change its ``resources``, ``env_vars`` or
+        ``secrets`` unless the same override turns reuse off.
+
         Example:
             >>> import flytelike as fl
             >>> env = fl.TaskEnvironment(name="demo", resources=fl.Resources(cpu=2))
@@ -132,6 +136,19 @@ class Task(Generic[P, R]):
         if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
             raise SpecError(f"{self.full_name}.override.name", name, "not a task name", accepted="a Python identifier")
         layer = TaskOptions.build(f"{self.full_name}.override", **options)
+        reuse = self.env.options.merge(self.options).reusable
+        if isinstance(reuse, ReusePolicy) and layer.reusable != REUSE_OFF:
+            changed = [n for n in ("resources", "env_vars", "secrets") if getattr(layer, n) is not None]
+            if changed:
+                raise SpecError(
+                    f"{self.full_name}.override.{changed[0]}",
+                    options[changed[0]],
+                    f"task {self.full_name} runs in shared warm replicas (reusable=ReusePolicy(...)), which all "
+                    f"have the environment's resources, env vars and secrets: an override cannot change its "
+                    f"{', '.join(changed)} for one call",
+                    accepted=f"{self.name}.override(reusable='off', {changed[0]}=...) to run it in a container of "
+                    "its own",
+                )
         return Task(self.fn, self.env, name=name, options=self.options.merge(layer), interface=self.interface)
 
     def resolved(self, with_platform: Platform | None = None) -> Resolved:
@@ -170,7 +187,7 @@ class Task(Generic[P, R]):
             cache=o.cache if o.cache is not None and o.cache.enabled else None,
             env_vars=dict(o.env_vars or {}),
             secrets=o.secrets or (),
-            reusable=o.reusable,
+            reusable=o.reusable if isinstance(o.reusable, ReusePolicy) else None,
         )
 
 

@@ -179,26 +179,71 @@ class TaskFailedError(RunError):
         action: the action id inside the run.
         attempt: the attempt number that failed last (1-based).
         cause_type: the qualified name of the exception the task raised.
+        cause: ``"Type: message"`` of that exception (``"KeyError: 'x'"``).
+        origin_task, origin_action: where it was raised: this task, or the descendant whose failure this task let
+            through. A failure that passes up through parents stays one error deep: its ``__cause__`` is the
+            user's exception itself, whatever the nesting.
     """
 
-    def __init__(self, message: str, *, task: str, action: str, attempt: int, cause_type: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str,
+        action: str,
+        attempt: int,
+        cause_type: str = "",
+        cause: str = "",
+        origin_task: str = "",
+        origin_action: str = "",
+    ) -> None:
         self.task = task
         self.action = action
         self.attempt = attempt
         self.cause_type = cause_type
+        self.cause = cause
+        self.origin_task = origin_task or task
+        self.origin_action = origin_action or action
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
             _rebuild_task_error,
-            (type(self), self.args[0], self.task, self.action, self.attempt, self.cause_type),
+            (
+                type(self),
+                self.args[0],
+                self.task,
+                self.action,
+                self.attempt,
+                self.cause_type,
+                self.cause,
+                self.origin_task,
+                self.origin_action,
+            ),
         )
 
 
 def _rebuild_task_error(
-    cls: type[TaskFailedError], message: str, task: str, action: str, attempt: int, cause_type: str
+    cls: type[TaskFailedError],
+    message: str,
+    task: str,
+    action: str,
+    attempt: int,
+    cause_type: str,
+    cause: str = "",
+    origin_task: str = "",
+    origin_action: str = "",
 ) -> TaskFailedError:
-    return cls(message, task=task, action=action, attempt=attempt, cause_type=cause_type)
+    return cls(
+        message,
+        task=task,
+        action=action,
+        attempt=attempt,
+        cause_type=cause_type,
+        cause=cause,
+        origin_task=origin_task,
+        origin_action=origin_action,
+    )
 
 
 class TaskTimeoutError(TaskFailedError):
@@ -210,7 +255,7 @@ class OutOfMemoryError(TaskFailedError):
 
 
 class TaskCodeError(RunError):
-    """The task's code raised in another process (a warm worker, a pod, a job).
+    """The task's code raised in another process (a warm worker, a pod, a job), or ended with ``sys.exit()``.
 
     Exceptions do not travel between processes (nothing is unpickled), so the error describes the original one.
 

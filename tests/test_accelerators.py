@@ -584,3 +584,97 @@ def test_an_alias_cannot_take_another_devices_name() -> None:
     with pytest.raises(ConfigError) as config_info:
         load_settings()
     assert config_info.value.field == "accelerators.0.aliases"
+
+
+def test_a_config_alias_taking_a100_is_an_error_not_a_new_meaning_of_a100() -> None:
+    Path("flytelike.toml").write_text('[[accelerators]]\nname = "X1"\naliases = ["A100"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert (info.value.field, info.value.value) == ("accelerators.0.aliases", "A100")
+    assert "already names A100" in info.value.problem
+    with pytest.raises((ConfigError, SpecError), match="already names A100"):
+        fl.Resources(gpu="X1:1")  # the catalog of these settings is refused as a whole
+
+
+@pytest.mark.parametrize(
+    ("name", "device_class", "most"),
+    [
+        ("RTX PRO 6000", DeviceClass.NVIDIA_GPU, 1),
+        ("GB10", DeviceClass.NVIDIA_GPU, 1),
+        ("Trn2u", DeviceClass.AMAZON_NEURON, 16),
+        ("MI350X", DeviceClass.AMD_GPU, 8),
+        ("MI355X", DeviceClass.AMD_GPU, 8),
+        ("Gaudi1", DeviceClass.HABANA_GAUDI, 8),
+    ],
+)
+def test_the_catalog_has_flyte_2s_devices(name: str, device_class: DeviceClass, most: int) -> None:
+    spec = fl.catalog().get(name)
+    assert spec is not None
+    assert (spec.device_class, spec.max_quantity) == (device_class, most)
+    assert fl.Resources(gpu=f"{name}:1").gpu_count == 1
+
+
+def test_every_device_of_flyte_2s_catalog_is_known() -> None:
+    flyte2 = [
+        "A2",
+        "A10",
+        "A10G",
+        "A100",
+        "B200",
+        "H100",
+        "H200",
+        "L4",
+        "L40s",
+        "T4",
+        "V100",
+        "GB10",
+        "V5P",
+        "V6E",
+        "Inf1",
+        "Inf2",
+        "Trn1",
+        "Trn1n",
+        "Trn2",
+        "Trn2u",
+        "MI100",
+        "MI210",
+        "MI250",
+        "MI250X",
+        "MI300A",
+        "MI300X",
+        "MI325X",
+        "MI350X",
+        "MI355X",
+        "Gaudi1",
+        "A100 80G",
+        "RTX PRO 6000",
+    ]
+    assert [n for n in flyte2 if n not in fl.catalog()] == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "label"),
+    [
+        (lambda: fl.GPU("T4"), "nvidia-tesla-t4"),
+        (lambda: fl.GPU("A100", 1, "1g.5gb"), "nvidia-tesla-a100"),
+        (lambda: fl.GPU("A100 80G"), "nvidia-a100-80gb"),
+        (lambda: fl.GPU("H100"), "nvidia-h100-80gb"),
+        (lambda: fl.GPU("L4"), "nvidia-l4"),
+        (lambda: fl.TPU("V5E", "2x4"), "tpu-v5-lite-podslice"),
+        (lambda: fl.TPU("V5P", "2x2x1"), "tpu-v5p-slice"),
+        (lambda: fl.GPU("MI300X"), "amd-mi300x"),
+        (lambda: fl.Device("custom-npu"), "custom-npu"),
+    ],
+)
+def test_requests_carry_the_node_label_spelling(request_: object, label: str) -> None:
+    device = request_()  # type: ignore[operator]
+    assert device.label == label
+    assert pickle.loads(pickle.dumps(device)).label == label
+
+
+def test_a_configured_device_names_its_node_label() -> None:
+    Path("flytelike.toml").write_text('[[accelerators]]\nname = "RTX6000"\nlabel = "nvidia-rtx-6000-ada"\n')
+    assert fl.GPU("RTX6000").label == "nvidia-rtx-6000-ada"
+    with pytest.raises(SpecError) as info:
+        fl.register_device("X2", device_class="nvidia-gpu", label="not a label")
+    assert info.value.field == "register_device.label"

@@ -269,8 +269,9 @@ def test_a_failed_task_exits_1_with_one_paragraph_naming_task_action_and_attempt
     assert "\n\n" not in err.strip()  # one paragraph
     env = env_of(tasks_file)
     assert f"task {env}.calls_breaks (action 0, attempt 1/1)" in err
-    assert f"task {env}.breaks (action 0.0, attempt 1/1)" in err
-    assert "RuntimeError: it broke on 7" in err
+    # The user's exception comes right after "failed:", then where it was raised.
+    assert f"failed: RuntimeError: it broke on 7 (raised in task {env}.breaks, action 0.0)" in err
+    assert "TaskFailedError" not in err
     [run] = recorded_runs()
     assert f"flytelike runs show {run.id}" in err
     assert run.state.value == "failed"

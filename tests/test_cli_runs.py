@@ -374,4 +374,5 @@ def test_a_records_file_that_cannot_be_opened_is_an_error_not_a_traceback(isolat
     for args in ((), ("show", "x")):
         result = CliRunner().invoke(runs, list(args))
         assert result.exit_code == 1, result.output
-        assert result.output.strip() == f"Error: cannot open the run records {path}: file is not a database"
+        assert result.output.strip().startswith(f"Error: cannot open the run records {path}: file is not a database")
+        assert f"move it aside (mv {path} {path}.corrupt)" in result.output

@@ -125,7 +125,10 @@ def test_show_prints_the_json_mapping(tmp_path: Path) -> None:
 
 def test_show_yaml_describes_the_task_in_sdk_terms(tmp_path: Path) -> None:
     flow = write(tmp_path, "cli_flow_show_yaml.py", FLOW)
-    result = invoke(show, [str(flow), "train", "-o", "yaml"])  # the short name finds the first task called so
+    ambiguous = invoke(show, [str(flow), "train", "-o", "yaml"])  # two environments have a task called so
+    assert ambiguous.exit_code != 0
+    assert "'train' is ambiguous: serving.train, training.train" in ambiguous.output
+    result = invoke(show, [str(flow), "training.train", "-o", "yaml"])
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
     assert list(shown)[:2] == ["name", "version"]

@@ -263,9 +263,9 @@ def _row(spec: DeviceSpec) -> str:
     per_task = "1" if spec.max_quantity == 1 else f"1-{spec.max_quantity}"
     if spec.device_class is DeviceClass.GOOGLE_TPU:
         parts = ", ".join(f"`{p}` ({_chips(p)})" for p in spec.partitions)
-        return f"| `{spec.name}` | {aliases or '-'} | {parts} |"
+        return f"| `{spec.name}` | {aliases or '-'} | `{spec.node_label}` | {parts} |"
     parts = " ".join(f"`{p}`" for p in spec.partitions) or "-"
-    return f"| `{spec.name}` | {aliases or '-'} | {per_task} | {parts} |"
+    return f"| `{spec.name}` | {aliases or '-'} | `{spec.node_label}` | {per_task} | {parts} |"
 
 
 def catalog_markdown(specs: list[DeviceSpec]) -> str:
@@ -278,10 +278,16 @@ def catalog_markdown(specs: list[DeviceSpec]) -> str:
             continue
         out += ["", f'**{_CLASS_TITLES.get(cls, cls.value)}** (`device_class="{cls.value}"`)', ""]
         if cls is DeviceClass.GOOGLE_TPU:
-            out += ["| device | also written | topologies (`partition=`) and their chip counts |", "|---|---|---|"]
+            out += [
+                "| device | also written | node label | topologies (`partition=`) and their chip counts |",
+                "|---|---|---|---|",
+            ]
         else:
             parts = "MIG profiles" if cls is DeviceClass.NVIDIA_GPU else "partitions"
-            out += [f"| device | also written | devices per task | {parts} (`partition=`) |", "|---|---|---|---|"]
+            out += [
+                f"| device | also written | node label | devices per task | {parts} (`partition=`) |",
+                "|---|---|---|---|---|",
+            ]
         out += [_row(s) for s in sorted(rows, key=lambda s: s.name.lower())]
     out += ["", _CATALOG_END]
     return "\n".join(out)

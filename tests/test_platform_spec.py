@@ -134,7 +134,10 @@ def test_deeply_nested_value_is_a_spec_error() -> None:
 
 def test_very_long_number_is_a_spec_error_or_value() -> None:
     # Regression: json refuses ints over 4300 digits and the string then reached an inexact Decimal modulo.
-    assert isinstance(parse_platform_spec("batch:cpu=" + "9" * 5000), fl.Batch)
+    # Such a cpu is larger than any machine (Kubernetes and the run records count millicores in int64).
+    with pytest.raises(SpecError, match="larger than any machine"):
+        parse_platform_spec("batch:cpu=" + "9" * 5000)
+    assert isinstance(parse_platform_spec("batch:cpu=" + "9" * 15), fl.Batch)
     with pytest.raises(SpecError):
         parse_platform_spec("batch:cpu=" + "9" * 5000 + ".0001")
 

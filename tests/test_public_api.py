@@ -40,6 +40,8 @@ PUBLIC_API = [
     "catalog",
     "ctx",
     "errors",
+    "group",
+    "map",
     "parse_platform_spec",
     "register_device",
     "run",

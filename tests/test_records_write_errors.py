@@ -126,7 +126,8 @@ def test_an_unwritable_directory_fails_opening_clearly(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_fails_opening_clearly(db: Path) -> None:
     db.parent.mkdir(parents=True)
     db.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(RecordWriteError, match=r"^cannot open the run records .*: file is not a database$"):
+    damaged = r"^cannot open the run records .*: file is not a database; the file is damaged: move it aside \(mv "
+    with pytest.raises(RecordWriteError, match=damaged):
         RecordStore(db)
     assert db.read_bytes() == b"this is not SQLite" * 100  # left alone
 

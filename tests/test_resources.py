@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,11 +226,45 @@ def test_bad_quantities_rejected(field: str, given: object, problem: str) -> Non
     assert info.value.accepted
 
 
-def test_huge_whole_cpu_is_accepted_exactly() -> None:
-    # Regression: the 1m check used Decimal % in a 28-digit context and raised InvalidOperation here.
-    r = fl.Resources(cpu="10000000000000000000000000")
-    assert r.cpu is not None
-    assert r.cpu.request == Quantity.parse("1e25")
+def test_huge_whole_cpu_is_a_spec_error() -> None:
+    # Regression: the 1m check used Decimal % in a 28-digit context and raised InvalidOperation here; such a cpu
+    # is now refused as larger than Kubernetes (and the run records) can hold.
+    with pytest.raises(SpecError) as info:
+        fl.Resources(cpu="10000000000000000000000000")
+    assert info.value.field == "Resources.cpu"
+    assert fl.Resources(cpu="9223372036854775").cpu is not None  # the largest cpu in whole millicores fits
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"gpu": 10**30}, "Resources.gpu"),
+        ({"gpu": 1e30}, "Resources.gpu"),
+        ({"cpu": "1e400"}, "Resources.cpu"),
+        ({"cpu": "1e20"}, "Resources.cpu"),
+        ({"memory": "1e400"}, "Resources.memory"),
+        ({"memory": "1e19"}, "Resources.memory"),
+        ({"disk": "1e400"}, "Resources.disk"),
+        ({"shm": "1e30"}, "Resources.shm"),
+        ({"memory": ("1Gi", "1e400")}, "Resources.memory"),
+    ],
+)
+def test_amounts_beyond_int64_are_refused_when_defined(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        fl.Resources(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert info.value.accepted
+    assert "larger than" in info.value.problem or "more accelerators" in info.value.problem
+
+
+def test_a_huge_gpu_count_leaves_no_run_recorded(tmp_path: Path) -> None:
+    env = fl.TaskEnvironment(name="huge-gpu")
+    with pytest.raises(SpecError):
+
+        @env.task(resources=fl.Resources(gpu=10**30))
+        async def f() -> None: ...
+
+    assert not (tmp_path / "home" / "runs.sqlite3").exists()
 
 
 @pytest.mark.parametrize(

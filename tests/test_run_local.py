@@ -326,7 +326,11 @@ def test_an_exception_in_a_child_surfaces_in_the_parent() -> None:
 
     root_error = caught.value
     assert (root_error.task, root_error.action, root_error.attempt) == ("local.calls_boom", "0", 1)
-    assert root_error.__cause__ is child_error
+    # The user's exception is the root error's own cause (not two levels down), and the message leads with it.
+    assert root_error.__cause__ is child_error.__cause__
+    assert (root_error.origin_task, root_error.origin_action) == ("local.boom", "0.0")
+    assert (root_error.cause_type, root_error.cause) == ("builtins.KeyError", "KeyError: 'no value for 7'")
+    assert str(root_error).endswith("failed: KeyError: 'no value for 7' (raised in task local.boom, action 0.0)")
     assert root_error.run_id is not None
 
     with records() as store:

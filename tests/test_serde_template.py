@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
@@ -231,8 +232,38 @@ def test_describe_shows_retry_policies_and_reuse() -> None:
         "backoff": {"initial_seconds": 10, "multiplier": 2.0, "max_seconds": 300},
         "oom_escalation": {"memory_factor": 2.0, "memory_cap": "64Gi"},
     }
-    assert shown["reuse"] == {"min_replicas": 1, "max_replicas": 4, "concurrency": 2, "idle_ttl_seconds": 300}
-    assert shown["cache"] == {"version": "v2", "ignored_inputs": [], "ttl_seconds": None}
+    assert shown["reuse"] == {
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "concurrency": 2,
+        "idle_ttl_seconds": 300,
+        "scaledown_ttl_seconds": None,
+    }
+    assert shown["cache"] == {
+        "version": "v2",
+        "ignored_inputs": [],
+        "ttl_seconds": None,
+        "behavior": "auto",
+        "serialize": False,
+        "salt": None,
+    }
+
+
+def test_scaledown_ttl_deadline_and_cache_behaviors_reach_the_template() -> None:
+    env = fl.TaskEnvironment(name="r2", reusable=fl.ReusePolicy(2, scaledown_ttl="10m"))
+    cache = fl.Cache(behavior="override", serialize=True, salt="2024-06")
+    t = task_template(env.task(cache=cache, timeout=fl.Timeout("1m", deadline="1h"))(work))
+    assert t.reuse_policy.scaledown_ttl.seconds == 600
+    md = t.metadata
+    assert (md.timeout.seconds, md.deadline.seconds) == (60, 3600)
+    assert (md.cache_overwrite, md.cache_serializable, md.cache_salt) == (True, True, "2024-06")
+    shown = describe_template(t)
+    assert shown["deadline_seconds"] == 3600
+    assert shown["cache"]["behavior"] == "override"
+    assert shown["reuse"]["scaledown_ttl_seconds"] == 600
+    only_deadline = task_template(env.task(name="d", timeout=fl.Timeout(deadline=30))(work)).metadata
+    assert not only_deadline.HasField("timeout")
+    assert only_deadline.deadline.seconds == 30
 
 
 def test_timeouts_carry_run_and_queue_limits() -> None:
@@ -329,3 +360,32 @@ def test_the_examples_serialize_to_the_same_bytes_in_two_processes(tmp_path: Pat
         "training.main",
         "training.train",
     ]
+
+
+@pytest.mark.parametrize(
+    ("gpu", "device"),
+    [
+        ("T4:1", "nvidia-tesla-t4"),
+        ("A100:2", "nvidia-tesla-a100"),
+        ("A100 80G:1", "nvidia-a100-80gb"),
+    ],
+)
+def test_the_template_names_the_accelerator_as_node_labels_do(gpu: str, device: str) -> None:
+    env = fl.TaskEnvironment(name="labels")
+
+    @env.task(resources=fl.Resources(gpu=gpu))
+    async def f() -> None: ...
+
+    t = task_template(f)
+    assert t.extended_resources.gpu_accelerator.device == device
+    assert describe_template(t)["accelerator"]["device"] == fl.Resources(gpu=gpu).gpu.device  # type: ignore[union-attr]
+
+
+def test_a_tpu_template_uses_the_gke_accelerator_label() -> None:
+    env = fl.TaskEnvironment(name="tpu-labels")
+
+    @env.task(resources=fl.Resources(gpu=fl.TPU("V5E", "2x4")))
+    async def f() -> None: ...
+
+    accel = task_template(f).extended_resources.gpu_accelerator
+    assert (accel.device, accel.partition_size) == ("tpu-v5-lite-podslice", "2x4")

@@ -53,6 +53,10 @@ _NV, _TPU, _NEURON, _AMD, _GAUDI = (
 )
 
 
+MAX_DEVICES = 2**16
+"""The most accelerators of one kind a request may name without a catalog bound (``gpu=N``, ``fl.Device``)."""
+
+
 def _count(value: object, where: str, spec: DeviceSpec | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
@@ -61,6 +65,8 @@ def _count(value: object, where: str, spec: DeviceSpec | None) -> int:
             raise SpecError(where, value, "accelerators are counted in whole devices", accepted="1, 2, 4 or 8")
     if value < 1:
         raise SpecError(where, value, "must be at least 1 (use gpu=0 or None for no accelerator)", accepted="1")
+    if spec is None and value > MAX_DEVICES:
+        raise SpecError(where, value, f"is more devices than any machine holds (at most {MAX_DEVICES})", accepted="1-8")
     if spec is not None and value > spec.max_quantity:
         raise SpecError(
             where,
@@ -113,10 +119,12 @@ def _fits(spec: DeviceSpec | None, want: tuple[DeviceClass, ...] | None, partiti
     )
 
 
-def _restored(cls: type[Device], device: str, quantity: int, partition: str | None, device_class: str) -> Device:
+def _restored(
+    cls: type[Device], device: str, quantity: int, partition: str | None, device_class: str, label: str = ""
+) -> Device:
     # Unpickling keeps a request as it was checked where it was made: the catalog in effect here may differ.
     value = object.__new__(cls)
-    for name, v in (("device", device), ("quantity", quantity), ("partition", partition)):
+    for name, v in (("device", device), ("quantity", quantity), ("partition", partition), ("label", label)):
         object.__setattr__(value, name, v)
     object.__setattr__(value, "device_class", DeviceClass(device_class))
     return value
@@ -126,7 +134,9 @@ def _restored(cls: type[Device], device: str, quantity: int, partition: str | No
 class Device:
     """An accelerator request, free of catalog checks: use it for devices the catalog does not know.
 
-    ``GPU`` and ``TPU`` build checked instances of this type.
+    ``GPU`` and ``TPU`` build checked instances of this type. ``label`` is the device as node labels name it
+    (what a template's ``GPUAccelerator.device`` holds); for ``GPU`` and ``TPU`` it comes from the catalog, for a
+    ``Device`` it defaults to ``device`` as written.
 
     Example:
         >>> import flytelike as fl
@@ -138,6 +148,7 @@ class Device:
     quantity: int = 1
     partition: str | None = None
     device_class: DeviceClass = field(default=DeviceClass.NVIDIA_GPU)
+    label: str = field(default="", repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -147,6 +158,9 @@ class Device:
         if self.partition is not None and (not isinstance(self.partition, str) or not self.partition.strip()):
             raise SpecError(f"{name}.partition", self.partition, "not a partition name", accepted="'1g.5gb'")
         object.__setattr__(self, "device_class", as_device_class(self.device_class, f"{name}.device_class"))
+        if not isinstance(self.label, str):
+            raise SpecError(f"{name}.label", self.label, "not a node-label value", accepted="'nvidia-l4'")
+        object.__setattr__(self, "label", self.label or self.device)
 
 
 class GPU(Device):
@@ -187,12 +201,13 @@ class GPU(Device):
         object.__setattr__(self, "quantity", qty)
         object.__setattr__(self, "partition", partition)
         object.__setattr__(self, "device_class", spec.device_class)
+        object.__setattr__(self, "label", spec.node_label)
 
     def __repr__(self) -> str:
         return f"GPU(device={self.device!r}, quantity={self.quantity}, partition={self.partition!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_restored, (GPU, self.device, self.quantity, self.partition, self.device_class.value))
+        return (_restored, (GPU, self.device, self.quantity, self.partition, self.device_class.value, self.label))
 
 
 def _mig_devices(table: Catalog) -> str:
@@ -227,12 +242,13 @@ class TPU(Device):
         object.__setattr__(self, "quantity", math.prod(int(d) for d in partition.split("x")))
         object.__setattr__(self, "partition", partition)
         object.__setattr__(self, "device_class", spec.device_class)
+        object.__setattr__(self, "label", spec.node_label)
 
     def __repr__(self) -> str:
         return f"TPU(device={self.device!r}, partition={self.partition!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_restored, (TPU, self.device, self.quantity, self.partition, self.device_class.value))
+        return (_restored, (TPU, self.device, self.quantity, self.partition, self.device_class.value, self.label))
 
 
 def parse_accelerator(value: object, *, field: str = "Resources.gpu") -> Device | int | None:
@@ -251,6 +267,10 @@ def parse_accelerator(value: object, *, field: str = "Resources.gpu") -> Device 
         count = int(value)
         if count < 0:
             raise SpecError(field, value, "must not be negative", accepted="0 (none), 1, 2, ...")
+        if count > MAX_DEVICES:
+            raise SpecError(
+                field, value, f"is more accelerators than any machine holds (at most {MAX_DEVICES})", accepted="1-8"
+            )
         return count
     if isinstance(value, tuple):
         raise SpecError(field, value, "GPUs have no request/limit pair", accepted="a single count, e.g. gpu=2")

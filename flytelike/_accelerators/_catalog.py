@@ -60,6 +60,9 @@ class DeviceSpec:
         max_quantity: most devices of this kind one task may request.
         partitions: MIG profiles for a GPU, slice topologies for a TPU; empty when the device cannot be split.
         aliases: other spellings accepted for ``name`` (matching ignores case, spaces, ``-`` and ``_``).
+        label: the device as node labels name it (GKE's ``cloud.google.com/gke-accelerator``, NVIDIA's GPU
+            feature discovery): what a template's ``GPUAccelerator.device`` holds, so that Flyte backends
+            recognise it. Empty: derived from the name (:attr:`node_label`).
     """
 
     name: str
@@ -67,6 +70,12 @@ class DeviceSpec:
     max_quantity: int = 8
     partitions: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def node_label(self) -> str:
+        """``label`` when given, else the vendor prefix and the name, lower-cased (``MI300X`` -> ``amd-mi300x``)."""
+        return self.label or default_label(self.name, self.device_class)
 
 
 _TPU_2D = ("1x1", "2x2", "2x4", "4x4", "4x8", "8x8", "8x16", "16x16")
@@ -82,33 +91,55 @@ _NV, _TPU, _NEURON, _AMD, _GAUDI = (
     DeviceClass.HABANA_GAUDI,
 )
 
+# Labels are the values of GKE's node label cloud.google.com/gke-accelerator where GKE offers the device (Flyte's
+# own constants use the same names: nvidia-tesla-t4, nvidia-tesla-a100, tpu-v5-lite-podslice, ...); the others
+# follow the same vendor-model pattern.
 _BUILTIN: tuple[DeviceSpec, ...] = (
     DeviceSpec("A2", _NV, max_quantity=1),
     DeviceSpec("A10", _NV),
     DeviceSpec("A10G", _NV),
-    DeviceSpec("A100", _NV, partitions=("1g.5gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb")),
+    DeviceSpec(
+        "A100", _NV, partitions=("1g.5gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"), label="nvidia-tesla-a100"
+    ),
     DeviceSpec(
         "A100_80G",
         _NV,
         partitions=("1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
         aliases=("A100 80G",),
+        label="nvidia-a100-80gb",
     ),
     DeviceSpec("B200", _NV),
-    DeviceSpec("H100", _NV, partitions=("1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb")),
-    DeviceSpec("H200", _NV, partitions=("1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb")),
+    # Flyte 2 lists GB10 and RTX PRO 6000 with a single device per task.
+    DeviceSpec("GB10", _NV, max_quantity=1),
+    DeviceSpec(
+        "H100",
+        _NV,
+        partitions=("1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
+        label="nvidia-h100-80gb",
+    ),
+    DeviceSpec(
+        "H200",
+        _NV,
+        partitions=("1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),
+        label="nvidia-h200-141gb",
+    ),
     DeviceSpec("L4", _NV),
     DeviceSpec("L40s", _NV),
-    DeviceSpec("T4", _NV),
-    DeviceSpec("V100", _NV),
-    DeviceSpec("V5E", _TPU, max_quantity=256, partitions=_TPU_2D),
-    DeviceSpec("V6E", _TPU, max_quantity=256, partitions=_TPU_2D),
-    DeviceSpec("V5P", _TPU, max_quantity=6144, partitions=_TPU_3D),
+    DeviceSpec(
+        "RTX PRO 6000", _NV, max_quantity=1, aliases=("RTX_PRO_6000", "RTXPRO6000"), label="nvidia-rtx-pro-6000"
+    ),
+    DeviceSpec("T4", _NV, label="nvidia-tesla-t4"),
+    DeviceSpec("V100", _NV, label="nvidia-tesla-v100"),
+    DeviceSpec("V5E", _TPU, max_quantity=256, partitions=_TPU_2D, label="tpu-v5-lite-podslice"),
+    DeviceSpec("V6E", _TPU, max_quantity=256, partitions=_TPU_2D, label="tpu-v6e-slice"),
+    DeviceSpec("V5P", _TPU, max_quantity=6144, partitions=_TPU_3D, label="tpu-v5p-slice"),
     # Neuron devices are counted per device as AWS exposes them (aws.amazon.com/neuron), up to 16 per instance.
     DeviceSpec("Inf1", _NEURON, max_quantity=16),
     DeviceSpec("Inf2", _NEURON, max_quantity=12),
     DeviceSpec("Trn1", _NEURON, max_quantity=16),
     DeviceSpec("Trn1n", _NEURON, max_quantity=16),
     DeviceSpec("Trn2", _NEURON, max_quantity=16),
+    DeviceSpec("Trn2u", _NEURON, max_quantity=16),
     DeviceSpec("MI100", _AMD),
     DeviceSpec("MI210", _AMD),
     DeviceSpec("MI250", _AMD),
@@ -116,10 +147,22 @@ _BUILTIN: tuple[DeviceSpec, ...] = (
     DeviceSpec("MI300A", _AMD),
     DeviceSpec("MI300X", _AMD),
     DeviceSpec("MI325X", _AMD),
+    DeviceSpec("MI350X", _AMD),
+    DeviceSpec("MI355X", _AMD),
     DeviceSpec("Gaudi", _GAUDI, aliases=("Gaudi1",)),
     DeviceSpec("Gaudi2", _GAUDI),
     DeviceSpec("Gaudi3", _GAUDI),
 )
+
+
+# A Kubernetes label value: at most 63 characters, alphanumeric at both ends.
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._\-]{0,61}[A-Za-z0-9])?")
+_LABEL_PREFIX = {_NV: "nvidia-", _TPU: "tpu-", _NEURON: "aws-", _AMD: "amd-", _GAUDI: "habana-"}
+
+
+def default_label(name: str, device_class: DeviceClass) -> str:
+    """The node-label spelling of a device without one of its own: ``RTX 6000`` -> ``nvidia-rtx-6000``."""
+    return _LABEL_PREFIX[device_class] + re.sub(r"[\s_.]+", "-", name.strip()).lower()
 
 
 def _key(name: str) -> str:
@@ -142,6 +185,7 @@ def _merged(existing: DeviceSpec, spec: DeviceSpec) -> DeviceSpec:
         max(existing.max_quantity, spec.max_quantity),
         existing.partitions + tuple(p for p in spec.partitions if p not in existing.partitions),
         existing.aliases + tuple(a for a in spec.aliases if a not in existing.aliases),
+        spec.label or existing.label,
     )
 
 
@@ -195,6 +239,10 @@ class Catalog(Sequence[DeviceSpec]):
         """The entry called ``name`` or one of its aliases, else ``None``."""
         return self._by_key.get(_key(name)) if isinstance(name, str) else None
 
+    def by_label(self, label: str) -> DeviceSpec | None:
+        """The entry whose node label (:attr:`DeviceSpec.node_label`) is ``label``, else ``None``."""
+        return next((s for s in self._specs if s.node_label == label), None)
+
     def names(self, device_class: DeviceClass | None = None) -> list[str]:
         """Canonical device names, sorted; only those of ``device_class`` when given."""
         return sorted(s.name for s in self._specs if device_class is None or s.device_class is device_class)
@@ -212,10 +260,11 @@ class Catalog(Sequence[DeviceSpec]):
         max_quantity: int = 8,
         partitions: Iterable[str] = (),
         aliases: Iterable[str] = (),
+        label: str = "",
     ) -> Catalog:
         """A new catalog with one device added or extended, checked as :func:`register_device` checks it."""
         return self.extended(
-            device_spec(name, device_class, max_quantity, partitions, aliases, where="Catalog.with_device")
+            device_spec(name, device_class, max_quantity, partitions, aliases, where="Catalog.with_device", label=label)
         )
 
     def use(self) -> contextlib.AbstractContextManager[Catalog]:
@@ -303,6 +352,7 @@ def register_device(
     max_quantity: int = 8,
     partitions: Iterable[str] = (),
     aliases: Iterable[str] = (),
+    label: str = "",
 ) -> DeviceSpec:
     """Add a device to the catalog in effect, or extend a known one with partitions (MIG profiles) and aliases.
 
@@ -324,7 +374,7 @@ def register_device(
         >>> fl.GPU("RTX6000", 2).quantity
         2
     """
-    spec = device_spec(name, device_class, max_quantity, partitions, aliases, where="register_device")
+    spec = device_spec(name, device_class, max_quantity, partitions, aliases, where="register_device", label=label)
     extended = catalog().extended(spec)
     _IN_EFFECT.set(extended)
     entry = extended.get(spec.name)
@@ -340,6 +390,7 @@ def device_spec(
     aliases: Iterable[str],
     *,
     where: str,
+    label: str = "",
 ) -> DeviceSpec:
     """A checked catalog entry; errors name ``where.<argument>``."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._\-]{0,62}", name):
@@ -358,7 +409,14 @@ def device_spec(
     for a in names:
         if not isinstance(a, str) or not a.strip():
             raise SpecError(f"{where}.aliases", a, "not a device name", accepted="'RTX 6000 Ada'")
-    return DeviceSpec(name.strip(), cls, max_quantity, parts, names)
+    if not isinstance(label, str) or (label and not _LABEL.fullmatch(label)):
+        raise SpecError(
+            f"{where}.label",
+            label,
+            "not a node-label value",
+            accepted="lowercase letters, digits and '-', e.g. 'nvidia-l4'",
+        )
+    return DeviceSpec(name.strip(), cls, max_quantity, parts, names, label)
 
 
 def as_device_class(value: DeviceClass | str, where: str) -> DeviceClass:

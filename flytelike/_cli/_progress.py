@@ -39,8 +39,13 @@ def _tree(run: RunHandle, width: int) -> list[str]:
     def walk(parent: str | None, depth: int) -> None:
         kids = children.get(parent, [])
         by_task: dict[str, list[ActionRecord]] = defaultdict(list)
+        labelled: dict[str, list[ActionRecord]] = defaultdict(list)
         for k in kids:
-            by_task[k.task].append(k)
+            (by_task[k.task] if k.group_name is None else labelled[k.group_name]).append(k)
+        for name, members in labelled.items():  # an fl.group: always one folded node
+            counts = Counter(r.state.value for r in members)
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            lines.append(f"{'  ' * depth}group {name} x{len(members)}: {summary}"[:width])
         for task, group in by_task.items():
             pad = "  " * depth
             if len(group) > _FOLD:

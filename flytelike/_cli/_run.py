@@ -86,10 +86,10 @@ def _exit(code: int, runner: Runner | None) -> None:
 
 def _first_failure(error: TaskFailedError) -> str:
     """The action where the failure started: a parent that failed because its child did names the child."""
-    action = error.action
+    action = error.origin_action
     cause = error.__cause__
     while isinstance(cause, TaskFailedError):
-        action = cause.action
+        action = cause.origin_action
         cause = cause.__cause__
     return action
 

@@ -123,7 +123,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def _run_json(run: RunRecord, last_seen: float) -> dict[str, Any]:
     data = dataclasses.asdict(run)
     # inputs/outputs are stored as JSON text; nest them as JSON instead of as strings holding JSON.
-    for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs")):
+    for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs"), ("labels_json", "labels")):
         text = data.pop(stored)
         try:
             data[name] = None if text is None else json.loads(text)
@@ -133,6 +133,14 @@ def _run_json(run: RunRecord, last_seen: float) -> dict[str, Any]:
     # When its process was last known alive: its end, for a finished run; its heartbeat or latest record otherwise.
     data["last_seen"] = last_seen
     return data
+
+
+def _labels(text: str) -> str:
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        return text
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) if isinstance(labels, dict) else text
 
 
 def _action_json(action: ActionRecord) -> dict[str, Any]:
@@ -228,8 +236,21 @@ def _folded(actions: Sequence[ActionRecord]) -> list[ActionRecord | str]:
 
     def walk(parent: str | None, depth: int) -> None:
         by_task: dict[str, list[ActionRecord]] = {}
+        labelled: dict[str, list[ActionRecord]] = {}
         for a in children.get(parent, []):
-            by_task.setdefault(a.task, []).append(a)
+            if a.group_name is None:
+                by_task.setdefault(a.task, []).append(a)
+            else:
+                labelled.setdefault(a.group_name, []).append(a)
+        for name, members in labelled.items():
+            # An fl.group is one folded node: its size and states, then the members that did not succeed.
+            counts = Counter(a.state.value for a in members)
+            summary = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items()))
+            out.append(f"{'  ' * depth}group {name}: {len(members):,} actions, {summary} (--all lists them)")
+            for a in members:
+                if a.state not in _QUIET_STATES:
+                    out.append(a)
+                    walk(a.id, depth + 1)
         for task, group in by_task.items():
             if len(group) <= _FOLD_OVER:
                 shown, hidden = group, []
@@ -273,6 +294,8 @@ def show(run_id: str, show_all: bool, output: str) -> None:
     click.echo(f"started   {_when(run.created)}")
     click.echo(f"duration  {_duration(_run_duration(run, seen))}")
     click.echo(f"actions   {run.actions}")
+    if run.labels_json not in ("", "{}"):
+        click.echo(f"labels    {_labels(run.labels_json)}")
     if run.error:
         click.echo(f"error     {_error_summary(run.error)}")
     if not actions:

@@ -55,6 +55,7 @@ class AcceleratorEntry:
     max_quantity: int = field(default=8, metadata=at_least(1))
     partitions: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    label: str = ""
 
     def __post_init__(self) -> None:
         # The same checks as fl.register_device; an error names AcceleratorEntry.<key>, which the loader reports
@@ -63,7 +64,13 @@ class AcceleratorEntry:
 
     def spec(self) -> DeviceSpec:
         return device_spec(
-            self.name, self.device_class, self.max_quantity, self.partitions, self.aliases, where="AcceleratorEntry"
+            self.name,
+            self.device_class,
+            self.max_quantity,
+            self.partitions,
+            self.aliases,
+            where="AcceleratorEntry",
+            label=self.label,
         )
 
 
@@ -73,7 +80,8 @@ class LocalSettings:
 
     ``resources``: ``check`` (default) fails a memory request that can never fit this machine and warns for cpu
     beyond its cores or GPUs it lacks; ``strict`` makes those warnings errors; ``ignore`` runs everything anyway.
-    ``workers``: warm worker processes for process-isolated tasks (default: one per core).
+    ``workers``: warm worker processes for process-isolated tasks (default: one per core); a larger number is
+    lowered to what the machine holds (its cores, and 256 MiB of memory per worker).
     """
 
     resources: ResourcePolicy = "check"

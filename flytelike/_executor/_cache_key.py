@@ -1,8 +1,8 @@
 """Cache keys from literal bytes: the executor computes them without the user's code.
 
-The key is the task's cache version and its inputs, less the ignored ones, as deterministic literal bytes in which
-a file or directory with a content digest is named by that digest alone: the same content under another path
-(``in.txt``, ``./in.txt``) hits, and changed content misses.
+The key is the task's cache version, its salt and its inputs, less the ignored ones, as deterministic literal bytes
+in which a file or directory with a content digest is named by that digest alone: the same content under another
+path (``in.txt``, ``./in.txt``) hits, and changed content misses.
 """
 
 from __future__ import annotations
@@ -41,5 +41,7 @@ def cache_key(task: ExecTask, inputs: bytes) -> str:
     for literal in literals.literals.values():
         _by_content(literal)
     digest = hashlib.sha256(f"{task.name}\0{task.cache_version or task.version}\0".encode())
+    if task.cache_salt:
+        digest.update(f"salt\0{task.cache_salt}\0".encode())
     digest.update(literals.SerializeToString(deterministic=True))
     return digest.hexdigest()

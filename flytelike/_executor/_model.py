@@ -88,6 +88,12 @@ class ExecTask:
     cache_ignored: frozenset[str]
     platform: str
     process: bool
+    # Only read when set: a task with no deadline and a plain cache never looks at them.
+    deadline: float | None = None
+    cache_overwrite: bool = False
+    cache_serialize: bool = False
+    cache_salt: str = ""
+    outputs: frozenset[str] = frozenset()
 
     @classmethod
     def from_template(cls, template: tasks_pb2.TaskTemplate) -> ExecTask:
@@ -129,6 +135,11 @@ class ExecTask:
             cache_ignored=frozenset(md.cache_ignored_inputs),
             platform=kind or "",
             process=kind == "local" and template.platform.local.process,
+            deadline=md.deadline.ToTimedelta().total_seconds() if md.HasField("deadline") else None,
+            cache_overwrite=md.cache_overwrite,
+            cache_serialize=md.cache_serializable,
+            cache_salt=md.cache_salt,
+            outputs=frozenset(v.name for v in template.interface.outputs.variables),
         )
 
     def backoff(self, retry: int) -> float:
@@ -168,6 +179,7 @@ class ActionRecord:
     # None until the action first prints: most never do, and a list per action weighs on memory and the collector.
     logs: list[str] | None = None
     failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
+    group_name: str | None = None  # the fl.group it was started in
 
     @property
     def duration(self) -> float | None:
@@ -198,3 +210,4 @@ class RunRecord:
     pid: int | None = None
     host: str = ""
     heartbeat: float | None = None
+    labels_json: str = "{}"  # the run's labels (Runner.with_context(labels=...)), a JSON object

@@ -22,6 +22,7 @@ __all__ = [
     "AttemptInput",
     "AttemptResult",
     "Backend",
+    "CacheLock",
     "CacheStore",
     "Lease",
     "Recorder",
@@ -52,9 +53,10 @@ class Spawner(Protocol):
         *,
         encode: Encoder | None = None,
         action_id: str | None = None,
+        group: str | None = None,
     ) -> Any:
         """As :meth:`spawn`, the awaitable's result being ``convert(outputs)``; ``inputs`` may be Python values
-        with their ``encode``, made into Values when the action starts."""
+        with their ``encode``, made into Values when the action starts; ``group`` labels the action."""
         ...
 
 
@@ -159,3 +161,13 @@ class CacheStore(Protocol):
         ...
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def try_lock(self, key: str) -> CacheLock | None:
+        """Hold the computation of ``key`` (across processes sharing the cache), or ``None`` if another holds it."""
+        ...
+
+
+class CacheLock(Protocol):
+    """A held cache-key lock (``Cache(serialize=True)``)."""
+
+    def release(self) -> None: ...

@@ -10,6 +10,7 @@ that re-submits its children never runs one twice.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -18,12 +19,14 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+from google.protobuf.message import DecodeError
 
 from flytelike._executor._cache_key import cache_key
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
+from flytelike._proto.core.v1 import literals_pb2
 from flytelike.errors import (
     AdmissionError,
     BackendError,
@@ -39,6 +42,8 @@ _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionSta
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _YIELD_EVERY = 64
+_RECURSION_FRAMES = 12
+_LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,7 @@ class Run:
         self._dirty: dict[str, ActionRecord] = {}
         self._seq = 0
         self._subscribers: list[Subscriber] = []
+        self._groups: dict[str, str] = {}  # fl.group labels of actions called but not yet started
         self.cancel_scope = anyio.CancelScope()
 
     # --- events -------------------------------------------------------------------------------------------------
@@ -154,11 +160,13 @@ class Run:
         *,
         encode: Encoder | None = None,
         action_id: str | None = None,
+        group: str | None = None,
     ) -> Any:
         """A child action of ``parent`` as an awaitable; its result is ``convert(outputs)`` (or the Values).
 
         ``inputs`` may be the Python values themselves, with their ``encode``: their Values are then made when the
-        action starts, so a call that waits (in a fan-out, all of them at once) holds one object less.
+        action starts, so a call that waits (in a fan-out, all of them at once) holds one object less. ``group``
+        labels the action (``fl.group``).
         """
         live = self._live.get(parent.id)
         if live is None:
@@ -166,7 +174,11 @@ class Run:
         if action_id is None:
             action_id = f"{parent.id}.{live.children}"
             live.children += 1
+            if group is not None:
+                self._groups[action_id] = group
             return self._action(task, inputs, encode, live, action_id, convert)
+        if group is not None:
+            self._groups[action_id] = group
         prefix, _, number = action_id.rpartition(".")
         if prefix != parent.id or not number.isdecimal():
             raise BackendError(f"child action id {action_id!r} is not of the form {parent.id}.N")
@@ -250,6 +262,8 @@ class Run:
             None,
             platform,
         )
+        if self._groups:
+            record.group_name = self._groups.pop(action_id, None)
         self.actions[action_id] = record
         self.record.actions += 1
         live = _Live(record)
@@ -260,7 +274,9 @@ class Run:
             if self.record.actions % _YIELD_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
             self._emit(record, _QUEUED)
-            if task.cache:
+            if task.deadline is not None:
+                outputs = await self._within_deadline(task, inputs, live, platform)
+            elif task.cache:
                 outputs = await self._cached(task, inputs, live, platform)
             else:
                 outputs = await self._attempts(task, inputs, live, platform)
@@ -283,17 +299,52 @@ class Run:
                 await lease.resume()
         return outputs if convert is None else convert(outputs)
 
+    async def _within_deadline(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+        """The action bounded by its deadline: admission, every attempt and the waits between them."""
+        assert task.deadline is not None
+        with anyio.move_on_after(task.deadline):
+            if task.cache:
+                return await self._cached(task, inputs, live, platform)
+            return await self._attempts(task, inputs, live, platform)
+        record = live.record
+        record.ended = time.time()
+        record.error_type, record.failure_kind = "timeout", FailureKind.TIMEOUT.value
+        record.error = f"the action's deadline of {_seconds(task.deadline)} passed (attempt {record.attempts})"
+        self._emit(record, _TIMED_OUT, FailureKind.TIMEOUT.value, record.error)
+        error = TaskTimeoutError(
+            f"task {task.name} (action {record.id}, attempt {record.attempts}) timed out: {record.error}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+        )
+        error.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
+        raise error
+
     async def _cached(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
         record.cache_key = key = cache_key(task, inputs.data())
-        hit = await anyio.to_thread.run_sync(self._cache.get, key)
-        if hit is not None and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl):
-            record.started = record.ended = time.time()
-            self._emit(record, _CACHED)
-            return Values(data=hit[0])
-        outputs = await self._attempts(task, inputs, live, platform)
-        await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
-        return outputs
+        lock = None
+        if task.cache_serialize:
+            # One computation per key: the others wait here, then find its result in the cache.
+            while (lock := await anyio.to_thread.run_sync(self._cache.try_lock, key)) is None:
+                await anyio.sleep(_LOCK_POLL)
+        try:
+            if not task.cache_overwrite:
+                hit = await anyio.to_thread.run_sync(self._cache.get, key)
+                if (
+                    hit is not None
+                    and (task.cache_ttl is None or time.time() - hit[1] <= task.cache_ttl)
+                    and _complete(hit[0], task)
+                ):
+                    record.started = record.ended = time.time()
+                    self._emit(record, _CACHED)
+                    return Values(data=hit[0])
+            outputs = await self._attempts(task, inputs, live, platform)
+            await anyio.to_thread.run_sync(self._cache.put, key, outputs.data())
+            return outputs
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         record = live.record
@@ -333,7 +384,9 @@ class Run:
                         failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
             except anyio.get_cancelled_exc_class():
                 record.ended = time.time()
-                self._emit(record, _ABORTED)
+                # Cancelled by its own deadline, it ends timed out (_within_deadline says so), not aborted.
+                if task.deadline is None or record.ended < record.created + task.deadline:
+                    self._emit(record, _ABORTED)
                 raise
             except AdmissionError:
                 raise
@@ -356,7 +409,7 @@ class Run:
                 return result.outputs
             kind = _kind_of(failure, record.id)
             record.error_type = "timeout" if kind is FailureKind.TIMEOUT else _type_name(failure)
-            record.error = _describe(failure)
+            record.error = _describe(failure, record)
             record.failure_kind = kind.value
             if kind is FailureKind.OOM:
                 record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
@@ -395,6 +448,15 @@ class Run:
                 self._emit(record, _ABORTED)
 
 
+def _complete(data: bytes, task: ExecTask) -> bool:
+    """Whether cached bytes are outputs of ``task``: a damaged entry is a miss, and the task runs again."""
+    try:
+        literals = literals_pb2.LiteralMap.FromString(data)
+    except DecodeError:
+        return False
+    return set(literals.literals) == task.outputs
+
+
 def _kind_of(e: BaseException, action: str) -> FailureKind:
     if isinstance(e, TaskFailedError) and e.action != action:
         # A child's failure that the task's code let through is the task's own (user) failure.
@@ -419,10 +481,26 @@ def _seconds(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 or not math.isfinite(seconds) else f"{seconds / 60:g}m"
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, record: ActionRecord) -> str:
+    if isinstance(e, TaskFailedError) and e.action != record.id:
+        # A child's failure let through: its record has the traceback; repeating it at every level up would grow
+        # the records with the square of the nesting depth.
+        return f"child action {e.origin_action} ({e.origin_task}) failed: {e.cause or e}"
     if isinstance(e, TaskCodeError) and e.traceback_text:
         return e.traceback_text.rstrip()
+    if isinstance(e, RecursionError):
+        # Its traceback is a thousand identical frames; the last ones say where.
+        text = traceback.format_exception(type(e), e, e.__traceback__, limit=-_RECURSION_FRAMES)
+        return "".join(text).rstrip() + f"\n{_recursion(record)}"
     return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
+
+
+def _recursion(record: ActionRecord) -> str:
+    depth = record.id.count(".") + 1
+    return (
+        f"tasks nested {depth} deep exceeded Python's recursion limit ({sys.getrecursionlimit()}): nest fewer "
+        "levels (loop inside one task, or fan out with asyncio.gather / fl.map)"
+    )
 
 
 def _first_line(text: str | None) -> str:
@@ -435,9 +513,37 @@ def _final_error(
 ) -> Exception:
     where = f"task {task.name} (action {record.id}, attempt {record.attempts}/{total})"
     error: TaskFailedError
+    if isinstance(failure, TaskFailedError) and failure.action != record.id:
+        # A descendant's failure this task let through: one error naming where it was raised, whose cause is what
+        # was raised there (the user's exception), however deep the nesting.
+        propagated = failure.origin_action != failure.action or type(failure) is TaskFailedError
+        root = failure.__cause__ if propagated and failure.__cause__ is not None else failure
+        # A timeout or an out-of-memory kill is described by its own error; anything else by the user's exception.
+        text = (
+            str(root)
+            if isinstance(root, TaskFailedError)
+            else (f"{failure.cause} (raised in task {failure.origin_task}, action {failure.origin_action})")
+        )
+        error = TaskFailedError(
+            f"{where} failed: {text}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause_type=failure.cause_type,
+            cause=failure.cause,
+            origin_task=failure.origin_task,
+            origin_action=failure.origin_action,
+        )
+        error.failure_kind = kind.value  # type: ignore[attr-defined]
+        error.__cause__ = root
+        return error
     if kind is FailureKind.TIMEOUT:
         error = TaskTimeoutError(
-            f"{where} timed out: {failure}", task=task.name, action=record.id, attempt=record.attempts
+            f"{where} timed out: {failure}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause=f"timed out: {failure}",
         )
     elif kind is FailureKind.OOM:
         error = OutOfMemoryError(
@@ -446,6 +552,7 @@ def _final_error(
             action=record.id,
             attempt=record.attempts,
             cause_type="OutOfMemoryError",
+            cause=f"ran out of memory: {failure}",
         )
     else:
         if isinstance(failure, TaskCodeError):
@@ -455,8 +562,15 @@ def _final_error(
         else:
             cls = type(failure)
             cause_type, cause = f"{cls.__module__}.{cls.__qualname__}", f"{cls.__name__}: {failure}"
+            if isinstance(failure, RecursionError):
+                cause = f"RecursionError: {_recursion(record)}"
         error = TaskFailedError(
-            f"{where} failed: {cause}", task=task.name, action=record.id, attempt=record.attempts, cause_type=cause_type
+            f"{where} failed: {cause}",
+            task=task.name,
+            action=record.id,
+            attempt=record.attempts,
+            cause_type=cause_type,
+            cause=cause,
         )
     error.failure_kind = kind.value  # type: ignore[attr-defined]
     error.__cause__ = failure

@@ -24,7 +24,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from flytelike._accelerators import DeviceClass
+from flytelike._accelerators import DeviceClass, catalog
 from flytelike._proto.core.v1 import interface_pb2, literals_pb2, tasks_pb2, types_pb2
 
 __all__ = ["describe_template", "type_string", "value_of"]
@@ -58,7 +58,8 @@ def describe_template(t: tasks_pb2.TaskTemplate) -> dict[str, Any]:
 
     Returns:
         A dict with the keys ``name``, ``version``, ``project``, ``domain``, ``environment``, ``description``,
-        ``image``, ``resources``, ``accelerator``, ``shm``, ``retries``, ``timeout_seconds``, ``cache``, ``reuse``,
+        ``image``, ``resources``, ``accelerator``, ``shm``, ``retries``, ``timeout_seconds``, ``max_queued_seconds``,
+        ``deadline_seconds``, ``cache``, ``reuse``,
         ``platform``, ``env_vars``, ``secrets``, ``inputs`` and ``outputs``, in that order; settings a template does
         not have are ``None``.
     """
@@ -81,6 +82,7 @@ def describe_template(t: tasks_pb2.TaskTemplate) -> dict[str, Any]:
         "retries": _retries(md.retries),
         "timeout_seconds": _seconds(md.timeout) if md.HasField("timeout") else None,
         "max_queued_seconds": _seconds(md.max_queued_time) if md.HasField("max_queued_time") else None,
+        "deadline_seconds": _seconds(md.deadline) if md.HasField("deadline") else None,
         "cache": _cache(md),
         "reuse": _reuse(t),
         "platform": _platform(t),
@@ -108,8 +110,11 @@ def _accelerator(t: tasks_pb2.TaskTemplate) -> dict[str, Any] | None:
     accel = t.extended_resources.gpu_accelerator
     count = next((e.value for e in t.container.resources.requests if e.name == tasks_pb2.Resources.GPU), None)
     partition = accel.partition_size if accel.WhichOneof("partition_size_value") == "partition_size" else None
+    # The template names the device as node labels do (nvidia-tesla-a100); described in SDK terms, it is the
+    # catalog's name again when the catalog knows the label.
+    spec = catalog().by_label(accel.device)
     return {
-        "device": accel.device,
+        "device": spec.name if spec is not None else accel.device,
         "class": DeviceClass[tasks_pb2.GPUAccelerator.DeviceClass.Name(accel.device_class)].value,
         "partition": partition,
         "count": int(count) if count is not None else None,
@@ -146,6 +151,9 @@ def _cache(md: tasks_pb2.TaskMetadata) -> dict[str, Any] | None:
         "version": md.cache_version or None,
         "ignored_inputs": list(md.cache_ignored_inputs),
         "ttl_seconds": _seconds(md.cache_ttl) if md.HasField("cache_ttl") else None,
+        "behavior": "override" if md.cache_overwrite else "auto",
+        "serialize": md.cache_serializable,
+        "salt": md.cache_salt or None,
     }
 
 
@@ -158,6 +166,7 @@ def _reuse(t: tasks_pb2.TaskTemplate) -> dict[str, Any] | None:
         "max_replicas": r.max_replicas,
         "concurrency": r.concurrency,
         "idle_ttl_seconds": _seconds(r.idle_ttl) if r.HasField("idle_ttl") else None,
+        "scaledown_ttl_seconds": _seconds(r.scaledown_ttl) if r.HasField("scaledown_ttl") else None,
     }
 
 

@@ -103,7 +103,8 @@ def _resources(r: Resources) -> tasks_pb2.Resources:
 def _extended(r: Resources) -> tasks_pb2.ExtendedResources | None:
     ext = tasks_pb2.ExtendedResources()
     if isinstance(r.gpu, Device):
-        accel = tasks_pb2.GPUAccelerator(device=r.gpu.device, device_class=_CLASS[r.gpu.device_class])
+        # The node-label spelling (nvidia-tesla-t4), as Flyte writes it, not the catalog name (T4).
+        accel = tasks_pb2.GPUAccelerator(device=r.gpu.label or r.gpu.device, device_class=_CLASS[r.gpu.device_class])
         if r.gpu.partition:
             accel.partition_size = r.gpu.partition
         else:
@@ -149,15 +150,21 @@ def _metadata(task: Task[..., Any], r: Resolved) -> tasks_pb2.TaskMetadata:
         )
     md.retries.CopyFrom(retries)
     if r.timeout is not None:
-        md.timeout.CopyFrom(_duration(r.timeout.max_runtime))
+        if r.timeout.max_runtime is not None:
+            md.timeout.CopyFrom(_duration(r.timeout.max_runtime))
         if r.timeout.max_queued_time is not None:
             md.max_queued_time.CopyFrom(_duration(r.timeout.max_queued_time))
+        if r.timeout.deadline is not None:
+            md.deadline.CopyFrom(_duration(r.timeout.deadline))
     if r.cache is not None:
         md.cache_enabled = True
         md.cache_version = r.cache.version or ""
         md.cache_ignored_inputs.extend(r.cache.ignored_inputs)
         if r.cache.ttl is not None:
             md.cache_ttl.CopyFrom(_duration(r.cache.ttl))
+        md.cache_serializable = r.cache.serialize
+        md.cache_salt = r.cache.salt
+        md.cache_overwrite = r.cache.behavior == "override"
     return md
 
 
@@ -219,6 +226,8 @@ def task_template(
         )
         if r.reusable.idle_ttl is not None:
             t.reuse_policy.idle_ttl.CopyFrom(_duration(r.reusable.idle_ttl))
+        if r.reusable.scaledown_ttl is not None:
+            t.reuse_policy.scaledown_ttl.CopyFrom(_duration(r.reusable.scaledown_ttl))
     if r.platform is not None:
         t.platform.CopyFrom(platform_message(r.platform))
     digest = hashlib.sha256(t.SerializeToString(deterministic=True))

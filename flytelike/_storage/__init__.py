@@ -16,7 +16,7 @@ from flytelike._storage._blobs import (
     open_store,
     validate_key,
 )
-from flytelike._storage._cache import CacheStore
+from flytelike._storage._cache import CacheStore, KeyLock
 from flytelike._storage._liveness import LOST_AFTER
 from flytelike._storage._records import RecordStore
 
@@ -27,6 +27,7 @@ __all__ = [
     "BlobStore",
     "CacheStore",
     "FileStore",
+    "KeyLock",
     "RecordStore",
     "S3Options",
     "S3Store",

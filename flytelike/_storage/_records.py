@@ -60,6 +60,7 @@ RUN_COLUMNS = (
     "pid",
     "host",
     "heartbeat",
+    "labels_json",
 )
 ACTION_COLUMNS = (
     "run_id",
@@ -83,6 +84,7 @@ ACTION_COLUMNS = (
     "cache_key",
     "logs",
     "failure_kind",
+    "group_name",
 )
 # In Event field order.
 EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
@@ -148,6 +150,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, seq)
         ) WITHOUT ROWID""",
     ),
+    (
+        # fl.group labels of actions, and a run's labels.
+        "ALTER TABLE actions ADD COLUMN group_name TEXT",
+        "ALTER TABLE runs ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -196,6 +203,7 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.pid,
         r.host,
         r.heartbeat,
+        r.labels_json,
     )
 
 
@@ -224,6 +232,7 @@ def _action_row(a: ActionRecord) -> tuple[Any, ...]:
         a.cache_key,
         "".join(a.logs) if a.logs else "",
         a.failure_kind,
+        a.group_name,
     )
 
 
@@ -242,6 +251,7 @@ def _run_from_row(row: Sequence[Any]) -> RunRecord:
         pid=row[10],
         host=row[11],
         heartbeat=row[12],
+        labels_json=row[13],
     )
 
 
@@ -269,6 +279,7 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
         # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
         logs=[row[19]] if row[19] else None,
         failure_kind=row[20],
+        group_name=row[21],
     )
 
 

@@ -138,7 +138,21 @@ def write_error(path: Path, what: str, error: BaseException, *, doing: str) -> R
         cause = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     else:
         cause = str(error) or type(error).__name__
-    return RecordWriteError(f"cannot {doing} the {what} {path}: {cause}", path=str(path), cause=cause)
+    message = f"cannot {doing} the {what} {path}: {cause}"
+    if _damaged(error):
+        message += (
+            f"; the file is damaged: move it aside (mv {path} {path}.corrupt) and a new one is made on the next "
+            "run (what the old file held stays in the moved copy)"
+        )
+    return RecordWriteError(message, path=str(path), cause=cause)
+
+
+def _damaged(error: BaseException) -> bool:
+    """SQLite's words for a file that is not (or no longer) a database: SQLITE_NOTADB and SQLITE_CORRUPT."""
+    text = str(error)
+    return isinstance(error, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    )
 
 
 def _version(conn: sqlite3.Connection) -> int:

@@ -34,7 +34,7 @@ from flytelike.errors import BackendError, OutOfMemoryError, TaskCodeError
 if TYPE_CHECKING:
     from flytelike._backends.local._process_pool import ChildCall, OnCall, ProcessPool
 
-__all__ = ["LocalBackend", "LocalInput", "from_input"]
+__all__ = ["WORKER_MEMORY", "LocalBackend", "LocalInput", "from_input", "pool_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,8 @@ class LocalInput:
     Attributes:
         in_process: runs Python code in this process.
         policy: how Resources are treated here (``check``, ``strict``, ``ignore``).
-        workers: warm worker processes for process-isolated tasks (default: one per core).
+        workers: warm worker processes for process-isolated tasks (default, and most: one per core, and no more
+            than the memory holds at ``WORKER_MEMORY`` each).
         capacity: this machine's capacity (default: probed on entry).
         home: where probe results are kept between runs.
     """
@@ -136,8 +137,7 @@ class LocalBackend:
                 # watching) costs a run of in-process tasks, most runs, a tenth of its start-up, for nothing.
                 from flytelike._backends.local._process_pool import ProcessPool
 
-                workers = self._spec.workers or max(1, self.capacity.cpu_millis // 1000)
-                pool = ProcessPool(workers)
+                pool = ProcessPool(pool_size(self._spec.workers, self.capacity))
                 await pool.__aenter__()
                 self._pool = pool
             return self._pool
@@ -206,6 +206,23 @@ class LocalBackend:
         taken = set(sorted(free)[:n])
         free -= taken
         return taken
+
+
+WORKER_MEMORY = 256 * 1024**2
+"""Memory set aside per warm worker when bounding the pool: an idle interpreter with flytelike is about 60 MiB."""
+
+
+def pool_size(configured: int | None, capacity: Capacity) -> int:
+    """Warm workers for ``[local] workers = configured`` on a machine of ``capacity``.
+
+    Bounded by what the machine can hold: one worker per core at most (more would only make each slower, and a
+    pool starts all of its workers with the first isolated task: ``workers = 32`` took 5 s before its first
+    task), and no more than fit in memory.
+    """
+    cores = max(1, capacity.cpu_millis // 1000)
+    fit = max(1, capacity.memory // WORKER_MEMORY) if capacity.memory else cores
+    most = min(cores, fit)
+    return min(configured, most) if configured else most
 
 
 def from_input(spec: BackendInput) -> LocalBackend:

@@ -506,6 +506,7 @@ class ReusePolicy(_message.Message):
     MAX_REPLICAS_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     IDLE_TTL_FIELD_NUMBER: _builtins.int
+    SCALEDOWN_TTL_FIELD_NUMBER: _builtins.int
     min_replicas: _builtins.int
     """Replicas kept warm."""
     max_replicas: _builtins.int
@@ -516,6 +517,12 @@ class ReusePolicy(_message.Message):
     def idle_ttl(self) -> _duration_pb2.Duration:
         """How long an idle replica is kept before it is stopped."""
 
+    @_builtins.property
+    def scaledown_ttl(self) -> _duration_pb2.Duration:
+        """The least time a replica is kept after it was started, before it may be
+        scaled down (Flyte 2's scaledown_ttl).
+        """
+
     def __init__(
         self,
         *,
@@ -523,10 +530,11 @@ class ReusePolicy(_message.Message):
         max_replicas: _builtins.int = ...,
         concurrency: _builtins.int = ...,
         idle_ttl: _duration_pb2.Duration | None = ...,
+        scaledown_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_ttl", b"idle_ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_ttl", b"idle_ttl", "scaledown_ttl", b"scaledown_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "idle_ttl", b"idle_ttl", "max_replicas", b"max_replicas", "min_replicas", b"min_replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "idle_ttl", b"idle_ttl", "max_replicas", b"max_replicas", "min_replicas", b"min_replicas", "scaledown_ttl", b"scaledown_ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -553,6 +561,10 @@ class TaskMetadata(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     MAX_QUEUED_TIME_FIELD_NUMBER: _builtins.int
+    CACHE_SERIALIZABLE_FIELD_NUMBER: _builtins.int
+    CACHE_SALT_FIELD_NUMBER: _builtins.int
+    CACHE_OVERWRITE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     cache_enabled: _builtins.bool
     """Cache the task's outputs by its inputs (flyteidl: discoverable)."""
     cache_version: _builtins.str
@@ -563,6 +575,18 @@ class TaskMetadata(_message.Message):
     """Name of the TaskEnvironment the task belongs to."""
     description: _builtins.str
     """Description of the task (its docstring)."""
+    cache_serializable: _builtins.bool
+    """One computation per cache key at a time: concurrent runs sharing a cache
+    wait for the one computing it and take its result (flyteidl's field 9).
+    """
+    cache_salt: _builtins.str
+    """Mixed into the cache key, so that changing it starts a fresh cache
+    without changing the task's version.
+    """
+    cache_overwrite: _builtins.bool
+    """Always run the task and overwrite its cached outputs (Flyte 2's cache
+    behavior "override"); lookups are skipped.
+    """
     @_builtins.property
     def runtime(self) -> Global___RuntimeMetadata:
         """SDK that wrote the template."""
@@ -593,6 +617,12 @@ class TaskMetadata(_message.Message):
         Local runs admit in order and do not use it.
         """
 
+    @_builtins.property
+    def deadline(self) -> _duration_pb2.Duration:
+        """Bound on the whole action, from its creation: queueing, every attempt
+        and the waits between them; unset means none.
+        """
+
     def __init__(
         self,
         *,
@@ -606,10 +636,14 @@ class TaskMetadata(_message.Message):
         environment: _builtins.str = ...,
         description: _builtins.str = ...,
         max_queued_time: _duration_pb2.Duration | None = ...,
+        cache_serializable: _builtins.bool = ...,
+        cache_salt: _builtins.str = ...,
+        cache_overwrite: _builtins.bool = ...,
+        deadline: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "deadline", b"deadline", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_enabled", b"cache_enabled", "cache_ignored_inputs", b"cache_ignored_inputs", "cache_ttl", b"cache_ttl", "cache_version", b"cache_version", "description", b"description", "environment", b"environment", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_enabled", b"cache_enabled", "cache_ignored_inputs", b"cache_ignored_inputs", "cache_overwrite", b"cache_overwrite", "cache_salt", b"cache_salt", "cache_serializable", b"cache_serializable", "cache_ttl", b"cache_ttl", "cache_version", b"cache_version", "deadline", b"deadline", "description", b"description", "environment", b"environment", "max_queued_time", b"max_queued_time", "retries", b"retries", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
