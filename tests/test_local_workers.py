@@ -43,3 +43,15 @@ def test_workers_32_does_not_start_32_processes() -> None:
     start = time.monotonic()
     assert runner.run(one).outputs == 1
     assert time.monotonic() - start < 5  # 32 interpreters took 5.4 s to start before the first task
+
+
+async def test_workers_start_when_jobs_first_need_them() -> None:
+    from flytelike._backends.local._process_pool import ProcessPool
+
+    async with ProcessPool(4, prestart=1) as pool:
+        assert len(pool._workers) == 1  # not 4 interpreters up front
+        first = await pool._checkout()  # a job takes the warm one; a second job at once starts a worker of its own
+        second = await pool._checkout()
+        assert first is not second
+        assert len(pool._workers) == 2
+        pool._idle.extend((first, second))

@@ -137,7 +137,8 @@ class LocalBackend:
                 # watching) costs a run of in-process tasks, most runs, a tenth of its start-up, for nothing.
                 from flytelike._backends.local._process_pool import ProcessPool
 
-                pool = ProcessPool(pool_size(self._spec.workers, self.capacity))
+                # One worker now, the others when jobs first need them.
+                pool = ProcessPool(pool_size(self._spec.workers, self.capacity), prestart=1)
                 await pool.__aenter__()
                 self._pool = pool
             return self._pool

@@ -208,14 +208,22 @@ class ProcessPool:
         size: number of workers, and of jobs that run at the same time.
         python: the interpreter workers run; it must be able to import flytelike.
         startup_env: extra environment variables for every worker, on top of this process's environment.
+        prestart: workers started on entry (default: all ``size``); the others start when a job first needs
+            them, so a run with one isolated task never pays for starting a pool as wide as the machine.
     """
 
     def __init__(
-        self, size: int, *, python: str = sys.executable, startup_env: Mapping[str, str] | None = None
+        self,
+        size: int,
+        *,
+        python: str = sys.executable,
+        startup_env: Mapping[str, str] | None = None,
+        prestart: int | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"ProcessPool size must be at least 1, not {size}")
         self.size = size
+        self._prestart = size if prestart is None else max(0, min(prestart, size))
         self._python = python
         self._env = {**os.environ, **startup_env} if startup_env else None
         self._idle: list[Worker] = []
@@ -242,7 +250,7 @@ class ProcessPool:
 
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(self.size):
+                for _ in range(self._prestart):
                     tg.start_soon(start_one)
             if failures:
                 raise failures[0]
