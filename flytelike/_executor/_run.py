@@ -9,10 +9,7 @@ that re-submits its children never runs one twice.
 
 from __future__ import annotations
 
-import math
-import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from flytelike._executor._cache_key import cache_key
 from flytelike._executor._events import Event, FailureKind
+from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
@@ -30,9 +28,6 @@ from flytelike._proto.core.v1 import literals_pb2
 from flytelike.errors import (
     AdmissionError,
     BackendError,
-    OutOfMemoryError,
-    TaskCodeError,
-    TaskFailedError,
     TaskTimeoutError,
 )
 
@@ -42,7 +37,6 @@ _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionSta
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _YIELD_EVERY = 64
-_RECURSION_FRAMES = 12
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
@@ -309,7 +303,7 @@ class Run:
         record = live.record
         record.ended = time.time()
         record.error_type, record.failure_kind = "timeout", FailureKind.TIMEOUT.value
-        record.error = f"the action's deadline of {_seconds(task.deadline)} passed (attempt {record.attempts})"
+        record.error = f"the action's deadline of {seconds(task.deadline)} passed (attempt {record.attempts})"
         self._emit(record, _TIMED_OUT, FailureKind.TIMEOUT.value, record.error)
         error = TaskTimeoutError(
             f"task {task.name} (action {record.id}, attempt {record.attempts}) timed out: {record.error}",
@@ -380,7 +374,7 @@ class Run:
                             AttemptInput(self, record, task, inputs, attempt, memory, deadline)
                         )
                     if scope.cancelled_caught:
-                        failure = TimeoutError(f"exceeded {_seconds(task.timeout)}")
+                        failure = TimeoutError(f"exceeded {seconds(task.timeout)}")
                         failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
             except anyio.get_cancelled_exc_class():
                 record.ended = time.time()
@@ -407,9 +401,9 @@ class Run:
                 record.ended = time.time()
                 self._emit(record, _SUCCEEDED)
                 return result.outputs
-            kind = _kind_of(failure, record.id)
-            record.error_type = "timeout" if kind is FailureKind.TIMEOUT else _type_name(failure)
-            record.error = _describe(failure, record)
+            kind = kind_of(failure, record.id)
+            record.error_type = "timeout" if kind is FailureKind.TIMEOUT else type_name(failure)
+            record.error = describe(failure, record)
             record.failure_kind = kind.value
             if kind is FailureKind.OOM:
                 record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
@@ -419,7 +413,7 @@ class Run:
                     system_left -= 1
                 else:
                     user_left -= 1
-                self._emit(record, _RETRYING, kind.value, _first_line(record.error))
+                self._emit(record, _RETRYING, kind.value, first_line(record.error))
                 if kind is FailureKind.OOM:
                     memory = task.escalated_memory(memory)
                     reserved = min(task.escalated_memory(reserved), memory)
@@ -430,7 +424,7 @@ class Run:
                 continue
             record.ended = time.time()
             self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
-            raise _final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
+            raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
 
     def _waiting(self, record: ActionRecord) -> Callable[[str], None]:
         def on_wait(reason: str) -> None:
@@ -455,123 +449,3 @@ def _complete(data: bytes, task: ExecTask) -> bool:
     except DecodeError:
         return False
     return set(literals.literals) == task.outputs
-
-
-def _kind_of(e: BaseException, action: str) -> FailureKind:
-    if isinstance(e, TaskFailedError) and e.action != action:
-        # A child's failure that the task's code let through is the task's own (user) failure.
-        return FailureKind.USER
-    declared = getattr(e, "failure_kind", None)
-    if declared is not None:
-        return FailureKind(declared)
-    if isinstance(e, OutOfMemoryError | MemoryError):
-        return FailureKind.OOM
-    if isinstance(e, BackendError):
-        return FailureKind.SYSTEM
-    return FailureKind.USER
-
-
-def _type_name(e: BaseException) -> str:
-    if isinstance(e, TaskCodeError):
-        return e.type_name.rpartition(".")[2]
-    return type(e).__name__
-
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 120 or not math.isfinite(seconds) else f"{seconds / 60:g}m"
-
-
-def _describe(e: BaseException, record: ActionRecord) -> str:
-    if isinstance(e, TaskFailedError) and e.action != record.id:
-        # A child's failure let through: its record has the traceback; repeating it at every level up would grow
-        # the records with the square of the nesting depth.
-        return f"child action {e.origin_action} ({e.origin_task}) failed: {e.cause or e}"
-    if isinstance(e, TaskCodeError) and e.traceback_text:
-        return e.traceback_text.rstrip()
-    if isinstance(e, RecursionError):
-        # Its traceback is a thousand identical frames; the last ones say where.
-        text = traceback.format_exception(type(e), e, e.__traceback__, limit=-_RECURSION_FRAMES)
-        return "".join(text).rstrip() + f"\n{_recursion(record)}"
-    return "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
-
-
-def _recursion(record: ActionRecord) -> str:
-    depth = record.id.count(".") + 1
-    return (
-        f"tasks nested {depth} deep exceeded Python's recursion limit ({sys.getrecursionlimit()}): nest fewer "
-        "levels (loop inside one task, or fan out with asyncio.gather / fl.map)"
-    )
-
-
-def _first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def _final_error(
-    kind: FailureKind, failure: BaseException, task: ExecTask, record: ActionRecord, total: int
-) -> Exception:
-    where = f"task {task.name} (action {record.id}, attempt {record.attempts}/{total})"
-    error: TaskFailedError
-    if isinstance(failure, TaskFailedError) and failure.action != record.id:
-        # A descendant's failure this task let through: one error naming where it was raised, whose cause is what
-        # was raised there (the user's exception), however deep the nesting.
-        propagated = failure.origin_action != failure.action or type(failure) is TaskFailedError
-        root = failure.__cause__ if propagated and failure.__cause__ is not None else failure
-        # A timeout or an out-of-memory kill is described by its own error; anything else by the user's exception.
-        text = (
-            str(root)
-            if isinstance(root, TaskFailedError)
-            else (f"{failure.cause} (raised in task {failure.origin_task}, action {failure.origin_action})")
-        )
-        error = TaskFailedError(
-            f"{where} failed: {text}",
-            task=task.name,
-            action=record.id,
-            attempt=record.attempts,
-            cause_type=failure.cause_type,
-            cause=failure.cause,
-            origin_task=failure.origin_task,
-            origin_action=failure.origin_action,
-        )
-        error.failure_kind = kind.value  # type: ignore[attr-defined]
-        error.__cause__ = root
-        return error
-    if kind is FailureKind.TIMEOUT:
-        error = TaskTimeoutError(
-            f"{where} timed out: {failure}",
-            task=task.name,
-            action=record.id,
-            attempt=record.attempts,
-            cause=f"timed out: {failure}",
-        )
-    elif kind is FailureKind.OOM:
-        error = OutOfMemoryError(
-            f"{where} ran out of memory: {failure}",
-            task=task.name,
-            action=record.id,
-            attempt=record.attempts,
-            cause_type="OutOfMemoryError",
-            cause=f"ran out of memory: {failure}",
-        )
-    else:
-        if isinstance(failure, TaskCodeError):
-            # Named as for an exception raised here: builtins get their module too.
-            name = failure.type_name
-            cause_type, cause = (name if "." in name else f"builtins.{name}"), str(failure)
-        else:
-            cls = type(failure)
-            cause_type, cause = f"{cls.__module__}.{cls.__qualname__}", f"{cls.__name__}: {failure}"
-            if isinstance(failure, RecursionError):
-                cause = f"RecursionError: {_recursion(record)}"
-        error = TaskFailedError(
-            f"{where} failed: {cause}",
-            task=task.name,
-            action=record.id,
-            attempt=record.attempts,
-            cause_type=cause_type,
-            cause=cause,
-        )
-    error.failure_kind = kind.value  # type: ignore[attr-defined]
-    error.__cause__ = failure
-    return error

@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
@@ -56,9 +55,9 @@ from flytelike._backends.local._connection import (
     log_tail,
     startup_failure,
 )
+from flytelike._backends.local._jobs import ProcessJob, ProcessResult, TaskProcessError
 from flytelike._backends.local._memory import MemoryWatch, MemoryWatcher
 from flytelike._backends.local._places import Places, Turn
-from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike.errors import BackendError, OutOfMemoryError
 
@@ -72,121 +71,6 @@ _STOP_GRACE_SECONDS = 2.0
 # sides read several frames per wake-up; the worker answers a withdrawal at every job boundary (and within about
 # 10-20 ms of a long job), so a queued job still moves to a place that frees up elsewhere.
 _QUEUE_DEPTH = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessJob:
-    """One attempt of a task to run in a worker.
-
-    Attributes:
-        run_id, action_id, attempt: which attempt this is.
-        template: the task's serialized TaskTemplate.
-        inputs: its serialized LiteralMap of inputs.
-        code_file: the file defining the task's module; None: the worker imports the template's module.
-        memory_limit: bytes of resident memory for the worker and its descendants; 0 = no limit.
-        cpus: cpu ids to pin the task to; empty = no pinning.
-        cuda_visible_devices: the task's CUDA_VISIBLE_DEVICES; None leaves it as the worker has it.
-        env: environment variables for this job only.
-    """
-
-    run_id: str
-    action_id: str
-    attempt: int
-    template: bytes
-    inputs: bytes
-    code_file: str | None
-    memory_limit: int = 0
-    cpus: tuple[int, ...] = ()
-    cuda_visible_devices: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.memory_limit < 0:
-            raise ValueError(f"ProcessJob for action {self.action_id}: memory_limit={self.memory_limit} is negative")
-
-    @property
-    def task(self) -> str:
-        """The task's name, read from the template (for messages)."""
-        try:
-            return tasks_pb2.TaskTemplate.FromString(self.template).id.name or "?"
-        except Exception:
-            return "?"
-
-    def start(self, *, calls: bool) -> worker_pb2.Start:
-        start = worker_pb2.Start(
-            run_id=self.run_id,
-            action_id=self.action_id,
-            attempt=self.attempt,
-            template=self.template,
-            inputs=self.inputs,
-            code_file=self.code_file or "",
-            memory_limit=self.memory_limit,
-            calls=calls,
-        )
-        # Filling a repeated or map field costs even when empty; most jobs have neither.
-        if self.cpus:
-            start.cpus.extend(self.cpus)
-        if self.env:
-            start.env.update(self.env)
-        if self.cuda_visible_devices is not None:
-            start.cuda_visible_devices = self.cuda_visible_devices
-        return start
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    """What a job produced: its serialized LiteralMap of outputs, peak resident memory (bytes), cpu seconds and
-    its output."""
-
-    outputs: bytes
-    peak_memory: int
-    cpu_time: float
-    logs: str
-
-
-class TaskProcessError(Exception):
-    """The task raised in the worker.
-
-    Attributes:
-        type_name: qualified name of the exception's class (``ValueError``, ``mymod.MyError``).
-        message: ``str()`` of the exception.
-        traceback_text: the formatted traceback, as the worker printed it.
-        logs: what the job wrote to stdout/stderr before it failed.
-    """
-
-    def __init__(self, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> None:
-        self.type_name = type_name
-        self.message = message
-        self.traceback_text = traceback_text
-        self.logs = logs
-        super().__init__(f"{type_name}: {message}" if message else type_name)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments are lost by the default pickling of exceptions.
-        return (_rebuild, (self.message, self.type_name, self.traceback_text, self.logs))
-
-    @classmethod
-    def named(cls, message: str, *, type_name: str, traceback_text: str, logs: str = "") -> TaskProcessError:
-        """The error as an instance of a subclass named like the exception the task raised.
-
-        Nothing is unpickled, so the task's own class is never imported here; but whoever reports the failure by
-        its class (``type(e).__name__``, ``module.qualname``) still names what the task raised: ``ValueError``,
-        ``mymod.MyError``.
-        """
-        return _named_class(type_name)(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
-
-
-def _rebuild(message: str, type_name: str, traceback_text: str, logs: str) -> TaskProcessError:
-    return TaskProcessError(message, type_name=type_name, traceback_text=traceback_text, logs=logs)
-
-
-@functools.lru_cache(maxsize=256)
-def _named_class(type_name: str) -> type[TaskProcessError]:
-    module, _, qualname = type_name.rpartition(".")
-    if not qualname.isidentifier():
-        return TaskProcessError
-    attributes = {"__module__": module or "builtins", "__qualname__": qualname, "__doc__": TaskProcessError.__doc__}
-    return type(qualname, (TaskProcessError,), attributes)
 
 
 def _mib(size: int) -> str:
