@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ExecTask, RunRecord
 from flytelike._executor._values import Encoder, Values
-
-if TYPE_CHECKING:
-    from flytelike._executor._events import Event
 
 __all__ = [
     "AdmitInput",
