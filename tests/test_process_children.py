@@ -3,16 +3,15 @@ order, records, retries, timeouts, cache, failures, nesting in other workers, an
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from module_files import module_writer
 
 import flytelike as fl
 from flytelike._config import load_settings
@@ -36,26 +35,12 @@ env = fl.TaskEnvironment(name="here")
 iso = fl.TaskEnvironment(name="iso", platform=fl.Local(process=True))
 """
 
-_counter = itertools.count()
-
 
 @pytest.fixture
 def write_module(tmp_path: Path) -> Iterator[Callable[[str], ModuleType]]:
     """Write a task module (after a common header) under a unique name and import it, as ``flytelike run`` would."""
-    names: list[str] = []
-
-    def write(source: str) -> ModuleType:
-        name = f"children_{os.getpid()}_{next(_counter)}"
-        names.append(name)
-        path = tmp_path / f"{name}.py"
-        path.write_text(HEADER + textwrap.dedent(source))
-        return load_file(path)
-
-    yield write
-    for name in names:
-        sys.modules.pop(name, None)
-    if str(tmp_path) in sys.path:
-        sys.path.remove(str(tmp_path))
+    with module_writer(tmp_path, HEADER, "children") as write:
+        yield write
 
 
 def runs() -> list[tuple[RunRecord, dict[str, ActionRecord]]]:

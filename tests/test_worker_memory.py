@@ -4,19 +4,17 @@ past the limit is an OutOfMemoryError with the peak seen, to which the retry pol
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from module_files import module_writer
 
 import flytelike as fl
 from flytelike._config import load_settings
-from flytelike._loader import load_file
 from flytelike._storage import RecordStore
 from flytelike.errors import OutOfMemoryError
 
@@ -40,25 +38,11 @@ iso = fl.TaskEnvironment(name="mem", platform=fl.Local(process=True))
 HOG = "import os, sys, time; b = b'x' * (int(sys.argv[1]) * 2**20); print(os.getpid(), flush=True); time.sleep(30)"
 """
 
-_counter = itertools.count()
-
 
 @pytest.fixture
 def write_module(tmp_path: Path) -> Iterator[Callable[[str], ModuleType]]:
-    names: list[str] = []
-
-    def write(source: str) -> ModuleType:
-        name = f"memory_{os.getpid()}_{next(_counter)}"
-        names.append(name)
-        path = tmp_path / f"{name}.py"
-        path.write_text(HEADER + textwrap.dedent(source))
-        return load_file(path)
-
-    yield write
-    for name in names:
-        sys.modules.pop(name, None)
-    if str(tmp_path) in sys.path:
-        sys.path.remove(str(tmp_path))
+    with module_writer(tmp_path, HEADER, "memory") as write:
+        yield write
 
 
 def alive(pid: int) -> bool:
