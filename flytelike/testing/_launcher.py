@@ -130,8 +130,7 @@ class Launched:
             return self._exit
         if self._waiting:
             await self._ended.wait()
-            assert self._exit is not None
-            return self._exit
+            return self._ended_exit()
         self._waiting = True
         try:
             deadline = self._spec.timeout
@@ -146,6 +145,11 @@ class Launched:
                 self._finish()
             raise
         return self._finish()
+
+    def _ended_exit(self) -> ProcessExit:
+        # Set by whoever waited first; a method, so the type checker does not hold on to an earlier narrowing.
+        assert self._exit is not None
+        return self._exit
 
     async def kill(self) -> None:
         """Kill the process and everything it started (SIGKILL to its session)."""
