@@ -47,7 +47,7 @@ from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._storage._blobs import BlobStore, bundle_key, open_store
 from flytelike._storage._refs import download_refs, upload_refs
 from flytelike._worker import _frames
-from flytelike._worker._children import Children, Where
+from flytelike._worker._children import ChildChannel, Children, Deliver, Where
 from flytelike._worker._execute import ExecuteCache, ExecuteInput, execute
 from flytelike.errors import FlytelikeError, LoadError
 
@@ -179,6 +179,30 @@ class _Output:
             self.client.write_logs(data)
 
 
+class _NoController:
+    """The calls channel of an attempt started without ``--controller``: its launcher found no task its code calls."""
+
+    def __init__(self, action: str) -> None:
+        self._action = action
+
+    def submit(self, message: worker_pb2.SubmitChild, deliver: Deliver) -> None:
+        error = worker_pb2.Error(
+            kind=Kind.SYSTEM,
+            type_name="flytelike.errors.BackendError",
+            message=(
+                f"task {message.task} was called by action {self._action}, which was started without a controller "
+                "address (its code was not seen to call tasks); call tasks by name from the task's module"
+            ),
+        )
+        deliver(worker_pb2.ChildResult(call=message.call, error=error))
+
+    def cancel(self, call: int) -> None:
+        pass
+
+    def abandon(self, reason: str) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class _Attempt:
     args: EntryArgs
@@ -306,15 +330,15 @@ async def _attempt(args: EntryArgs, settings: Settings, output: _Output) -> int:
             return EXIT_BOOTSTRAP
         try:
             where = Where(args.run, args.action, args.attempt, args.task, args.platform)
-            submitter = None
+            channel: ChildChannel = _NoController(args.action)
             if attempt.client is not None:
                 channel = RefChannel(attempt.client, root, settings.store.endpoint_url, Path.cwd() / "data")
-                submitter = Children(channel, args.action, where=where)
+            # Always a submitter, so fl.ctx() works in every attempt; without a controller it refuses calls.
+            submitter = Children(channel, args.action, where=where)
             result = await execute(
                 ExecuteInput(template, inputs, code_file=code_file, submitter=submitter, cache=ExecuteCache())
             )
-            if submitter is not None:
-                submitter.close()
+            submitter.close()
             if result.outputs is not None:
                 outputs = await upload_refs(result.outputs, store)
                 await _finish(attempt, started)
