@@ -378,6 +378,45 @@ def test_logs_written_from_many_threads_keep_each_threads_order(client: ActionCl
         assert [line for line in lines if line.startswith(f"t{n}:")] == [f"t{n}:{i}" for i in range(300)]
 
 
+def test_the_server_passes_resent_output_on_once_and_reports_what_was_lost(
+    served: Served, controller: Controller, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = served.register("r1", controller)
+    channel, stub = raw_stub(served.address)
+
+    def chunk(offset: int, data: bytes) -> actions_pb2.LogChunk:
+        return actions_pb2.LogChunk(run_id="r1", action_id="a0", attempt=1, offset=offset, data=data)
+
+    metadata = (("authorization", f"Bearer {token}"),)
+    with channel, caplog.at_level(logging.WARNING, logger="flytelike.remote"):
+        first = stub.SendLogs(iter([chunk(0, b"abc"), chunk(1, b"bcd")]), metadata=metadata)
+        # A second stream of the same attempt (after a broken one) resends from 2, then skips 3 bytes.
+        second = stub.SendLogs(iter([chunk(2, b"cdef"), chunk(9, b"jk")]), metadata=metadata)
+    assert (first.received, second.received) == (4, 11)
+    assert b"".join(data for _, _, data in controller.output) == b"abcdefjk"
+    assert "3 bytes of output of a0 attempt 1 were lost before offset 9" in caplog.text
+
+
+def test_a_log_stream_is_refused_once_its_run_is_unregistered(served: Served, controller: Controller) -> None:
+    token = served.register("r1", controller)
+    channel, stub = raw_stub(served.address)
+    unregistered = threading.Event()
+
+    def chunks() -> Iterator[actions_pb2.LogChunk]:
+        yield actions_pb2.LogChunk(run_id="r1", action_id="a0", attempt=1, offset=0, data=b"before")
+        while not controller.output:
+            time.sleep(0.01)
+        served.unregister("r1")
+        unregistered.set()
+        yield actions_pb2.LogChunk(run_id="r1", action_id="a0", attempt=1, offset=6, data=b"after")
+
+    metadata = (("authorization", f"Bearer {token}"),)
+    with channel:
+        assert status_of(lambda: stub.SendLogs(chunks(), metadata=metadata)) == grpc.StatusCode.UNAUTHENTICATED
+    assert unregistered.is_set()
+    assert [data for _, _, data in controller.output] == [b"before"]
+
+
 def test_heartbeats_reach_the_controller(served: Served, controller: Controller) -> None:
     client = served.connect(served.register("r1", controller), heartbeat_every=0.05)
     try:

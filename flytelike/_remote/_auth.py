@@ -46,7 +46,11 @@ class Grant(Generic[H]):
 
 
 class Tokens(Generic[H]):
-    """The tokens of the registered runs. Used on the server's event loop only, so it needs no lock."""
+    """The tokens of the registered runs, used from the server's event loop (registering and unregistering too).
+
+    A reader can at worst see a token a moment before or after its run is registered: each step is one dict
+    operation, so it needs no lock.
+    """
 
     def __init__(self) -> None:
         self._by_token: dict[str, Grant[H]] = {}

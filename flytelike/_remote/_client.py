@@ -36,10 +36,10 @@ import grpc.aio
 
 from flytelike._proto.remote.v1 import actions_pb2, actions_pb2_grpc
 from flytelike._proto.worker.v1 import worker_pb2
+from flytelike._remote._address import split_address
 from flytelike._remote._auth import bearer
 from flytelike._remote._logs import LogOutbox
 from flytelike._remote._results import lost
-from flytelike._remote._server import split_address
 from flytelike.errors import BackendError, ControllerUnreachableError, SpecError
 
 if TYPE_CHECKING:
@@ -124,9 +124,11 @@ class ActionClient:
             target=anyio.run, args=(client._main, timeout), name="flytelike-controller", daemon=True
         )
         client._thread.start()
-        client._up.wait()
+        if not client._up.wait(timeout + JOIN_SLACK_SECONDS):
+            # Hello has a deadline, so this is only a loop that never got to send it.
+            client._failure = ControllerUnreachableError(address=address, reason=f"no answer within {timeout} s")
         if client._failure is not None:
-            client._thread.join()
+            client._thread.join(JOIN_SLACK_SECONDS)
             with client._lock:
                 client._closed = True
             raise client._failure
@@ -202,7 +204,10 @@ class ActionClient:
     def _soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback`` on the client's loop; called under the lock while not closed, so the loop runs."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(callback, *args)
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop has closed: it ended on an error, and _lost() is closing the client
+            raise BackendError(f"the connection to the controller at {self.address} has failed") from None
 
     # --- on the client's loop -------------------------------------------------------------------------------------
 
@@ -226,17 +231,17 @@ class ActionClient:
                     with anyio.move_on_after(self._close_timeout):
                         await logs_sent.wait()
                     group.cancel_scope.cancel()
-        except BaseException as e:
-            if self._up.is_set():
+        except Exception as e:
+            if not self._up.is_set():
+                self._failure = e  # connect() raises it
+            else:
                 self._lost(e)
-                raise
-            self._failure = e
         finally:
             self._up.set()
 
-    def _lost(self, error: BaseException) -> None:
-        """The client's loop ends with an error: nothing sent through it will be answered."""
-        log.error("the connection to the controller at %s failed: %r", self.address, error)
+    def _lost(self, error: Exception) -> None:
+        """The client's loop ended on an error: nothing sent through it will be answered."""
+        log.error("the connection to the controller at %s failed", self.address, exc_info=error)
         with self._lock:
             waiting, self._waiting = self._waiting, {}
             self._closed = True

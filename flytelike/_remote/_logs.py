@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+from flytelike.errors import SpecError
+
 __all__ = ["CHUNK_SIZE", "KEEP", "LogCursor", "LogOutbox"]
 
 CHUNK_SIZE = 64 * 1024
@@ -35,9 +37,9 @@ class LogOutbox:
 
     def __init__(self, *, chunk_size: int = CHUNK_SIZE, keep: int = KEEP) -> None:
         if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size!r}: must be a positive number of bytes")
+            raise SpecError("LogOutbox.chunk_size", chunk_size, "must be a positive number of bytes", accepted="65536")
         if keep < 0:
-            raise ValueError(f"keep={keep!r}: must be 0 or a positive number of bytes")
+            raise SpecError("LogOutbox.keep", keep, "must not be negative", accepted="0 (keep nothing), 1048576")
         self._chunk_size = chunk_size
         self._keep = keep
         self._lock = threading.Lock()

@@ -28,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flytelike._proto.remote.v1 import actions_pb2, actions_pb2_grpc
 from flytelike._proto.worker.v1 import worker_pb2
+from flytelike._remote._address import split_address
 from flytelike._remote._auth import Grant, Tokens, presented_token
 from flytelike._remote._calls import RunCalls
 from flytelike._remote._logs import LogCursor
@@ -54,10 +55,14 @@ class ActionServer:
 
     Example:
         >>> import asyncio
+        >>> class Calls:  # the controller's handler of one run (see RunCalls)
+        ...     async def submit(self, action_id, attempt, child): ...
+        ...     def logs(self, action_id, attempt, data): ...
+        ...     def heartbeat(self, action_id, attempt): ...
         >>> async def main() -> bool:
         ...     async with ActionServer("127.0.0.1:0") as server:
-        ...         token = server.register("run-1", calls=None)  # type: ignore[arg-type]
-        ...         server.unregister("run-1")
+        ...         token = server.register("r-1", Calls())  # handed to the run's tasks with the address
+        ...         server.unregister("r-1")  # the run ended: its token is refused from now on
         ...         return len(token) > 40
         >>> asyncio.run(main())
         True
@@ -188,9 +193,11 @@ class _Servicer(actions_pb2_grpc.ActionServiceServicer):
         self, request_iterator: AsyncIterator[actions_pb2.LogChunk], context: Context
     ) -> actions_pb2.SendLogsResponse:
         # The token is checked before the first chunk: a refused stream is refused even if it never sends one.
-        grant = await self._server.grant(context, "SendLogs")
+        await self._server.grant(context, "SendLogs")
         received = 0
         async for chunk in request_iterator:
+            # Checked again for every chunk: a run unregistered while its stream is open is refused from then on.
+            grant = await self._server.grant(context, "SendLogs")
             await self._server.check_run(context, grant, chunk.run_id, "SendLogs")
             cursor = self._server.cursor(chunk.run_id, chunk.action_id, chunk.attempt)
             fresh, gap = cursor.accept(chunk.offset, chunk.data)
@@ -213,14 +220,3 @@ class _Servicer(actions_pb2_grpc.ActionServiceServicer):
         calls = await self._server.authorize(context, request.run_id, "Heartbeat")
         calls.heartbeat(request.action_id, request.attempt)
         return actions_pb2.HeartbeatResponse()
-
-
-def split_address(address: str, *, field: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) as ``(host, port)``; a SpecError naming ``field`` otherwise."""
-    accepted = "host:port, e.g. 127.0.0.1:0, 0.0.0.0:4170, [::]:4170, controller.svc:4170"
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise SpecError(field, address, "is not host:port with a port from 0 to 65535", accepted=accepted)
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise SpecError(field, address, "an IPv6 host must be written in brackets", accepted=accepted)
-    return host, int(port)
