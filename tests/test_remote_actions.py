@@ -417,6 +417,25 @@ def test_a_log_stream_is_refused_once_its_run_is_unregistered(served: Served, co
     assert [data for _, _, data in controller.output] == [b"before"]
 
 
+def test_output_the_controller_refuses_is_dropped_with_one_warning(
+    served: Served, client: ActionClient, controller: Controller, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.write_logs(b"kept")
+    deadline = time.monotonic() + 5
+    while not controller.output and time.monotonic() < deadline:
+        time.sleep(0.01)
+    served.unregister("r1")
+    with caplog.at_level(logging.WARNING, logger="flytelike.remote"):
+        for _ in range(5):
+            client.write_logs(b"dropped")
+            time.sleep(0.05)
+        began = time.monotonic()
+        client.close()
+    assert time.monotonic() - began < 1
+    assert [data for _, _, data in controller.output] == [b"kept"]
+    assert caplog.text.count("output is dropped from now on") == 1
+
+
 def test_heartbeats_reach_the_controller(served: Served, controller: Controller) -> None:
     client = served.connect(served.register("r1", controller), heartbeat_every=0.05)
     try:

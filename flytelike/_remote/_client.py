@@ -54,6 +54,10 @@ log = logging.getLogger("flytelike.remote")
 
 RECONNECT_SECONDS = 0.5
 """How long the log sender waits after a broken stream before it opens the next one."""
+_REFUSALS = frozenset(
+    {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
+)
+"""Answers that a stream sent again would get again."""
 JOIN_SLACK_SECONDS = 2.0
 """How much longer than its flush timeout close() waits for the client's thread to end."""
 
@@ -125,8 +129,9 @@ class ActionClient:
         )
         client._thread.start()
         if not client._up.wait(timeout + JOIN_SLACK_SECONDS):
-            # Hello has a deadline, so this is only a loop that never got to send it.
-            client._failure = ControllerUnreachableError(address=address, reason=f"no answer within {timeout} s")
+            # Hello has a deadline, so this is a loop that never got to send it.
+            client.close(timeout=0)
+            raise ControllerUnreachableError(address=address, reason=f"no answer within {timeout} s")
         if client._failure is not None:
             client._thread.join(JOIN_SLACK_SECONDS)
             with client._lock:
@@ -141,9 +146,10 @@ class ActionClient:
         with self._lock:
             if self._closed:
                 raise BackendError(f"task {message.task} cannot be called: the connection to the controller is closed")
-            self._waiting[message.call] = deliver
             # Handed over under the lock: the loop runs callbacks in the order they came, so RPCs start in call order.
-            self._soon(self._start_call, message)
+            if not self._soon(self._start_call, message):
+                raise BackendError(f"task {message.task} cannot be called: the connection to {self.address} failed")
+            self._waiting[message.call] = deliver
 
     def cancel(self, call: int) -> None:
         """The task stopped waiting for ``call``: cancel its RPC, and so the child; no result is delivered."""
@@ -201,13 +207,16 @@ class ActionClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _soon(self, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback`` on the client's loop; called under the lock while not closed, so the loop runs."""
-        assert self._loop is not None
+    def _soon(self, callback: Callable[..., object], *args: Any) -> bool:
+        """Run ``callback`` on the client's loop; False when the loop is not running (any more)."""
+        loop = self._loop
+        if loop is None:
+            return False
         try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop has closed: it ended on an error, and _lost() is closing the client
-            raise BackendError(f"the connection to the controller at {self.address} has failed") from None
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # closed: the loop ended on an error, and _lost() is closing the client
+            return False
+        return True
 
     # --- on the client's loop -------------------------------------------------------------------------------------
 
@@ -321,10 +330,18 @@ class ActionClient:
         self._wake = anyio.Event()
 
     async def _send_logs(self) -> None:
-        """Keep a SendLogs stream open while there is output, and open another when one breaks."""
+        """Keep a SendLogs stream open while there is output, and open another when one breaks.
+
+        A controller that refuses the stream (the run's token is no longer valid) will refuse the next one too: from
+        then on output is dropped, with one warning, rather than retried until the attempt ends.
+        """
         assert self._stopping is not None
         assert self._logs_sent is not None
+        refused = failing = False
         while True:
+            if refused:
+                self._outbox.take()
+                self._outbox.confirm()
             if not self._outbox.pending:
                 if self._stopping.is_set():
                     self._logs_sent.set()
@@ -333,12 +350,19 @@ class ActionClient:
                 continue
             try:
                 received = await self._stream_logs()
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError) as e:
-                why = _status(e) if isinstance(e, grpc.aio.AioRpcError) else str(e)
-                log.warning("the output stream to the controller at %s broke: %s", self.address, why)
+            except asyncio.InvalidStateError:
                 self._outbox.rewind()
-                await anyio.sleep(RECONNECT_SECONDS)
+            except grpc.aio.AioRpcError as e:
+                refused = e.code() in _REFUSALS
+                if not failing or refused:  # once per outage, not once per try
+                    what = "refused; output is dropped from now on" if refused else "broke"
+                    log.warning("the output stream to the controller at %s %s: %s", self.address, what, _status(e))
+                failing = True
+                self._outbox.rewind()
+                if not refused:
+                    await anyio.sleep(RECONNECT_SECONDS)
             else:
+                failing = False
                 self._outbox.confirm()
                 log.debug("the controller at %s has %d bytes of output", self.address, received)
 
@@ -352,18 +376,18 @@ class ActionClient:
                     chunk = actions_pb2.LogChunk(
                         run_id=self._run_id, action_id=self._action_id, attempt=self._attempt, data=data, offset=offset
                     )
-                    await stream.write(chunk)
+                    try:
+                        await stream.write(chunk)
+                    except asyncio.InvalidStateError:  # the stream has ended: how, its own outcome says
+                        await stream  # raises the AioRpcError it ended with
+                        raise  # it ended well, yet early: what was not taken goes on the next stream
                 if self._stopping.is_set() and not self._outbox.pending:
                     await stream.done_writing()
                     response = await _response(stream)
                     return response.received
                 await self._sleep_until_woken()
-        except asyncio.CancelledError:
-            stream.cancel()
-            # A write interrupted by cancellation raises grpc's own CancelledError, which the cancelled scope would
-            # not take for its own; at this checkpoint the scope delivers anyio's, which it does.
-            await anyio.lowlevel.checkpoint()
-            raise
+        finally:
+            stream.cancel()  # does nothing once the stream has ended; ends one left midway (close() timed out)
 
 
 async def _response(call: _Call[R]) -> R:
