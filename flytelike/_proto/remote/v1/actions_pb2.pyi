@@ -30,7 +30,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class HelloRequest(_message.Message):
-    """Which attempt is calling, as the controller named it when it launched the attempt."""
+    """The first call of an attempt: which attempt is calling, as the controller named it when it launched the attempt."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -38,8 +38,11 @@ class HelloRequest(_message.Message):
     ACTION_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    """the run the token was made for"""
     action_id: _builtins.str
+    """the action the attempt runs"""
     attempt: _builtins.int
+    """the attempt number (1-based)"""
     def __init__(
         self,
         *,
@@ -57,6 +60,8 @@ Global___HelloRequest: _TypeAlias = HelloRequest  # noqa: Y015
 
 @_typing.final
 class HelloResponse(_message.Message):
+    """The controller knows the token and serves the run."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -86,7 +91,9 @@ class SubmitChildRequest(_message.Message):
     attempt: _builtins.int
     """the calling attempt"""
     @_builtins.property
-    def child(self) -> _worker_pb2.SubmitChild: ...
+    def child(self) -> _worker_pb2.SubmitChild:
+        """the call, as the worker protocol numbers and describes it"""
+
     def __init__(
         self,
         *,
@@ -105,7 +112,10 @@ Global___SubmitChildRequest: _TypeAlias = SubmitChildRequest  # noqa: Y015
 
 @_typing.final
 class LogChunk(_message.Message):
-    """A piece of the task's output. The chunks of one SendLogs stream follow each other without gap or overlap."""
+    """A piece of the task's output (stdout and stderr as written). The chunks of one stream follow each other without
+    gap. After a broken stream, the next one may start earlier than where the last ended (what the task kept of the
+    output sent on the broken one is sent again): the controller passes each byte on once, by its offset.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -118,8 +128,9 @@ class LogChunk(_message.Message):
     action_id: _builtins.str
     attempt: _builtins.int
     data: _builtins.bytes
+    """flytelike's client sends at most 64 KiB a chunk"""
     offset: _builtins.int
-    """where data starts in the attempt's output: the total size of the chunks before it"""
+    """where data starts in the attempt's output: the number of bytes written before it"""
     def __init__(
         self,
         *,
@@ -139,11 +150,13 @@ Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
 
 @_typing.final
 class SendLogsResponse(_message.Message):
+    """The stream ended; the controller has the attempt's output up to `received`."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIVED_FIELD_NUMBER: _builtins.int
     received: _builtins.int
-    """bytes of output the controller took from the stream"""
+    """bytes of the attempt's output the controller has, from offset 0, over all its streams"""
     def __init__(
         self,
         *,
@@ -159,6 +172,8 @@ Global___SendLogsResponse: _TypeAlias = SendLogsResponse  # noqa: Y015
 
 @_typing.final
 class HeartbeatRequest(_message.Message):
+    """The attempt is alive; sent every few seconds (the client's heartbeat interval) while it runs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
@@ -184,6 +199,8 @@ Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
 
 @_typing.final
 class HeartbeatResponse(_message.Message):
+    """The controller took the heartbeat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
