@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import anyio
 import anyio.from_thread
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 import flytelike as fl
 from flytelike._proto.remote.v1 import actions_pb2, actions_pb2_grpc
 from flytelike._proto.worker.v1 import worker_pb2
-from flytelike._remote import SERVICE_NAME, ActionClient, ActionServer, RunCalls, _logs
+from flytelike._remote import SERVICE_NAME, ActionClient, ActionServer, RunCalls, _address, _client, _logs, _server
 from flytelike._remote._logs import LogCursor, LogOutbox
 from flytelike._serde import decode_values, encode_values
 from flytelike._task import Task
@@ -593,7 +594,8 @@ def test_resent_output_is_passed_on_once_at_its_offset(ops: list[Op], chunk_size
         assert seen == truth
 
 
-def test_the_log_module_examples_run() -> None:
-    result = doctest.testmod(_logs, optionflags=doctest.ELLIPSIS)
+@pytest.mark.parametrize("module", [_address, _client, _logs, _server], ids=lambda m: m.__name__)
+def test_the_modules_examples_run(module: ModuleType) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0

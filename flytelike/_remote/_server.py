@@ -124,7 +124,7 @@ class ActionServer:
         server, checker = self._server, self._health
         if server is None or checker is None:
             return
-        # Health checks say NOT_SERVING for as long as calls in flight get to finish.
+        # Health watchers hear NOT_SERVING before the server stops taking calls and lets those in flight finish.
         await checker.enter_graceful_shutdown()
         try:
             await server.stop(self._grace)
