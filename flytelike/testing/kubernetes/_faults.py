@@ -6,6 +6,7 @@ failed on purpose, so a test's counts and faults concern only the client under t
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ __all__ = ["COMPONENT_AGENT", "Counters", "Faults", "endpoint_of"]
 COMPONENT_AGENT = "flytelike-emulator/"
 """The User-Agent prefix of the emulator's scheduler and kubelet."""
 
+_log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -139,5 +141,12 @@ def middleware(faults: Faults, counters: Counters, token: str | None) -> Callabl
             return await handler(request)
         except ApiError as error:
             return web.json_response(error.body(), status=error.code, headers=error.headers)
+        except web.HTTPException:
+            raise
+        except Exception as error:
+            # A bug of the emulator: answered as the real server answers a panic, and logged with its traceback.
+            _log.exception("%s %s", request.method, request.path)
+            internal = ApiError(500, "InternalError", f"Internal error occurred: {type(error).__name__}: {error}")
+            return web.json_response(internal.body(), status=500)
 
     return handle

@@ -233,7 +233,7 @@ def _resources(resources: JSON, path: str) -> list[Cause]:
             parsed[kind][name] = quantity
             if quantity.value < 0:
                 causes.append(invalid(field, str(quantity), "must be greater than or equal to 0"))
-            elif not _overcommittable(name) and not quantity.is_integer():
+            elif not _overcommittable(name) and not quantity.is_integer:
                 causes.append(invalid(field, str(quantity), "must be an integer"))
     limits, requests = parsed["limits"], parsed["requests"]
     for name, request in requests.items():
