@@ -5,6 +5,7 @@ See ``docs/emulators-batch.md``. moto is loaded only when an emulator starts.
 
 from flytelike.testing.batch._emulator import BatchEmulator
 from flytelike.testing.batch._faults import Counters, Faults
+from flytelike.testing.batch._helpers import wait_for_job
 from flytelike.testing.batch._record import JobRecord, JobSpec, Transition
 from flytelike.testing.batch._smoke import MotoChangedError, check_moto
 
@@ -17,4 +18,5 @@ __all__ = [
     "MotoChangedError",
     "Transition",
     "check_moto",
+    "wait_for_job",
 ]

@@ -302,6 +302,22 @@ class EmulatedBatchBackend(BatchBackend):
         if isinstance(self._jobs.get(job_id), EmulatedJob):
             self.emulation.stop(job_id, reason, cancel=cancel)
 
+    def update_compute_environment(
+        self,
+        compute_environment_name: str,
+        state: str | None,
+        compute_resources: Any | None,
+        service_role: str | None,
+    ) -> tuple[str, str]:
+        name, arn = super().update_compute_environment(compute_environment_name, state, compute_resources, service_role)
+        environment = self.get_compute_environment(arn)
+        if compute_resources and environment is not None and environment.compute_resources is not None:
+            # moto ignores these; the emulator's scheduler places jobs by maxvCpus, as Batch scales by them
+            for key in ("minvCpus", "maxvCpus", "desiredvCpus"):
+                if key in compute_resources:
+                    environment.compute_resources[key] = compute_resources[key]
+        return name, arn
+
     def queue_view(self, name: str) -> QueueView:
         """A queue's state and compute environments for the scheduler (read on the runner's thread)."""
         queue = self.get_job_queue(name)

@@ -70,6 +70,13 @@ _SIGNATURES: dict[tuple[str, str], tuple[str, ...]] = {
         "filters",
     ),
     ("moto.batch.models", "BatchBackend.cancel_job"): ("self", "job_id", "reason"),
+    ("moto.batch.models", "BatchBackend.update_compute_environment"): (
+        "self",
+        "compute_environment_name",
+        "state",
+        "compute_resources",
+        "service_role",
+    ),
     ("moto.batch.models", "BatchBackend.terminate_job"): ("self", "job_id", "reason"),
     ("moto.batch.models", "BatchBackend.create_job_queue"): (
         "self",
