@@ -63,7 +63,8 @@ class BatchEmulator:
         fargate_compute_environment: the Fargate compute environment's name.
         max_vcpus: the EC2 environment's maxvCpus (jobs that do not fit wait in RUNNABLE).
         fargate_max_vcpus: the Fargate environment's maxvCpus.
-        bucket: the S3 bucket made at start.
+        bucket: the S3 bucket made at start (default ``flytelike-<account_id>``: bucket names are shared by
+            every account, so two emulators in one process need two names).
         job_environment: variables every job starts from, as a container image would set them (default: this
             process's PATH and LANG=C.UTF-8).
         transition_delay: seconds a job spends in each state before RUNNING, so that pollers see them all.
@@ -89,7 +90,7 @@ class BatchEmulator:
         fargate_compute_environment: str = "flytelike-fargate",
         max_vcpus: int = 256,
         fargate_max_vcpus: int = 256,
-        bucket: str = "flytelike",
+        bucket: str | None = None,
         job_environment: dict[str, str] | None = None,
         transition_delay: float = 0.05,
         time_scale: float = 1.0,
@@ -115,7 +116,7 @@ class BatchEmulator:
         self.fargate_queue = fargate_queue
         self.compute_environment = compute_environment
         self.fargate_compute_environment = fargate_compute_environment
-        self.bucket = bucket
+        self.bucket = bucket or f"flytelike-{self.account_id}"
         self.access_key_id = "testing"
         self.secret_access_key = "testing"
         self.counters = Counters()
