@@ -153,6 +153,14 @@ def test_tags(tags: dict[str, str], message: str) -> None:
     check_tags({f"k{i}": "v" for i in range(50)})
 
 
+@pytest.mark.parametrize("size", [20, 201, "30", None])
+def test_ephemeral_storage_is_21_to_200_gib(size: Any) -> None:
+    fargate = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
+    with pytest.raises(BatchClientError, match=f"sizeInGiB {size!r} is not valid: give whole GiB from 21 to 200"):
+        check_job_definition(definition(fargate, fargate=True, ephemeralStorage={"sizeInGiB": size}))
+    check_job_definition(definition(fargate, fargate=True, ephemeralStorage={"sizeInGiB": 200}))
+
+
 def test_reserved_environment_names() -> None:
     with pytest.raises(BatchClientError, match="'AWS_BATCH_JOB_ID' is not valid"):
         check_job_definition(definition(environment=[{"name": "AWS_BATCH_JOB_ID", "value": "x"}]))
