@@ -4,6 +4,8 @@ and compute-environment capacity, the default resources and the variables that p
 from __future__ import annotations
 
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,15 @@ async def test_two_emulators_share_nothing(emulator: BatchEmulator, batch: Any) 
             names = {jd["jobDefinitionName"] for jd in (await other_batch.describe_job_definitions())["jobDefinitions"]}
     await define(batch, "mine", ["true"])
     assert "mine" not in names
+
+
+async def test_moto_reset_is_refused(emulator: BatchEmulator, batch: Any) -> None:
+    request = urllib.request.Request(f"{emulator.endpoint_url}/moto-api/reset", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        await anyio.to_thread.run_sync(urllib.request.urlopen, request)
+    raised.value.close()
+    assert raised.value.code == 400
+    assert {q["jobQueueName"] for q in (await batch.describe_job_queues())["jobQueues"]} >= {emulator.queue}
 
 
 def test_bad_settings_are_refused_naming_the_setting() -> None:

@@ -169,14 +169,14 @@ class BatchEmulator:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The fake credentials the emulator accepts (any are accepted; these are what it hands out)."""
+        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+
     def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for ``session.client(service, **kwargs)`` (boto3 or aioboto3)."""
-        return {
-            "endpoint_url": self.endpoint_url,
-            "region_name": self.region,
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-        }
+        return {"endpoint_url": self.endpoint_url, "region_name": self.region, **self.credentials}
 
     # test hooks
 
