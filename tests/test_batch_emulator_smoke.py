@@ -49,3 +49,12 @@ def test_a_header_moto_stops_reading_is_named(monkeypatch: pytest.MonkeyPatch) -
 def test_another_moto_version_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_smoke, "version", lambda name: "5.3.0")
     assert _smoke.moto_problems()[0] == "moto 5.3.0 is installed; the emulator is written against moto==5.2.5"
+
+
+def test_an_attribute_moto_no_longer_sets_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        _smoke, "_ATTRIBUTES", (("moto.batch.models", "Job.__init__", ("self.job_id", "self.retries")),)
+    )
+    assert _smoke.moto_problems() == [
+        "moto.batch.models.Job.__init__ no longer sets self.retries, which the emulator uses"
+    ]
