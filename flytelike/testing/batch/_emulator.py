@@ -207,7 +207,7 @@ class BatchEmulator:
     def _call(self, action: Callable[[JobRunner], None]) -> None:
         portal, runner = self._portal, self._runner
         if portal is None or runner is None:
-            raise RuntimeError("the BatchEmulator is stopping")
+            raise RuntimeError("the BatchEmulator is not running (not started yet, or stopping)")
         portal.call(action, runner)
 
     # life cycle
