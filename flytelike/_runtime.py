@@ -244,6 +244,7 @@ class Runtime:
         self._entering = anyio.Lock()
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._background: anyio.abc.TaskGroup | None = None
         self._executor: Executor | None = None
         self._runs: set[Run] = set()
 
@@ -263,6 +264,10 @@ class Runtime:
             self._executor = Executor(
                 ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
             )
+            # What backends keep running beside the runs (a shared watch): they cancel theirs when they are left,
+            # and whatever is left then is cancelled before this group ends.
+            self._background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._background.cancel_scope.cancel)
             # Backends are left after the runs end, and the remote services after the backends (the exit stack
             # unwinds in reverse).
             stack.push_async_callback(self._remote.aclose)
@@ -317,7 +322,11 @@ class Runtime:
             backend = self._backends.get(name)
             if backend is None:
                 factory = self._factories.get(name) or load_backend(name)
-                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {}), self._remote))
+                made = factory(
+                    BackendInput(
+                        self.settings, self._invoker, self._options.get(name, {}), self._remote, self._background
+                    )
+                )
                 backend = await made.__aenter__()
                 self._backends[name] = backend
         return backend

@@ -162,7 +162,8 @@ def test_secrets_are_secret_key_refs() -> None:
 
 
 def test_pod_names_are_valid_and_distinct() -> None:
-    assert pod_name("r1", "0.1", 2) == "fl-r1-0.1-2"
+    assert pod_name("r1", "0", 2) == "fl-r1-0-2"
+    assert pod_name("r1", "0.1", 2).startswith("fl-r1-0-1-2-")
     long = pod_name("my-very-long-run-name-" + "x" * 60, "0.1.2.3.4.5.6.7.8.9", 12)
     assert len(long) <= 63
     assert long != pod_name("my-very-long-run-name-" + "x" * 60, "0.1.2.3.4.5.6.7.8.9", 13)

@@ -24,6 +24,7 @@ __all__ = ["emulator"]
 # name -> (module, attribute, one-line help); a subcommand's module is imported when it is invoked.
 SUBCOMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "kubernetes": ("flytelike._cli._emulator", "kubernetes", "A Kubernetes API server, scheduler and kubelet here."),
+    "batch": ("flytelike._cli._emulator_batch", "batch", "AWS Batch, S3 and CloudWatch Logs (moto) running jobs here."),
 }
 EXIT_USAGE: Final = 2
 
@@ -112,7 +113,9 @@ def kubernetes(
 
     try:
         nodes = load_nodes(nodes_file) if nodes_file is not None else DEFAULT_NODES
-        k8s = KubernetesEmulator(nodes=nodes, fail_rate=fail_rate, port=port, token=token, missing_images=missing_images)
+        k8s = KubernetesEmulator(
+            nodes=nodes, fail_rate=fail_rate, port=port, token=token, missing_images=missing_images
+        )
     except (ValueError, OSError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_USAGE)
