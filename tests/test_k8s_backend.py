@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import flytelike as fl
@@ -17,6 +18,7 @@ from flytelike._config import Settings, load_settings
 from flytelike._executor import ActionState
 from flytelike._loader import load_file
 from flytelike._runtime import Runtime
+from flytelike.errors import CancelledError
 from flytelike.testing.kubernetes import KubernetesEmulator
 
 TASKS = """
@@ -140,7 +142,7 @@ async def test_local_and_kubernetes_tasks_mix_in_one_run(project: Any) -> None:
 
 
 async def _test_local_and_kubernetes_tasks_mix_in_one_run(project: Any, cluster: KubernetesEmulator) -> None:
-    result, handle = await _run(project.mixed, 5, settings=_settings(cluster), platform=None)
+    result, _ = await _run(project.mixed, 5, settings=_settings(cluster), platform=None)
     assert result == 5 * 2 + 5 * 3
     assert cluster.counters["create pods"] == 1  # only `there` ran as a pod
 
@@ -176,8 +178,6 @@ async def _test_an_unschedulable_request_waits_with_the_scheduler_s_message_then
                 if event.state is ActionState.WAITING:
                     reasons.append(event.reason)
 
-        import anyio
-
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             with pytest.raises(Exception, match="could not be scheduled"):
@@ -195,14 +195,12 @@ async def test_cancelling_a_run_leaves_no_pod(project: Any) -> None:
 
 
 async def _test_cancelling_a_run_leaves_no_pod(project: Any, cluster: KubernetesEmulator) -> None:
-    import anyio
-
     async with Runtime(settings=_settings(cluster), platform="kubernetes") as rt:
         handle = await rt.start(project.sleepy, 60)
         with anyio.fail_after(30):
             while not cluster.pods() or cluster.pods()[0].get("status", {}).get("phase") != "Running":
                 await anyio.sleep(0.05)
         handle.cancel()
-        with pytest.raises(BaseException):  # noqa: B017 - cancellation surfaces as the run's CancelledError
+        with pytest.raises(CancelledError):
             await handle.result()
     assert cluster.pods() == []
