@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flytelike._executor._events import Event
-from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
 from flytelike._storage._liveness import as_lost, is_lost
 from flytelike._storage._sqlite import SQLiteFile
 
@@ -61,6 +61,9 @@ RUN_COLUMNS = (
     "host",
     "heartbeat",
     "labels_json",
+    "inputs",
+    "file",
+    "rerun_of",
 )
 ACTION_COLUMNS = (
     "run_id",
@@ -85,6 +88,9 @@ ACTION_COLUMNS = (
     "logs",
     "failure_kind",
     "group_name",
+    "inputs_digest",
+    "outputs",
+    "recovered_from",
 )
 # In Event field order.
 EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
@@ -155,6 +161,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE actions ADD COLUMN group_name TEXT",
         "ALTER TABLE runs ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'",
     ),
+    (
+        # What a rerun needs: a run's inputs as literal bytes, the file of its task and the run it reran; an
+        # action's inputs digest and outputs (kept by runs that record outputs), and where a recovered one came from.
+        "ALTER TABLE runs ADD COLUMN inputs BLOB",
+        "ALTER TABLE runs ADD COLUMN file TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE runs ADD COLUMN rerun_of TEXT",
+        "ALTER TABLE actions ADD COLUMN inputs_digest TEXT",
+        "ALTER TABLE actions ADD COLUMN outputs BLOB",
+        "ALTER TABLE actions ADD COLUMN recovered_from TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -204,6 +220,9 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.host,
         r.heartbeat,
         r.labels_json,
+        r.inputs,
+        r.file,
+        r.rerun_of,
     )
 
 
@@ -233,6 +252,9 @@ def _action_row(a: ActionRecord) -> tuple[Any, ...]:
         "".join(a.logs) if a.logs else "",
         a.failure_kind,
         a.group_name,
+        a.inputs_digest,
+        a.outputs,
+        a.recovered_from,
     )
 
 
@@ -252,6 +274,9 @@ def _run_from_row(row: Sequence[Any]) -> RunRecord:
         host=row[11],
         heartbeat=row[12],
         labels_json=row[13],
+        inputs=row[14],
+        file=row[15],
+        rerun_of=row[16],
     )
 
 
@@ -280,6 +305,9 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
         logs=[row[19]] if row[19] else None,
         failure_kind=row[20],
         group_name=row[21],
+        inputs_digest=row[22],
+        outputs=row[23],
+        recovered_from=row[24],
     )
 
 
@@ -348,10 +376,64 @@ class RecordStore(SQLiteFile):
             run.state = RunState.LOST
         return run
 
-    def runs(self, limit: int = 20) -> list[RunRecord]:
-        """The ``limit`` most recent runs, newest first."""
-        rows = self._fetch(f"{_SELECT_RUN} ORDER BY created DESC, id DESC LIMIT ?", (limit,))
-        return [self._read_run(r) for r in rows]
+    def runs(
+        self,
+        limit: int = 20,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        states: Iterable[RunState] | None = None,
+    ) -> list[RunRecord]:
+        """The ``limit`` most recent runs, newest first, of those that pass every filter given.
+
+        Args:
+            limit: at most this many runs.
+            task: the root task's full name (``env.task``), or its name alone (``task``).
+            since: created at or after this time (epoch seconds).
+            labels: every one of these labels, with these values.
+            states: in one of these states, as a reader sees them (``LOST`` for a run whose process is gone).
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if task is not None:
+            where.append("(task = ? OR substr(task, -?) = ?)")
+            params += [task, len(task) + 1, "." + task]
+        if since is not None:
+            where.append("created >= ?")
+            params.append(since)
+        for key, value in (labels or {}).items():
+            where.append("json_extract(labels_json, ?) = ?")
+            params += [f'$."{key}"', value]
+        wanted = None if states is None else frozenset(states)
+        if wanted is not None:
+            # LOST is decided on read; a lost run is stored as queued or running.
+            stored = {RunState.QUEUED, RunState.RUNNING} if RunState.LOST in wanted else set()
+            stored |= wanted - {RunState.LOST}
+            where.append(f"state IN ({', '.join('?' * len(stored))})")
+            params += [s.value for s in stored]
+        sql = _SELECT_RUN + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, id DESC"
+        if wanted is None:
+            rows = self._fetch(f"{sql} LIMIT ?", (*params, limit))
+            return [self._read_run(r) for r in rows]
+        found: list[RunRecord] = []
+        for row in self._fetch(sql, params):
+            run = self._read_run(row)
+            if run.state in wanted:
+                found.append(run)
+                if len(found) == limit:
+                    break
+        return found
+
+    def recovery(self, run_id: str) -> dict[str, Recovered]:
+        """The actions of run ``run_id`` (exact id) that succeeded with recorded outputs, by action id: what a
+        rerun with ``--recover`` may reuse."""
+        rows = self._fetch(
+            "SELECT id, inputs_digest, outputs FROM actions WHERE run_id = ? AND state IN (?, ?, ?) "
+            "AND outputs IS NOT NULL AND inputs_digest IS NOT NULL",
+            (run_id, ActionState.SUCCEEDED.value, ActionState.CACHED.value, ActionState.RECOVERED.value),
+        )
+        return {aid: Recovered(run_id, digest, bytes(data)) for aid, digest, data in rows}
 
     def run_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids of up to ``limit`` runs whose id starts with ``prefix`` (to explain an ambiguous prefix)."""
