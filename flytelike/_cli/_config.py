@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from flytelike._config import config_files, config_template, explain_settings
+from flytelike._config import Settings, config_files, explain_settings
+from flytelike._config._template import config_template
 from flytelike.errors import FlytelikeError
 
 __all__ = ["config"]
@@ -37,7 +38,7 @@ def init(path: str | None, force: bool) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Written beside and renamed, so that a failed write never leaves half a file in place of the old one.
         partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        partial.write_text(config_template(), encoding="utf-8")
+        partial.write_text(config_template(Settings), encoding="utf-8")
         partial.replace(target)
     except OSError as e:
         raise click.ClickException(f"cannot write {target}: {e.strerror or e}") from None

@@ -39,7 +39,7 @@ __all__ = [
 
 _STRUCTURED = frozenset({"list", "dict", "dataclass", "model"})
 _DOCUMENT_SUFFIXES = (".json", ".yaml", ".yml")
-_FILE_SYNTAX = "JSON text, or @path to a .json or .yaml file"
+_EPILOG = "A JSON input may also be read from a file: --config @config.yaml (or @config.json)."
 
 
 def _structured(spec: TypeSpec) -> bool:
@@ -226,10 +226,7 @@ def _option(p: Param, task: str) -> click.Option:
         return click.Option(
             [f"--{dashed}/--no-{dashed}"], required=required, show_default=True, help="bool", **no_default
         )
-    help_text = _FILE_SYNTAX if _structured(p.type) else "JSON" if p.type.kind == "union" else ""
-    fields = _fields_help(p.type)
-    if fields:
-        help_text = f"{help_text}. Fields: {fields}"
+    help_text = "JSON" if _structured(p.type) or p.type.kind == "union" else ""
     enum_cls = p.type.py
     if p.type.kind == "enum" and enum_cls is not None and issubclass(enum_cls, enum.Enum):
         choices = list(enum_cls.__members__)
@@ -245,6 +242,9 @@ def _option(p: Param, task: str) -> click.Option:
         )
     if not required:
         help_text = f"{help_text}  [default: {_shown(default)}]".strip()
+    fields = _fields_help(p.type)
+    if fields:
+        help_text = f"{help_text}  fields: {fields}"
     scalar = p.type.kind in ("int", "float", "str", "bytes", "datetime", "timedelta", "file", "dir")
     return click.Option(
         names,
@@ -271,9 +271,9 @@ def _fields_help(spec: TypeSpec) -> str:
     if spec.kind == "dataclass" and cls is not None:
         for f, t in zip(dataclasses.fields(cls), spec.args, strict=False):
             if f.default is not dataclasses.MISSING:
-                parts.append(f"{f.name}: {t} = {_shown(f.default)}")
+                parts.append(f"{f.name}: {t} = {_field_default(f.default)}")
             elif f.default_factory is not dataclasses.MISSING:
-                parts.append(f"{f.name}: {t} = {_shown(f.default_factory())}")
+                parts.append(f"{f.name}: {t} = {_field_default(f.default_factory())}")
             else:
                 parts.append(f"{f.name}: {t} (required)")
     elif spec.kind == "model" and cls is not None:
@@ -282,8 +282,13 @@ def _fields_help(spec: TypeSpec) -> str:
             if info.is_required():
                 parts.append(f"{name}: {shown} (required)")
             else:
-                parts.append(f"{name}: {shown} = {_shown(info.get_default(call_default_factory=True))}")
+                parts.append(f"{name}: {shown} = {_field_default(info.get_default(call_default_factory=True))}")
     return ", ".join(parts)
+
+
+def _field_default(value: Any) -> str:
+    # Quoted, so that a string default reads as one: name: str = "x".
+    return json.dumps(value) if isinstance(value, str) else _shown(value)
 
 
 def _shown(value: Any) -> str:
@@ -351,7 +356,8 @@ def task_command(name: str, inputs: tuple[Param, ...], task: str, doc: str | Non
         params=[_option(p, task) for p in inputs],
         callback=lambda **values: values,
         help=(doc or "").strip() or None,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        epilog=_EPILOG if any(_structured(p.type) for p in inputs) else None,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     )
 
 

@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 from flytelike._accelerators._catalog import BUILTIN_CATALOG, Catalog, DeviceClass, DeviceSpec, device_spec
 from flytelike._config._schema import Sources, at_least, origin_of, resolve, variable_names
-from flytelike._config._template import config_template as _template
 from flytelike.errors import ConfigError, SpecError
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "config_files",
-    "config_template",
     "default_settings",
     "explain_settings",
     "load_settings",
@@ -196,11 +194,6 @@ def config_files() -> list[Path]:
     """The configuration files read, lowest precedence first: ``$FLYTELIKE_HOME/config.toml``, ``./flytelike.toml``
     (whether they exist or not)."""
     return _config_files(os.environ)
-
-
-def config_template() -> str:
-    """A commented configuration file with every setting, its meaning and its default (all commented out)."""
-    return _template(Settings)
 
 
 def load_settings(**overrides: Any) -> Settings:
