@@ -321,7 +321,7 @@ def inputs_from_file(path: str, inputs: Sequence[Param], task: str) -> dict[str,
         ValueConversionError: the file cannot be read, is not a mapping, names an input the task does not have
             (with the closest names), or holds a value that does not fit its input's type.
     """
-    where = f"--inputs-file {path}"
+    where = path
     document = read_document(path, where)
     if document is None:
         return {}
