@@ -19,7 +19,7 @@ from flytelike._loader import find_task, load_file, tasks_in
 from flytelike._storage import RecordStore
 from flytelike._task import Task
 
-__all__ = ["complete_run_ids", "complete_task_inputs", "complete_task_names", "completion"]
+__all__ = ["TaskInputsCompletion", "complete_run_ids", "complete_task_inputs", "complete_task_names", "completion"]
 
 _SHELLS = ("bash", "zsh", "fish")
 _RUN_IDS = 50  # the most recent runs offered
@@ -44,7 +44,7 @@ def complete_task_names(ctx: click.Context, param: click.Parameter, incomplete: 
     return [CompletionItem(n, help=(tasks[n].fn.__doc__ or "").strip().split("\n")[0]) for n in names]
 
 
-def complete_task_inputs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_task_inputs(ctx: click.Context, param: click.Parameter | None, incomplete: str) -> list[CompletionItem]:
     """The input options of the task given before, typed as ``flytelike run`` takes them."""
     task_name = ctx.params.get("task")
     if not task_name or not incomplete.startswith("-"):
@@ -63,6 +63,16 @@ def complete_task_inputs(ctx: click.Context, param: click.Parameter, incomplete:
             if option.startswith(incomplete) and option not in given:
                 items.append(CompletionItem(option, help=str(p.type)))
     return items
+
+
+class TaskInputsCompletion(click.Command):
+    """A command whose arguments end in a task's inputs: once FILE and TASK are given, an option being completed
+    is one of the task's (click would otherwise offer the command's own options, which go before FILE)."""
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        if ctx.params.get("task"):
+            return complete_task_inputs(ctx, None, incomplete)
+        return super().shell_complete(ctx, incomplete)
 
 
 def complete_run_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:

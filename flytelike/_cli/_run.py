@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from flytelike._cli._completion import complete_task_inputs, complete_task_names
+from flytelike._cli._completion import TaskInputsCompletion, complete_task_inputs, complete_task_names
 from flytelike._cli._params import inputs_from_file, label_option, name_option, reject_unknown_option, task_command
 from flytelike._cli._progress import live_view, plain_view
 from flytelike._files import Dir, File
@@ -137,6 +137,7 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 
 
 @click.command(
+    cls=TaskInputsCompletion,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     short_help="Run a task of a Python file.",
 )
