@@ -23,8 +23,8 @@ DESCRIPTIONS: dict[str, str] = {
     "ignore: run everything anyway.",
     "local.workers": "Warm worker processes for fl.Local(process=True) tasks (at least 1; more than the machine\n"
     "holds, one per core and 256 MiB each, is lowered to that). Default: one per core.",
-    "accelerators": "Devices added to the catalog, or more partitions/aliases for a known one: one\n"
-    "[[accelerators]] table each, with name, device_class, max_quantity, partitions, aliases.",
+    "accelerators": "Devices added to the catalog, or more partitions/aliases for a known one: one table\n"
+    "each, with name, device_class, max_quantity, partitions, aliases.",
     "store": "The blob store that carries code, inputs and outputs to tasks running elsewhere.",
     "store.url": 'file:///absolute/path or s3://bucket/prefix; empty ("") means file://$FLYTELIKE_HOME/store.',
     "store.endpoint_url": "An S3-compatible server (MinIO, Ceph, moto) for s3:// URLs. Default: none (AWS).",
