@@ -49,10 +49,8 @@ def cache_key(task: ExecTask, inputs: bytes) -> str:
 
 def recovery_digest(task: ExecTask, inputs: bytes) -> str:
     """The hex digest that tells whether an earlier action may stand in for one about to run: the same task name
-    and version (not the cache version: a rerun recovers only the code that ran) and the same inputs."""
-    literals = literals_pb2.LiteralMap.FromString(inputs)
-    for literal in literals.literals.values():
-        _by_content(literal)
+    and version (not the cache version: a rerun recovers only the code that ran) and the same inputs, as the
+    deterministic bytes the SDK encodes them to (unparsed: this runs for every action of a recording run)."""
     digest = hashlib.sha256(f"{task.name}\0{task.version}\0".encode())
-    digest.update(literals.SerializeToString(deterministic=True))
+    digest.update(inputs)
     return digest.hexdigest()
