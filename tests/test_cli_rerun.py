@@ -212,3 +212,59 @@ def test_rerun_errors_name_what_is_wrong(project: Project) -> None:
     gone = invoke("rerun", first.id)
     assert gone.exit_code == 2
     assert f"the file of run {first.id}'s task, {project.path.resolve()}, is gone" in gone.output
+
+
+def test_runs_recorded_before_inputs_were_kept_as_literals_rerun_from_their_json(project: Project) -> None:
+    with RecordStore(load_settings().db_path) as store:
+        store.write(
+            RunRecord(
+                "old1",
+                "rerun.main",
+                created=1.0,
+                inputs_json='{"plan": {"shards": 2, "label": "o"}, "times": 2}',
+                file=str(project.path),
+            ),
+            [],
+        )
+        store.write(RunRecord("old2", "rerun.main", created=2.0), [])  # an older flytelike kept no file
+    result = invoke("rerun", "--no-progress", "old1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == ["o0", "o10", "o0", "o10"]
+    no_file = invoke("rerun", "old2")
+    assert no_file.exit_code == 2
+    assert "run old2 did not record the file of its task" in no_file.output
+
+
+ISOLATED = """
+
+iso = fl.TaskEnvironment(name="rerun-iso", platform=fl.Local(process=True))
+
+
+@iso.task
+async def heavy(i: int) -> int:
+    with CALLS.open("a") as f:
+        f.write(f"heavy {i}\\n")
+    if BROKEN.exists() and i == 1:
+        raise ValueError("heavy broke")
+    return i + 100
+
+
+@env.task
+async def isolated(n: int = 2) -> list[int]:
+    return list(await asyncio.gather(*(heavy(i) for i in range(n))))
+"""
+
+
+def test_recover_reuses_outputs_of_process_isolated_tasks(project: Project) -> None:
+    project.write(extra=ISOLATED)
+    project.broken.touch()
+    assert invoke("run", "--no-progress", str(project.path), "isolated").exit_code == 1
+    first = latest()
+    assert actions(first.id)["0.0"].outputs is not None  # the bytes a worker returned are kept
+    project.taken_calls()
+    project.broken.unlink()
+    result = invoke("rerun", "--no-progress", first.id, "--recover")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [100, 101]
+    assert project.taken_calls() == ["heavy 1"]
+    assert actions(latest().id)["0.0"].state.value == "recovered"
