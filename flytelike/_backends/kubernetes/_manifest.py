@@ -150,7 +150,9 @@ def _accelerator(spec: PodInput, out: dict[str, Any]) -> str:
     return resource
 
 
-def _secrets(template: tasks_pb2.TaskTemplate, env: list[dict[str, Any]], volumes: list[Any], mounts: list[Any]) -> None:
+def _secrets(
+    template: tasks_pb2.TaskTemplate, env: list[dict[str, Any]], volumes: list[Any], mounts: list[Any]
+) -> None:
     for i, secret in enumerate(template.security_context.secrets):
         group, key = secret.group, secret.key
         if secret.mount_requirement == security_pb2.Secret.FILE:

@@ -20,7 +20,9 @@ State = Literal["queued", "waiting", "initializing", "running", "ended", "failed
 FailureKind = Literal["user", "system", "timeout", "oom"]
 
 _SYSTEM_REASONS = frozenset({"Evicted", "Shutdown", "NodeShutdown", "NodeLost", "Terminated", "Preempting"})
-_USER_WAITING = frozenset({"InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "ErrImageNeverPull"})
+_USER_WAITING = frozenset(
+    {"InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "ErrImageNeverPull"}
+)
 _PULL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull"})
 
 
@@ -92,7 +94,9 @@ def observe(pod: Mapping[str, Any], *, container: str = "task") -> Observation:
                 code = done.get("exitCode") if done is not None else None
         if code is None and phase == "Failed" and not status.get("containerStatuses"):
             return Observation("failed", message or reason or "the pod failed before its container started", "system")
-        return Observation("ended", reason or phase, exit_code=code if code is not None else (0 if phase == "Succeeded" else None))
+        return Observation(
+            "ended", reason or phase, exit_code=code if code is not None else (0 if phase == "Succeeded" else None)
+        )
     for c in _statuses(status):
         waiting = (c.get("state") or {}).get("waiting") or {}
         why = waiting.get("reason") or ""
