@@ -45,7 +45,9 @@ def init(path: str | None, force: bool) -> None:
     click.echo(f"wrote {target}")
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, name: str = "") -> str:
+    if name.endswith("token") and value:
+        return "(set, not shown)"  # a credential does not belong in a terminal's scrollback
     if value is None:
         return "(not set)"
     if isinstance(value, tuple):
@@ -74,13 +76,20 @@ def show(output: str) -> None:
     except FlytelikeError as e:
         raise click.ClickException(str(e)) from None
     if output == "json":
-        rows = [{"name": s.name, "value": _json_value(s.value), "source": s.source} for s in entries]
+        rows = [
+            {
+                "name": s.name,
+                "value": _shown(s.value, s.name) if s.name.endswith("token") else _json_value(s.value),
+                "source": s.source,
+            }
+            for s in entries
+        ]
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(s.name) for s in entries)
-    value_width = min(60, max(len(_shown(s.value)) for s in entries))
+    value_width = min(60, max(len(_shown(s.value, s.name)) for s in entries))
     for s in entries:
-        click.echo(f"{s.name:<{width}}  {_shown(s.value):<{value_width}}  {s.source}".rstrip())
+        click.echo(f"{s.name:<{width}}  {_shown(s.value, s.name):<{value_width}}  {s.source}".rstrip())
     read = [str(p) for p in config_files() if p.is_file()]
     click.echo(f"\nfiles read: {', '.join(read) if read else 'none'}")
 

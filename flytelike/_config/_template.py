@@ -28,6 +28,26 @@ DESCRIPTIONS: dict[str, str] = {
     "store": "The blob store that carries code, inputs and outputs to tasks running elsewhere.",
     "store.url": 'file:///absolute/path or s3://bucket/prefix; empty ("") means file://$FLYTELIKE_HOME/store.',
     "store.endpoint_url": "An S3-compatible server (MinIO, Ceph, moto) for s3:// URLs. Default: none (AWS).",
+    "controller": "How tasks running elsewhere reach the process that runs their run.",
+    "controller.bind": "Where the controller listens when a task runs off this process tree: HOST or HOST:PORT\n"
+    "(no port: any free one).",
+    "controller.address": "The HOST:PORT tasks are told to call back on, when it is not the bound one (a tunnel,\n"
+    'a NAT); "" means the bound address.',
+    "controller.token": "Set by the controller in a task's environment (the run's own credential); never set by\nhand.",
+    "kubernetes": "Where and how tasks run as pods.",
+    "kubernetes.kubeconfig": 'The kubeconfig file; "" means KUBECONFIG or ~/.kube/config, else the in-cluster\n'
+    "service account.",
+    "kubernetes.context": 'The kubeconfig context; "" means its current one.',
+    "kubernetes.namespace": "Namespace of the pods (a task's fl.Kubernetes(namespace=) wins).",
+    "kubernetes.image": "Image of pods whose task names none (it needs Python and flytelike).",
+    "kubernetes.entrypoint": "The command before the entrypoint's arguments.",
+    "kubernetes.service_account": 'Service account of the pods; "" means the namespace\'s default.',
+    "kubernetes.gpu_product_label": "The node label that selects a GPU type.",
+    "kubernetes.tpu_accelerator_label": "The node label that selects a TPU type.",
+    "kubernetes.tpu_topology_label": "The node label that selects a TPU slice topology.",
+    "kubernetes.mig_strategy": "single: a MIG profile as a node label; mixed: nvidia.com/mig-<profile> resources.",
+    "kubernetes.pending_timeout": "Seconds a pod may stay unschedulable before the attempt fails (an INFRA failure).",
+    "kubernetes.image_pull_grace": "Seconds of ImagePullBackOff before the attempt fails (a USER failure).",
 }
 
 # Shown for settings whose default cannot be written in TOML (none), as an example of a value.
