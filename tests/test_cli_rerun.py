@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+import flytelike as fl
 from flytelike._cli import cli
 from flytelike._config import load_settings
 from flytelike._executor._model import ActionRecord, RunRecord
+from flytelike._loader import load_file
 from flytelike._storage import RecordStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +200,20 @@ def test_recover_runs_again_what_got_other_inputs_or_other_code(project: Project
     after = actions(latest().id)
     assert {a.state.value for a in after.values()} == {"succeeded"}
     assert all(after[i].task_version != a.task_version for i, a in actions(first.id).items())
+    assert project.taken_calls() == ["main", "step 0", "step 1", "step 2"]
+
+
+def test_recover_from_a_run_that_kept_no_outputs_says_so_and_runs_everything(project: Project) -> None:
+    module = load_file(project.path)
+    try:
+        fl.run(module.main)  # the library keeps no outputs unless asked to
+    finally:
+        sys.modules.pop(project.path.stem, None)
+    first = latest()
+    project.taken_calls()
+    result = CliRunner().invoke(cli, ["rerun", "--no-progress", first.id, "--recover"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"Warning: run {first.id} kept no outputs of actions that succeeded" in result.stderr
     assert project.taken_calls() == ["main", "step 0", "step 1", "step 2"]
 
 

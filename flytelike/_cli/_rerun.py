@@ -126,8 +126,14 @@ def rerun(
     flytelike rerun r20261201-101500-3f9a2c --recover       reuse what succeeded; rerun failed and not-started work
     """
     warnings.showwarning = _showwarning
-    with _run_records(run_id) as (_, earlier):
-        pass
+    with _run_records(run_id) as (store, earlier):
+        reusable = len(store.recovery(earlier.id)) if recover else 0
+    if recover and not reusable:
+        click.echo(
+            f"Warning: run {earlier.id} kept no outputs of actions that succeeded (only runs that record outputs do, "
+            "as `flytelike run` does); everything runs again",
+            err=True,
+        )
     received: list[int] = []
     restore = _nothing
     runner: Runner | None = None
