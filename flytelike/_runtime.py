@@ -409,7 +409,9 @@ class Runtime:
         run = self._executor.new_run(record, record_outputs=context.record_outputs, recovery=recovery)
         handle = RunHandle(run, task)
         self._runs.add(run)
-        self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)
+        # The bytes recorded for a rerun are the root's literal inputs too: they are not encoded twice.
+        root_inputs = Values(values, data=record.inputs, encode=root.encode_inputs)
+        self._tg.start_soon(self._execute, handle, root.exec, root_inputs, root.result)
         return handle
 
     async def _execute(self, handle: RunHandle, task: Any, inputs: Values, result: Any) -> None:
