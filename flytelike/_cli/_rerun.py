@@ -176,7 +176,9 @@ def rerun(
         restore()
     result = _jsonable(handle.outputs)
     if output == "json":
-        click.echo(json.dumps({"run": handle.id, "rerun_of": earlier.id, "task": handle.task, "outputs": result}))
+        click.echo(
+            json.dumps({"run": handle.id, "rerun_of": earlier.id, "task": handle.task, "outputs": result}, indent=2)
+        )
     else:
         click.echo(result if isinstance(result, str) else json.dumps(result))
     if runner is not None and runner.threads_running:
