@@ -119,6 +119,9 @@ def test_a_rerun_repeats_the_task_with_its_recorded_inputs(project: Project) -> 
     assert project.taken_calls() == ["main", "step 0", "step 1"]  # without --recover, everything runs
     assert "rerun of  " + first.id in invoke("runs", "show", second.id).output
 
+    as_json = json.loads(invoke("rerun", "--no-progress", "-o", "json", first.id).output)
+    assert as_json == {"run": latest().id, "rerun_of": first.id, "task": "rerun.main", "outputs": ["p0", "p10"]}
+
 
 def test_set_overrides_inputs_typed_like_run_options(project: Project) -> None:
     assert invoke("run", "--no-progress", str(project.path), "main").exit_code == 0
