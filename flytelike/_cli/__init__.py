@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "serialize": ("flytelike._cli._serialize", "serialize", "Write protobuf task templates of a file's tasks."),
     "show": ("flytelike._cli._serialize", "show", "Print one task's template."),
     "bundle": ("flytelike._cli._bundle", "bundle", "Show what of a project would ship as its code bundle."),
+    "emulator": ("flytelike._cli._emulator", "emulator", "Run a Kubernetes (or other backend's) emulator here."),
     "config": ("flytelike._cli._config", "config", "Write a commented config file, or show each setting's source."),
     "completion": ("flytelike._cli._completion", "completion", "Print the shell completion script (bash, zsh, fish)."),
 }

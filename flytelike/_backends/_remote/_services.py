@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from flytelike._backends._input import InProcess
     from flytelike._remote import ActionServer
 
-__all__ = ["BundleRef", "RemoteServices"]
+__all__ = ["BundleRef", "RemoteServices", "module_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +106,7 @@ class RemoteServices:
                 path = await anyio.to_thread.run_sync(bundle.write_to, Path(tmp) / "bundle.tar.gz")
                 await store.put_file(key, path)
             self.uploads += 1
-        relative = Path(code_file).resolve().relative_to(bundle.root).with_suffix("")
-        parts = list(relative.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found = BundleRef(store.url(key), hex_, ".".join(parts))
+        found = BundleRef(store.url(key), hex_, module_path(bundle.root, code_file))
         self._bundles[code_file] = found
         return found
 
@@ -171,6 +167,14 @@ class RemoteServices:
             store, self._store = self._store, None
             if store is not None:
                 await store.aclose()
+
+
+def module_path(root: Path, code_file: str) -> str:
+    """The dotted module of ``code_file`` inside a bundle of ``root`` (``pkg/tasks.py`` -> ``pkg.tasks``)."""
+    parts = list(Path(code_file).resolve().relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _bind(value: str) -> str:

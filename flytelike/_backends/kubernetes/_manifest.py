@@ -154,7 +154,8 @@ def _secrets(
     template: tasks_pb2.TaskTemplate, env: list[dict[str, Any]], volumes: list[Any], mounts: list[Any]
 ) -> None:
     for i, secret in enumerate(template.security_context.secrets):
-        group, key = secret.group, secret.key
+        # The Secret object is the group when there is one, else the key names both the object and its entry.
+        group, key = secret.group or secret.key, secret.key
         if secret.mount_requirement == security_pb2.Secret.FILE:
             volume = f"secret-{i}"
             items = [{"key": key, "path": key}] if key else None
@@ -164,8 +165,8 @@ def _secrets(
             volumes.append({"name": volume, "secret": source})
             mounts.append({"name": volume, "mountPath": secret.mount_path or f"/etc/flytelike/secrets/{group}"})
             continue
-        name = secret.env_var or f"{group}_{key}".upper().replace("-", "_").replace(".", "_")
-        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": group, "key": key or name}}})
+        name = secret.env_var or key.upper().replace("-", "_").replace(".", "_")
+        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": group, "key": key}}})
 
 
 def pod_manifest(spec: PodInput) -> dict[str, Any]:
