@@ -204,3 +204,44 @@ async def _test_cancelling_a_run_leaves_no_pod(project: Any, cluster: Kubernetes
         with pytest.raises(CancelledError):
             await handle.result()
     assert cluster.pods() == []
+
+
+FANOUT = """
+import asyncio
+
+import flytelike as fl
+
+env = fl.TaskEnvironment(name="{name}")
+
+
+@env.task
+async def one(i: int) -> int:
+    return i * i
+
+
+@env.task
+async def many(n: int) -> int:
+    return sum(await asyncio.gather(*(one(i) for i in range(n))))
+"""
+
+
+@pytest.mark.slow
+async def test_200_pods_with_failing_api_calls_and_dropped_watches(tmp_path: Path) -> None:
+    """10% of API calls answered 500/429 and the watch dropped every 50 events: every task runs exactly once."""
+    root = tmp_path / "fanout-project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'k8s-fanout'\n")
+    path = root / "k8s_fanout_tasks.py"
+    path.write_text(textwrap.dedent(FANOUT.format(name="k8s-fanout")))
+    module = load_file(path)
+    try:
+        async with KubernetesEmulator(fail_rate=0.1, drop_watch_every=50, seed=7) as cluster:
+            result, handle = await _run(module.many, 200, settings=_settings(cluster))
+            assert result == sum(i * i for i in range(200)), [a.error for a in handle.actions().values() if a.error]
+            creates = cluster.counters["create pods"]
+            assert cluster.pods() == []
+    finally:
+        sys.modules.pop(module.__name__, None)
+    attempts = sum(a.attempts for a in handle.actions().values())
+    assert attempts == 201  # no attempt was repeated: retried requests adopted what they had created
+    assert creates >= 201  # some creates were answered 500/429 and sent again, and found their pod (409)
