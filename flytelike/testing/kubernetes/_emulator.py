@@ -141,7 +141,11 @@ class KubernetesEmulator:
             "contexts": [
                 {
                     "name": "flytelike-emulator",
-                    "context": {"cluster": "flytelike-emulator", "user": "flytelike-emulator", "namespace": self._config.namespaces[0]},
+                    "context": {
+                        "cluster": "flytelike-emulator",
+                        "user": "flytelike-emulator",
+                        "namespace": self._config.namespaces[0],
+                    },
                 }
             ],
             "current-context": "flytelike-emulator",
@@ -183,7 +187,9 @@ class KubernetesEmulator:
         """Forget the change history, as an etcd compaction does: any watch resumed from before now gets 410."""
         self._server.state.store.expire_history()
 
-    async def wait_for_pod(self, name: str, predicate: Any, *, namespace: str = "default", timeout: float = 10.0) -> JSON:
+    async def wait_for_pod(
+        self, name: str, predicate: Any, *, namespace: str = "default", timeout: float = 10.0
+    ) -> JSON:
         """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
 
         Raises:
@@ -196,4 +202,6 @@ class KubernetesEmulator:
                 if predicate(pod):
                     return copy.deepcopy(pod) if pod is not None else {}
                 await store.wait_for_change(store.resource_version)
-        raise TimeoutError(f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {store.find('Pod', namespace, name)}")
+        raise TimeoutError(
+            f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {store.find('Pod', namespace, name)}"
+        )

@@ -104,9 +104,7 @@ def _affinity_matches(labels: Mapping[str, str], spec: JSON) -> bool:
     if not affinity:
         return True
     terms = affinity.get("nodeSelectorTerms") or []
-    return any(
-        all(_expression_matches(labels, e) for e in term.get("matchExpressions") or []) for term in terms
-    )
+    return any(all(_expression_matches(labels, e) for e in term.get("matchExpressions") or []) for term in terms)
 
 
 def unschedulable_message(nodes: int, failures: Mapping[str, tuple[list[str], bool]]) -> str:

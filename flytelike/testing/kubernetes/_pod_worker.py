@@ -132,7 +132,11 @@ class PodWorker:
                 "DELETE",
                 f"/api/v1/namespaces/{self.namespace}/pods/{self.name}",
                 params={"gracePeriodSeconds": "0"},
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": self.pod["metadata"]["uid"]}},
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "preconditions": {"uid": self.pod["metadata"]["uid"]},
+                },
             )
         except HttpError as error:
             if error.status not in (404, 409):
@@ -188,7 +192,9 @@ class PodWorker:
             await self._update()
             await self._event("Warning", "Failed", message)
             await anyio.sleep(_PULL_BACKOFF)
-            self._states[name] = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}
+            self._states[name] = {
+                "waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
+            }
             await self._update()
             await self._event("Normal", "BackOff", f'Back-off pulling image "{image}"')
             await anyio.sleep_forever()
@@ -214,7 +220,7 @@ class PodWorker:
             return None
         cwd = Path(container["workingDir"]) if container.get("workingDir") else None
         if cwd is not None and not cwd.is_dir():
-            message = f"failed to start the container: chdir to cwd (\"{cwd}\"): no such file or directory"
+            message = f'failed to start the container: chdir to cwd ("{cwd}"): no such file or directory'
             self._states[name] = _terminated_state(128, "StartError", message)
             return None
         memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")

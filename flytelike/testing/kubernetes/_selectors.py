@@ -93,7 +93,7 @@ class LabelSelector:
         for part in _split(text):
             m = _REQUIREMENT.fullmatch(part)
             if m is None:
-                raise bad_request(f'unable to parse requirement: found \'{part}\', expected: identifier')
+                raise bad_request(f"unable to parse requirement: found '{part}', expected: identifier")
             key, op, raw = m["key"], (m["op"] or "").strip(), m["value"]
             if m["neg"]:
                 if op:
@@ -108,7 +108,9 @@ class LabelSelector:
                 requirements.append(_Requirement(key, op, values))
             else:
                 if op in (">", "<") and not raw.lstrip("-").isdigit():
-                    raise bad_request(f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {raw!r}")
+                    raise bad_request(
+                        f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {raw!r}"
+                    )
                 requirements.append(_Requirement(key, op, (raw,)))
         return cls(tuple(requirements))
 
