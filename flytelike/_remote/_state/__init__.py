@@ -1,0 +1,14 @@
+"""The control plane's own records: runs, actions, events, aborts and logs, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from flytelike._remote._state._database import (
+    TERMINAL_RUN_STATES,
+    Abort,
+    NewRun,
+    RunFilter,
+    ServerState,
+    database_url,
+)
+
+__all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url"]

@@ -1,0 +1,529 @@
+"""The control plane's records on SQLAlchemy's async engine: SQLite (aiosqlite, WAL) or PostgreSQL (asyncpg).
+
+One code path, two drivers. Writes that must not interleave (an event batch and the action rows it updates, a run
+and its labels) are one transaction each. SQLite takes one writer at a time: writes are serialized here with a
+lock rather than left to fail with ``database is locked`` under load; PostgreSQL takes them concurrently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from flytelike._proto.remote.v1 import runs_pb2
+from flytelike._remote._state import _schema as s
+from flytelike.errors import RecordWriteError, SpecError
+
+__all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url"]
+
+TERMINAL_RUN_STATES = frozenset({"succeeded", "failed", "aborted", "lost"})
+_TERMINAL_ACTION_STATES = frozenset({"succeeded", "failed", "timed_out", "aborted", "cached", "recovered"})
+_MAX_PAGE = 1000
+_DEFAULT_PAGE = 50
+_ACCEPTED_URL = "postgresql://user:password@host:5432/db, sqlite:///absolute/path.sqlite3, or a file path"
+
+
+def database_url(value: str, *, home: Path) -> str:
+    """The SQLAlchemy URL of ``[serve] database``: empty is ``$FLYTELIKE_HOME/server.sqlite3``.
+
+    Raises:
+        SpecError: naming ``serve.database``, for a scheme that is neither PostgreSQL nor SQLite.
+    """
+    if not value:
+        return f"sqlite+aiosqlite:///{(home / 'server.sqlite3').absolute()}"
+    if value.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + value.split("://", 1)[1]
+    if value.startswith("postgresql+asyncpg://") or value.startswith("sqlite+aiosqlite://"):
+        return value
+    if value.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+    if "://" not in value:
+        return f"sqlite+aiosqlite:///{Path(value).expanduser().absolute()}"
+    raise SpecError("serve.database", value, "is not a PostgreSQL or SQLite database", accepted=_ACCEPTED_URL)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to record: everything CreateRun was given, and the token made for it (as its sha256)."""
+
+    id: str
+    request: runs_pb2.CreateRunRequest
+    task: str
+    token_sha256: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """ListRuns' filters and page (see runs.proto)."""
+
+    states: tuple[str, ...] = ()
+    task: str = ""
+    since: float = 0.0
+    labels: Mapping[str, str] | None = None
+    page_size: int = 0
+    page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """An abort request recorded and not yet carried out."""
+
+    id: int
+    run_id: str
+    action_id: str
+    reason: str
+
+
+def _page_token(created: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created, run_id]).encode()).decode()
+
+
+def _parse_page_token(token: str) -> tuple[float, str]:
+    try:
+        created, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return float(created), str(run_id)
+    except (ValueError, TypeError) as e:
+        raise SpecError(
+            "page_token", token, f"is not a page token ({e})", accepted="next_page_token of the previous page"
+        ) from None
+
+
+def _run(row: Any) -> runs_pb2.Run:
+    return runs_pb2.Run(
+        id=row.id,
+        task=row.task,
+        state=row.state,
+        created=row.created,
+        ended=row.ended or 0.0,
+        error=row.error or "",
+        labels=json.loads(row.labels_json),
+        request_id=row.request_id,
+        actions=row.actions,
+        bundle_digest=row.bundle_digest,
+        platform=row.platform,
+        inputs_json=row.inputs_json,
+        last_seq=row.last_seq,
+    )
+
+
+_RUN_COLUMNS = [c for c in s.runs.c if c.name not in ("request", "outputs", "outputs_json", "token_sha256")]
+
+
+class ServerState:
+    """The server's records, open while entered (``async with``); migrations are applied on entering.
+
+    Args:
+        url: a SQLAlchemy async URL (see :func:`database_url`).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+        self._sqlite = url.startswith("sqlite")
+        self._write_lock = anyio.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self._sqlite else "postgresql"
+
+    async def __aenter__(self) -> ServerState:
+        if self._sqlite:
+            path = Path(self.url.split(":///", 1)[1])
+            await anyio.to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        engine = create_async_engine(self.url)
+        if self._sqlite:
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_migrate)
+        except SQLAlchemyError as e:
+            await engine.dispose()
+            raise RecordWriteError(f"the server database {_safe(self.url)} could not be opened: {e}") from None
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._engine is None:
+            raise RuntimeError("ServerState used outside `async with`")
+        lock: AbstractAsyncContextManager[Any] = self._write_lock if self._sqlite else nullcontext()
+        async with lock, self._engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._engine is None:
+            raise RuntimeError("ServerState used outside `async with`")
+        async with self._engine.connect() as connection:
+            yield connection
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (sqlite.insert if self._sqlite else postgresql.insert)(table)
+
+    # --- runs -------------------------------------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[runs_pb2.Run, bool]:
+        """Record ``run``, or return the run recorded before with its request id; True when it is new."""
+        request = run.request
+        values = {
+            "id": run.id,
+            "request_id": request.request_id,
+            "task": run.task,
+            "state": "queued",
+            "created": run.created,
+            "labels_json": json.dumps(dict(request.labels), sort_keys=True),
+            "platform": request.platform,
+            "bundle_digest": request.bundle_digest,
+            "inputs_json": request.inputs_json or "{}",
+            "request": request.SerializeToString(deterministic=True),
+            "token_sha256": run.token_sha256,
+            "last_seq": 0,
+            "actions": 0,
+        }
+        try:
+            async with self._write() as c:
+                await c.execute(s.runs.insert().values(values))
+                if request.labels:
+                    await c.execute(
+                        s.labels.insert(), [{"run_id": run.id, "key": k, "value": v} for k, v in request.labels.items()]
+                    )
+        except IntegrityError:
+            existing = await self.run_by_request(request.request_id)
+            if existing is None:  # the conflict was on another unique column: a bug, not a retry
+                raise
+            return existing, False
+        found = await self.get_run(run.id)
+        assert found is not None
+        return found, True
+
+    async def run_by_request(self, request_id: str) -> runs_pb2.Run | None:
+        async with self._read() as c:
+            row = (await c.execute(sa.select(*_RUN_COLUMNS).where(s.runs.c.request_id == request_id))).first()
+        return None if row is None else _run(row)
+
+    async def get_run(self, run_id: str) -> runs_pb2.Run | None:
+        async with self._read() as c:
+            row = (await c.execute(sa.select(*_RUN_COLUMNS).where(s.runs.c.id == run_id))).first()
+        return None if row is None else _run(row)
+
+    async def run_request(self, run_id: str) -> runs_pb2.CreateRunRequest | None:
+        """The CreateRunRequest the run was created from."""
+        async with self._read() as c:
+            data = (await c.execute(sa.select(s.runs.c.request).where(s.runs.c.id == run_id))).scalar()
+        return None if data is None else runs_pb2.CreateRunRequest.FromString(data)
+
+    async def run_for_token(self, token_sha256: str) -> str | None:
+        """The run whose token has this sha256, if any."""
+        async with self._read() as c:
+            return (await c.execute(sa.select(s.runs.c.id).where(s.runs.c.token_sha256 == token_sha256))).scalar()
+
+    async def token_of(self, run_id: str) -> str | None:
+        async with self._read() as c:
+            return (await c.execute(sa.select(s.runs.c.token_sha256).where(s.runs.c.id == run_id))).scalar()
+
+    async def list_runs(self, query: RunFilter) -> tuple[list[runs_pb2.Run], str]:
+        """A page of runs, newest first, and the token of the next page (empty on the last)."""
+        size = query.page_size or _DEFAULT_PAGE
+        if not 0 < size <= _MAX_PAGE:
+            raise SpecError("page_size", size, f"must be 1 to {_MAX_PAGE}", accepted="e.g. 50 (0 for 50)")
+        r = s.runs.c
+        stmt = sa.select(*_RUN_COLUMNS)
+        if query.states:
+            stmt = stmt.where(r.state.in_(query.states))
+        if query.task:
+            stmt = stmt.where(r.task == query.task)
+        if query.since:
+            stmt = stmt.where(r.created >= query.since)
+        for key, value in (query.labels or {}).items():
+            label = s.labels.c
+            stmt = stmt.where(
+                sa.exists().where(label.run_id == r.id, label.key == key, label.value == value)
+            )
+        if query.page_token:
+            created, run_id = _parse_page_token(query.page_token)
+            stmt = stmt.where(sa.or_(r.created < created, sa.and_(r.created == created, r.id < run_id)))
+        stmt = stmt.order_by(r.created.desc(), r.id.desc()).limit(size + 1)
+        async with self._read() as c:
+            rows = (await c.execute(stmt)).all()
+        found = [_run(row) for row in rows[:size]]
+        more = len(rows) > size
+        return found, _page_token(found[-1].created, found[-1].id) if more else ""
+
+    async def unfinished_runs(self) -> list[str]:
+        async with self._read() as c:
+            rows = await c.execute(sa.select(s.runs.c.id).where(s.runs.c.state.not_in(TERMINAL_RUN_STATES)))
+            return [row.id for row in rows]
+
+    async def set_run_state(
+        self,
+        run_id: str,
+        state: str,
+        *,
+        error: str = "",
+        outputs: bytes | None = None,
+        outputs_json: str | None = None,
+        at: float | None = None,
+    ) -> runs_pb2.Event | None:
+        """Move the run to ``state`` and append its run event, in one transaction; None (nothing written) when it
+        is in that state already or has ended."""
+        now = time.time() if at is None else at
+        r = s.runs.c
+        async with self._write() as c:
+            row = (await c.execute(sa.select(r.state, r.last_seq, r.task).where(r.id == run_id))).first()
+            if row is None or row.state == state or row.state in TERMINAL_RUN_STATES:
+                return None
+            seq = row.last_seq + 1
+            values: dict[str, Any] = {"state": state, "last_seq": seq}
+            if state in TERMINAL_RUN_STATES:
+                values.update(ended=now, error=error or None, outputs=outputs, outputs_json=outputs_json)
+            await c.execute(s.runs.update().where(r.id == run_id).values(values))
+            event = runs_pb2.Event(run_id=run_id, seq=seq, task=row.task, state=state, time=now, reason=error)
+            await c.execute(s.events.insert().values(_event_values(event)))
+        return event
+
+    async def outputs(self, run_id: str) -> tuple[str, bytes | None, str | None, str] | None:
+        """The run's state, outputs, their JSON and its error; None for an unknown run."""
+        r = s.runs.c
+        async with self._read() as c:
+            row = (await c.execute(sa.select(r.state, r.outputs, r.outputs_json, r.error).where(r.id == run_id))).first()
+        return None if row is None else (row.state, row.outputs, row.outputs_json, row.error or "")
+
+    # --- events and actions -----------------------------------------------------------------------------------
+
+    async def append_events(self, run_id: str, batch: Sequence[runs_pb2.Event]) -> list[runs_pb2.Event]:
+        """Store the action events of a batch (in seq order); returns those that were new (a repeat is a no-op).
+
+        Each action's row follows its latest event; the run's ``last_seq`` follows the largest seq stored.
+        """
+        if not batch:
+            return []
+        fresh: list[runs_pb2.Event] = []
+        r, a = s.runs.c, s.actions.c
+        async with self._write() as c:
+            run = (await c.execute(sa.select(r.last_seq, r.state).where(r.id == run_id))).first()
+            if run is None:
+                raise RecordWriteError(f"events for run {run_id!r}, which the server has no record of")
+            for event in batch:
+                result = await c.execute(self._insert(s.events).values(_event_values(event)).on_conflict_do_nothing())
+                if result.rowcount:
+                    fresh.append(event)
+            if not fresh:
+                return []
+            known = {
+                row.action_id: row
+                for row in await c.execute(
+                    sa.select(a.action_id, a.started).where(
+                        a.run_id == run_id, a.action_id.in_({e.action_id for e in fresh})
+                    )
+                )
+            }
+            new_actions = 0
+            for event in fresh:
+                row = known.get(event.action_id)
+                done = event.state in _TERMINAL_ACTION_STATES
+                failed = event.state in ("failed", "timed_out")
+                values: dict[str, Any] = {"state": event.state, "attempts": event.attempt}
+                if event.state == "running" and (row is None or row.started is None):
+                    values["started"] = event.time
+                if done:
+                    values["ended"] = event.time
+                    values["error"] = event.reason if failed else None
+                    values["failure_kind"] = event.kind or None
+                if row is None:
+                    values.update(run_id=run_id, action_id=event.action_id, parent=event.parent, task=event.task)
+                    values["first_seq"] = event.seq
+                    await c.execute(s.actions.insert().values(values))
+                    known[event.action_id] = _Started(values.get("started"))
+                    new_actions += 1
+                else:
+                    if "started" in values:
+                        known[event.action_id] = _Started(values["started"])
+                    await c.execute(
+                        s.actions.update().where(a.run_id == run_id, a.action_id == event.action_id).values(values)
+                    )
+            last = max(run.last_seq, max(e.seq for e in fresh))
+            await c.execute(
+                s.runs.update().where(r.id == run_id).values(last_seq=last, actions=r.actions + new_actions)
+            )
+        return fresh
+
+    async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[runs_pb2.Event]:
+        e = s.events.c
+        stmt = sa.select(s.events).where(e.run_id == run_id, e.seq > after_seq).order_by(e.seq).limit(limit)
+        async with self._read() as c:
+            rows = await c.execute(stmt)
+            return [
+                runs_pb2.Event(
+                    run_id=row.run_id,
+                    seq=row.seq,
+                    action_id=row.action_id,
+                    parent=row.parent,
+                    task=row.task,
+                    state=row.state,
+                    attempt=row.attempt,
+                    time=row.time,
+                    kind=row.kind,
+                    reason=row.reason,
+                )
+                for row in rows
+            ]
+
+    async def list_actions(self, run_id: str) -> list[runs_pb2.Action]:
+        a = s.actions.c
+        async with self._read() as c:
+            rows = await c.execute(sa.select(s.actions).where(a.run_id == run_id).order_by(a.first_seq))
+            return [
+                runs_pb2.Action(
+                    id=row.action_id,
+                    parent=row.parent,
+                    task=row.task,
+                    state=row.state,
+                    attempts=row.attempts,
+                    started=row.started or 0.0,
+                    ended=row.ended or 0.0,
+                    error=row.error or "",
+                    failure_kind=row.failure_kind or "",
+                )
+                for row in rows
+            ]
+
+    async def action(self, run_id: str, action_id: str) -> runs_pb2.Action | None:
+        for found in await self.list_actions(run_id):
+            if found.id == action_id:
+                return found
+        return None
+
+    # --- aborts -----------------------------------------------------------------------------------------------
+
+    async def record_abort(self, run_id: str, action_id: str, reason: str) -> int:
+        async with self._write() as c:
+            result = await c.execute(
+                s.aborts.insert().values(run_id=run_id, action_id=action_id, reason=reason, requested=time.time())
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    async def pending_aborts(self) -> list[Abort]:
+        b = s.aborts.c
+        async with self._read() as c:
+            rows = await c.execute(sa.select(s.aborts).where(b.done.is_(None)).order_by(b.id))
+            return [Abort(row.id, row.run_id, row.action_id, row.reason) for row in rows]
+
+    async def abort_done(self, abort_id: int, outcome: str) -> None:
+        async with self._write() as c:
+            await c.execute(s.aborts.update().where(s.aborts.c.id == abort_id).values(done=time.time(), outcome=outcome))
+
+    # --- logs -------------------------------------------------------------------------------------------------
+
+    async def append_logs(self, run_id: str, action_id: str, attempt: int, offset: int, data: bytes) -> None:
+        """Store a chunk of an attempt's output starting at ``offset`` (a chunk stored already is a no-op)."""
+        values = {"run_id": run_id, "action_id": action_id, "attempt": attempt, "offset": offset, "data": data}
+        async with self._write() as c:
+            await c.execute(self._insert(s.logs).values(values).on_conflict_do_nothing())
+
+    async def logs_after(
+        self, run_id: str, action_id: str, attempt: int, after: int
+    ) -> list[tuple[int, bytes]]:
+        """The attempt's output from byte ``after`` on, as (offset, data) chunks."""
+        g = s.logs.c
+        stmt = (
+            sa.select(g.offset, g.data)
+            .where(g.run_id == run_id, g.action_id == action_id, g.attempt == attempt, g.offset + sa.func.length(g.data) > after)
+            .order_by(g.offset)
+        )
+        async with self._read() as c:
+            rows = (await c.execute(stmt)).all()
+        out = []
+        for offset, data in rows:
+            skip = max(0, after - offset)
+            out.append((offset + skip, bytes(data[skip:])))
+        return out
+
+    async def log_end(self, run_id: str, action_id: str, attempt: int) -> int:
+        """How many bytes of the attempt's output are stored."""
+        g = s.logs.c
+        stmt = sa.select(sa.func.max(g.offset + sa.func.length(g.data))).where(
+            g.run_id == run_id, g.action_id == action_id, g.attempt == attempt
+        )
+        async with self._read() as c:
+            return int((await c.execute(stmt)).scalar() or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    started: float | None
+
+
+def _event_values(event: runs_pb2.Event) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "action_id": event.action_id,
+        "attempt": event.attempt,
+        "seq": event.seq,
+        "parent": event.parent,
+        "task": event.task,
+        "state": event.state,
+        "time": event.time,
+        "kind": event.kind,
+        "reason": event.reason,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (watches, listings) go on while the server writes; NORMAL sync is durable across a crash
+    # of the process (not of the machine's power), which is what a restart needs.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _migrate(connection: Connection) -> None:
+    s.schema_version.create(connection, checkfirst=True)
+    applied = set(connection.execute(sa.select(s.schema_version.c.version)).scalars())
+    newer = {v for v in applied if v > s.SCHEMA_VERSION}
+    if newer:
+        raise RecordWriteError(
+            f"the server database has schema version {max(newer)}, newer than this flytelike knows "
+            f"({s.SCHEMA_VERSION}); upgrade flytelike"
+        )
+    for version, step in s.MIGRATIONS:
+        if version not in applied:
+            step(connection)
+            connection.execute(s.schema_version.insert().values(version=version, applied=time.time()))
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(unparsable URL)"
+
