@@ -38,7 +38,9 @@ __all__ = [
     "ControllerSettings",
     "KubernetesSettings",
     "LocalSettings",
+    "RemoteSettings",
     "ResourcePolicy",
+    "ServeSettings",
     "SettingSource",
     "Settings",
     "StoreSettings",
@@ -178,6 +180,55 @@ class KubernetesSettings:
     image_pull_grace: float = field(default=180.0, metadata=at_least(0))
 
 
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The control plane, ``flytelike serve`` (``[serve]``).
+
+    ``bind``: ``HOST:PORT`` it listens on (default ``127.0.0.1:8470``). ``token``: the bearer token every call
+    must present (``FLYTELIKE_SERVE__TOKEN``), or ``token_file``: a file holding it; with neither, the server makes
+    one in ``$FLYTELIKE_HOME/serve.token``. ``database``: ``postgresql://user:pass@host/db``, or a SQLite file;
+    empty: ``$FLYTELIKE_HOME/server.sqlite3``. ``tls_cert`` / ``tls_key``: PEM files; both set, the server speaks
+    TLS only. ``backends``: the backends runs may use, each a built-in name (``kubernetes``, ``batch``) or
+    ``NAME=module:factory``; the first is the platform of tasks without one unless ``platform`` names another.
+    """
+
+    bind: str = "127.0.0.1:8470"
+    token: str = field(default="", repr=False)
+    token_file: str = ""
+    database: str = field(default="", repr=False)
+    tls_cert: str = ""
+    tls_key: str = ""
+    backends: tuple[str, ...] = ("kubernetes",)
+    platform: str = ""
+
+    def __post_init__(self) -> None:
+        _check_host_port("ServeSettings.bind", self.bind, require_port=True)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SpecError(
+                "ServeSettings.tls_key" if self.tls_cert else "ServeSettings.tls_cert",
+                "",
+                "TLS needs both a certificate and its key",
+                accepted="tls_cert and tls_key, both PEM file paths",
+            )
+        if not self.backends:
+            raise SpecError("ServeSettings.backends", [], "names no backend", accepted='["kubernetes"]')
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSettings:
+    """The control plane this machine's ``--remote`` commands talk to (``[remote]``).
+
+    ``endpoint``: ``HOST:PORT`` or ``grpc://HOST:PORT`` (plaintext), ``grpcs://HOST:PORT`` (TLS).
+    ``token``: the server's bearer token (``FLYTELIKE_REMOTE__TOKEN``), or ``token_file`` holding it.
+    ``tls_ca``: a PEM file of the CA that signed the server's certificate (default: the system's roots).
+    """
+
+    endpoint: str = ""
+    token: str = field(default="", repr=False)
+    token_file: str = ""
+    tls_ca: str = ""
+
+
 def _check_host_port(setting: str, value: str, *, require_port: bool) -> None:
     accepted = "HOST:PORT, e.g. '127.0.0.1:4170' or '[::1]:4170'" if require_port else "HOST or HOST:PORT"
     host, port = value, ""
@@ -216,6 +267,8 @@ class Settings:
         store: the blob store (``[store]``); its ``url`` defaults to ``file://`` + ``home/store``.
         controller: how tasks running elsewhere call back (``[controller]``).
         kubernetes: pods (``[kubernetes]``).
+        serve: the control plane (``[serve]``).
+        remote: the control plane ``--remote`` commands use (``[remote]``).
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
 
@@ -225,6 +278,8 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -48,6 +48,22 @@ DESCRIPTIONS: dict[str, str] = {
     "kubernetes.mig_strategy": "single: a MIG profile as a node label; mixed: nvidia.com/mig-<profile> resources.",
     "kubernetes.pending_timeout": "Seconds a pod may stay unschedulable before the attempt fails (an INFRA failure).",
     "kubernetes.image_pull_grace": "Seconds of ImagePullBackOff before the attempt fails (a USER failure).",
+    "serve": "The control plane (flytelike serve).",
+    "serve.bind": "HOST:PORT the server listens on.",
+    "serve.token": "The bearer token every call must present (FLYTELIKE_SERVE__TOKEN); with neither this nor\n"
+    "token_file, the server makes one in $FLYTELIKE_HOME/serve.token.",
+    "serve.token_file": "A file holding the server's token.",
+    "serve.database": 'postgresql://user:password@host:5432/db, or a SQLite file; "" means\n'
+    "$FLYTELIKE_HOME/server.sqlite3.",
+    "serve.tls_cert": "PEM certificate (chain) of the server; with tls_key, the server speaks TLS only.",
+    "serve.tls_key": "PEM private key of tls_cert.",
+    "serve.backends": "Backends runs may use: built-in names (kubernetes, batch) or NAME=module:factory.",
+    "serve.platform": 'Platform of tasks without one; "" means the first of backends.',
+    "remote": "The control plane that --remote commands talk to.",
+    "remote.endpoint": "HOST:PORT or grpc://HOST:PORT (plaintext), grpcs://HOST:PORT (TLS).",
+    "remote.token": "The server's bearer token (FLYTELIKE_REMOTE__TOKEN).",
+    "remote.token_file": "A file holding the server's token.",
+    "remote.tls_ca": 'PEM file of the CA that signed the server\'s certificate; "" means the system\'s roots.',
 }
 
 # Shown for settings whose default cannot be written in TOML (none), as an example of a value.

@@ -304,7 +304,7 @@ class ServerState:
                 values.update(ended=now, error=error or None, outputs=outputs, outputs_json=outputs_json)
             await c.execute(s.runs.update().where(r.id == run_id).values(values))
             event = runs_pb2.Event(run_id=run_id, seq=seq, task=row.task, state=state, time=now, reason=error)
-            await c.execute(s.events.insert().values(_event_values(event)))
+            await c.execute(s.events.insert().values(_event_values(event), position=seq))
         return event
 
     async def outputs(self, run_id: str) -> tuple[str, bytes | None, str | None, str] | None:
@@ -317,9 +317,11 @@ class ServerState:
     # --- events and actions -----------------------------------------------------------------------------------
 
     async def append_events(self, run_id: str, batch: Sequence[runs_pb2.Event]) -> list[runs_pb2.Event]:
-        """Store the action events of a batch (in seq order); returns those that were new (a repeat is a no-op).
+        """Store the action events of a batch (in the source's seq order); returns those that were new (a repeat,
+        same run, action, attempt and seq, is a no-op).
 
-        Each action's row follows its latest event; the run's ``last_seq`` follows the largest seq stored.
+        Each new event gets the run's next position (the seq watchers see); each action's row follows its latest
+        event, and the run's ``last_seq`` is its last position.
         """
         if not batch:
             return []
@@ -329,9 +331,17 @@ class ServerState:
             run = (await c.execute(sa.select(r.last_seq, r.state).where(r.id == run_id))).first()
             if run is None:
                 raise RecordWriteError(f"events for run {run_id!r}, which the server has no record of")
+            position = run.last_seq
             for event in batch:
-                result = await c.execute(self._insert(s.events).values(_event_values(event)).on_conflict_do_nothing())
+                values = _event_values(event)
+                values["position"] = position + 1
+                result = await c.execute(
+                    self._insert(s.events)
+                    .values(values)
+                    .on_conflict_do_nothing(index_elements=["run_id", "action_id", "attempt", "seq"])
+                )
                 if result.rowcount:
+                    position += 1
                     fresh.append(event)
             if not fresh:
                 return []
@@ -367,21 +377,22 @@ class ServerState:
                     await c.execute(
                         s.actions.update().where(a.run_id == run_id, a.action_id == event.action_id).values(values)
                     )
-            last = max(run.last_seq, max(e.seq for e in fresh))
             await c.execute(
-                s.runs.update().where(r.id == run_id).values(last_seq=last, actions=r.actions + new_actions)
+                s.runs.update().where(r.id == run_id).values(last_seq=position, actions=r.actions + new_actions)
             )
         return fresh
 
     async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[runs_pb2.Event]:
         e = s.events.c
-        stmt = sa.select(s.events).where(e.run_id == run_id, e.seq > after_seq).order_by(e.seq).limit(limit)
+        stmt = (
+            sa.select(s.events).where(e.run_id == run_id, e.position > after_seq).order_by(e.position).limit(limit)
+        )
         async with self._read() as c:
             rows = await c.execute(stmt)
             return [
                 runs_pb2.Event(
                     run_id=row.run_id,
-                    seq=row.seq,
+                    seq=row.position,
                     action_id=row.action_id,
                     parent=row.parent,
                     task=row.task,

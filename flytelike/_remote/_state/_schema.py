@@ -76,14 +76,17 @@ events = sa.Table(
     sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("action_id", sa.String(400), primary_key=True),
     sa.Column("attempt", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # the run source's own seq of the transition
+    # The server's position of the event in the run, 1, 2, 3, ...: what watches page by and clients see as seq.
+    # The run's own events (empty action) have no source seq; theirs is their position.
+    sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("parent", sa.String(400), nullable=False, default=""),
     sa.Column("task", sa.String(400), nullable=False, default=""),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("kind", sa.String(20), nullable=False, default=""),
     sa.Column("reason", sa.Text, nullable=False, default=""),
-    sa.Index("events_by_seq", "run_id", "seq"),
+    sa.UniqueConstraint("run_id", "position", name="events_by_position"),
 )
 
 aborts = sa.Table(

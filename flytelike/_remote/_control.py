@@ -1,0 +1,272 @@
+"""``flytelike serve``'s server: RunService and BlobService on grpc.aio, with health and reflection beside them.
+
+:class:`ControlPlane` composes the records, the blob store, the hub, the run source and the services, and is an
+async context manager: entering applies migrations, settles what a previous server process left, starts the
+writer, the abort reconciler and the gRPC server; leaving stops taking calls, lets those in flight finish for a
+moment, stops the runs (recorded as aborted) and closes everything.
+
+What a restart does today: runs the previous process left queued or running are marked ``lost`` (their attempts
+are not adopted), and abort requests it left pending are closed as moot. Adopting pods and jobs is not done yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from flytelike._backends import BackendInput
+from flytelike._config import Settings
+from flytelike._executor import Backend
+from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
+from flytelike._remote._access import Access
+from flytelike._remote._address import split_address
+from flytelike._remote._blob_service import BlobServicer
+from flytelike._remote._hub import Hub
+from flytelike._remote._run_service import RunServicer
+from flytelike._remote._source import RunSource
+from flytelike._remote._state import ServerState, database_url
+from flytelike._storage import BlobStore, open_store
+from flytelike.errors import BackendError, ConfigError
+
+__all__ = ["BLOB_SERVICE", "RUN_SERVICE", "ControlPlane", "backend_factories", "serve_token"]
+
+log = logging.getLogger("flytelike.serve")
+
+RUN_SERVICE = runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name
+BLOB_SERVICE = blobs_pb2.DESCRIPTOR.services_by_name["BlobService"].full_name
+GRACE_SECONDS = 2.0
+LOST = "the server restarted while the run was going; adopting its attempts after a restart is not implemented yet"
+
+
+def serve_token(settings: Settings) -> str:
+    """The server's token: ``[serve] token``, else the content of ``token_file``, else the one kept in (and, the
+    first time, written to) ``$FLYTELIKE_HOME/serve.token``, readable by its owner only."""
+    serve = settings.serve
+    if serve.token:
+        return serve.token
+    if serve.token_file:
+        try:
+            token = Path(serve.token_file).expanduser().read_text().strip()
+        except OSError as e:
+            raise ConfigError("serve.token_file", serve.token_file, f"cannot be read ({e.strerror})") from None
+        if not token:
+            raise ConfigError("serve.token_file", serve.token_file, "is empty", accepted="a file holding the token")
+        return token
+    path = settings.home / "serve.token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        log.info("made a token for this server in %s", path)
+    return path.read_text().strip()
+
+
+def backend_factories(entries: tuple[str, ...]) -> tuple[str, dict[str, Callable[[BackendInput], Backend]]]:
+    """``[serve] backends`` as (the first backend's name, the factories of those given as ``NAME=module:attr``).
+
+    Built-in names are left to the runtime's loader (and so stay lazy).
+    """
+    factories: dict[str, Callable[[BackendInput], Backend]] = {}
+    names: list[str] = []
+    for entry in entries:
+        name, sep, target = entry.partition("=")
+        names.append(name.strip())
+        if not sep:
+            continue
+        module, _, attr = target.strip().partition(":")
+        accepted = "kubernetes, batch, or NAME=module:factory"
+        try:
+            value: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                value = getattr(value, part)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError("serve.backends", entry, f"cannot be loaded ({e})", accepted=accepted) from None
+        if not callable(value):
+            raise ConfigError("serve.backends", entry, "is not callable", accepted=accepted)
+        factories[name.strip()] = value
+    return names[0], factories
+
+
+class ControlPlane:
+    """The control plane's server, listening while entered.
+
+    Args:
+        settings: the server's settings (``[serve]``, ``[store]`` and the backends' sections).
+        source: what runs the runs; default: a :class:`~flytelike._remote._runtime_source.RuntimeRunSource` on the
+            backends ``[serve] backends`` names.
+        bind: ``HOST:PORT`` instead of ``[serve] bind`` (port 0: a free one, see :attr:`address`).
+        token: the server's token instead of the configured one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: RunSource | None = None,
+        bind: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self._bind = bind or settings.serve.bind
+        self._host, _ = split_address(self._bind, field="serve.bind")
+        self._token = token if token is not None else serve_token(settings)
+        self._source = source
+        self._stack: AsyncExitStack | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._port = 0
+        self._aborts = anyio.Event()
+        self._hub: Hub | None = None
+        self.state: ServerState | None = None
+        self.blobs: BlobServicer | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server listens on."""
+        if self._server is None:
+            raise BackendError("ControlPlane.address is only known while the server is entered (async with)")
+        return f"{self._host}:{self._port}"
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    async def settled(self) -> None:
+        """Wait until every report the run source made so far is recorded."""
+        if self._hub is not None:
+            await self._hub.settled()
+
+    async def __aenter__(self) -> ControlPlane:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._enter(stack)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        log.info("serving runs on %s (database: %s)", self.address, self.state.dialect if self.state else "")
+        return self
+
+    async def _enter(self, stack: AsyncExitStack) -> None:
+        settings = self.settings
+        state = await stack.enter_async_context(ServerState(database_url(settings.serve.database, home=settings.home)))
+        self.state = state
+        await self._settle_previous(state)
+        store: BlobStore = await stack.enter_async_context(
+            open_store(settings.store.url, endpoint_url=settings.store.endpoint_url)
+        )
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
+        hub = self._hub = Hub(state)
+        await tg.start(hub.write_forever)
+        stack.callback(hub.close)
+        source = self._source
+        if source is None:
+            # Imported here: the runtime and its backends are what a server needs, but not what tests with their
+            # own source, or the client side of this package, should load.
+            from flytelike._remote._runtime_source import RuntimeRunSource
+
+            platform, factories = backend_factories(settings.serve.backends)
+            source = await stack.enter_async_context(
+                RuntimeRunSource(settings, platform=settings.serve.platform or platform, backends=factories)
+            )
+        # The writer must outlive the source: runs stopped when the source is left report their end through it.
+        stack.push_async_callback(hub.settled)
+        tg.start_soon(self._reconcile, state, source)
+        access = Access(self._token, state)
+        self.blobs = BlobServicer(store=store, access=access, scratch=settings.home / "uploads")
+        runs = RunServicer(
+            state=state,
+            hub=hub,
+            source=source,
+            store=store,
+            access=access,
+            server_token=self._token,
+            abort_requested=lambda: self._aborts.set(),
+        )
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        runs_pb2_grpc.add_RunServiceServicer_to_server(runs, server)
+        blobs_pb2_grpc.add_BlobServiceServicer_to_server(self.blobs, server)
+        checker = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+        reflection.enable_server_reflection(
+            (RUN_SERVICE, BLOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port = self._listen(server)
+        await server.start()
+        for service in ("", RUN_SERVICE, BLOB_SERVICE):
+            await checker.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._health, self._port = server, checker, port
+        stack.push_async_callback(self._stop_grpc)
+
+    def _listen(self, server: grpc.aio.Server) -> int:
+        serve = self.settings.serve
+        try:
+            if serve.tls_cert:
+                key = Path(serve.tls_key).read_bytes()
+                chain = Path(serve.tls_cert).read_bytes()
+                credentials = grpc.ssl_server_credentials([(key, chain)])
+                port = server.add_secure_port(self._bind, credentials)
+            else:
+                port = server.add_insecure_port(self._bind)
+        except OSError as e:
+            raise ConfigError("serve.tls_cert", serve.tls_cert, f"cannot be read ({e.strerror})") from None
+        except RuntimeError as e:
+            raise BackendError(f"the server cannot listen on {self._bind}: {e}") from None
+        if port == 0:
+            raise BackendError(f"the server cannot listen on {self._bind}: the address is in use or not local")
+        return port
+
+    async def _stop_grpc(self) -> None:
+        server, checker = self._server, self._health
+        self._server = self._health = None
+        if server is None or checker is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await checker.enter_graceful_shutdown()
+            await server.stop(GRACE_SECONDS)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(None, None, None)
+            log.info("stopped")
+
+    async def _settle_previous(self, state: ServerState) -> None:
+        for run_id in await state.unfinished_runs():
+            if await state.set_run_state(run_id, "lost", error=LOST) is not None:
+                log.info("run %s lost: %s", run_id, LOST)
+        for abort in await state.pending_aborts():
+            await state.abort_done(abort.id, "moot: the run was lost in a restart")
+
+    async def _reconcile(self, state: ServerState, source: RunSource) -> None:
+        """Carry out recorded abort requests, oldest first (woken by each new one)."""
+        while True:
+            await self._aborts.wait()
+            self._aborts = anyio.Event()
+            for abort in await state.pending_aborts():
+                try:
+                    outcome = await source.abort(abort.run_id, abort.action_id, abort.reason)
+                except Exception as e:
+                    log.exception("abort of run %s failed", abort.run_id)
+                    outcome = f"failed: {e}"
+                await state.abort_done(abort.id, outcome)
+
