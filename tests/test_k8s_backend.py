@@ -14,6 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
+from kubernetes.aio import client as k8s_client
+from kubernetes.aio import config as k8s_config
 
 import flytelike as fl
 from flytelike._config import Settings, load_settings
@@ -291,3 +293,39 @@ async def test_run_with_kubernetes_from_the_command_line(project: Any, tmp_path:
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip().splitlines()[-1] == str(10 * 1 + 10 * 2)
     assert creates == 5
+
+
+async def test_a_pod_deleted_by_someone_else_is_a_system_failure_and_a_new_pod(project: Any) -> None:
+    async with KubernetesEmulator() as cluster, Runtime(settings=_settings(cluster), platform="kubernetes") as rt:
+        handle = await rt.start(project.sleepy, 60)
+        events = handle.events()
+        retried: list[tuple[str, str]] = []
+
+        async def follow() -> None:
+            async for event in events:
+                if event.state is ActionState.RETRYING:
+                    retried.append((event.kind, event.reason))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            with anyio.fail_after(30):
+                while not cluster.pods() or cluster.pods()[0].get("status", {}).get("phase") != "Running":
+                    await anyio.sleep(0.05)
+            first = cluster.pods()[0]["metadata"]["name"]
+            configuration = k8s_client.Configuration()
+            await k8s_config.load_kube_config(
+                config_file=str(cluster.kubeconfig_path), client_configuration=configuration
+            )
+            async with k8s_client.ApiClient(configuration) as api:
+                await k8s_client.CoreV1Api(api).delete_namespaced_pod(first, "default", grace_period_seconds=0)
+            with anyio.fail_after(30):
+                while not retried:
+                    await anyio.sleep(0.05)
+            with anyio.fail_after(30):
+                while not any(p["metadata"]["name"] != first for p in cluster.pods()):
+                    await anyio.sleep(0.05)
+            handle.cancel()
+            tg.cancel_scope.cancel()
+    assert retried[0][0] == "system"
+    assert "deleted by someone else" in retried[0][1]
+    assert cluster.pods() == []
