@@ -103,7 +103,7 @@ class TaskIndex:
         context = self.context
         if context is None:
             return resolved
-        cache = resolved.cache
+        cache = resolved.cache if context.cache else None
         if context.overwrite_cache and cache is not None:
             cache = dataclasses.replace(cache, behavior="override")
         # The run's env vars are defaults: a task's own win.
