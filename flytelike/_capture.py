@@ -20,14 +20,15 @@ _installing = threading.Lock()
 
 
 class _Tee:
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, name: str) -> None:
         self._stream = stream
+        self._name = name
 
     def write(self, text: str) -> int:
         if text:
             log = getattr(_context.current_submitter(), "log", None)
             if log is not None:
-                log(text)
+                log(text, self._name)
         return self._stream.write(text)
 
     def __getattr__(self, name: str) -> Any:
@@ -45,6 +46,6 @@ def install_capture() -> None:
     """Wrap ``sys.stdout``/``sys.stderr`` (once; a stream replaced later by someone else is wrapped again)."""
     with _installing:
         if not isinstance(sys.stdout, _Tee):
-            sys.stdout = cast(TextIO, _Tee(sys.stdout))
+            sys.stdout = cast(TextIO, _Tee(sys.stdout, "out"))
         if not isinstance(sys.stderr, _Tee):
-            sys.stderr = cast(TextIO, _Tee(sys.stderr))
+            sys.stderr = cast(TextIO, _Tee(sys.stderr, "err"))

@@ -56,7 +56,7 @@ from flytelike._invoke import Invoker, TaskIndex
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
 from flytelike._run_context import RunContext
-from flytelike._storage import CacheStore, KeyLock, RecordStore
+from flytelike._storage import CacheStore, KeyLock, LogSpool, RecordStore
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
@@ -355,6 +355,7 @@ class Runtime:
             labels_json=_json(context.labels) if context is not None and context.labels else "{}",
         )
         run = self._executor.new_run(record)
+        run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions)
         handle = RunHandle(run, task)
         self._runs.add(run)
         self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)
@@ -364,7 +365,13 @@ class Runtime:
         assert self._executor is not None
         run = handle.run
         try:
-            outputs = await self._executor.execute(run, task, inputs)
+            try:
+                outputs = await self._executor.execute(run, task, inputs)
+            finally:
+                # Before the handle says the run ended: its output is on disk once fl.run returns.
+                if isinstance(run.logs, LogSpool):
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(run.logs.close)
             value = result(outputs)
             run.record.outputs_json = _json(self.index.of(task).outputs(outputs))
             with anyio.CancelScope(shield=True):

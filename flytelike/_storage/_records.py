@@ -85,6 +85,7 @@ ACTION_COLUMNS = (
     "logs",
     "failure_kind",
     "group_name",
+    "log_path",
 )
 # In Event field order.
 EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
@@ -154,6 +155,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # fl.group labels of actions, and a run's labels.
         "ALTER TABLE actions ADD COLUMN group_name TEXT",
         "ALTER TABLE runs ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'",
+    ),
+    (
+        # Output moved to log files (flytelike._storage._spool); `logs` keeps only a tail of it.
+        "ALTER TABLE actions ADD COLUMN log_path TEXT",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -233,6 +238,7 @@ def _action_row(a: ActionRecord) -> tuple[Any, ...]:
         "".join(a.logs) if a.logs else "",
         a.failure_kind,
         a.group_name,
+        a.log_path,
     )
 
 
@@ -276,10 +282,11 @@ def _action_from_row(row: Sequence[Any]) -> ActionRecord:
         error_type=row[16],
         platform=row[17],
         cache_key=row[18],
-        # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
+        # The tail was joined on write; it comes back as one chunk (or none), which is all readers need.
         logs=[row[19]] if row[19] else None,
         failure_kind=row[20],
         group_name=row[21],
+        log_path=row[22],
     )
 
 
@@ -424,8 +431,9 @@ class RecordStore(SQLiteFile):
         return [Event(*r) for r in rows]
 
     def logs(self, run_id: str, action_id: str | None = None) -> str:
-        """Captured output of one action; or, with no ``action_id``, of every action that printed anything, each
-        under a header line ``== ACTION TASK ==``, in natural id order. Empty if nothing was captured."""
+        """The tail of the output of one action kept in the records (the whole output is in its log files, see
+        ``ActionRecord.log_path``); or, with no ``action_id``, of every action that printed anything, each under a
+        header line ``== ACTION TASK ==``, in natural id order. Empty if nothing was captured."""
         if action_id is not None:
             rows = self._fetch("SELECT logs FROM actions WHERE run_id = ? AND id = ?", (run_id, action_id))
             return str(rows[0][0]) if rows else ""
