@@ -3,7 +3,8 @@
 The ``.log`` file is exactly what the attempt printed (``cat`` and ``tail -f`` work on it). The index says which
 stream each stretch of it went to and when: fixed 17-byte entries (``<QdB``: the offset the stretch starts at, its
 epoch time, its stream: 0 stdout, 1 stderr, 2 both), one whenever the stream changes or a millisecond has passed
-since the last, so a chatty task adds at most a thousand entries a second whatever it prints.
+since the last, so a chatty task adds at most a thousand entries a second whatever it prints. An entry reaches the
+file before the output it describes; a reader may find the last entries pointing past the end of the log.
 
 :class:`LogSpool` is a run's :class:`~flytelike._executor.LogSink`: it writes through buffered files, flushed by a
 thread of its own every 0.2 s while output arrives (so ``flytelike logs --follow`` in another process sees lines
@@ -55,7 +56,9 @@ class _Open:
     def __init__(self, log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log: BinaryIO = open(log_path, "ab")  # noqa: SIM115 - kept open across appends, closed by the spool
-        self.index: BinaryIO = open(log_path.with_suffix(".idx"), "ab")  # noqa: SIM115 - as above
+        # Unbuffered (an entry is written at most once a millisecond): an entry is on disk before the bytes it
+        # describes, so a reader following the log never sees output without knowing its stream and time.
+        self.index: BinaryIO = open(log_path.with_suffix(".idx"), "ab", buffering=0)  # noqa: SIM115 - as above
         self.offset = self.log.tell()
         self.stream = -1
         self.time = 0.0
@@ -70,9 +73,7 @@ class _Open:
         self.dirty = True
 
     def flush(self) -> None:
-        # The index after the log: a reader never finds an entry pointing past the end of the log.
         self.log.flush()
-        self.index.flush()
         self.dirty = False
 
     def close(self) -> None:
