@@ -40,6 +40,7 @@ import anyio
 import anyio.abc
 
 from flytelike._backends import BackendInput, load_backend
+from flytelike._capture import echo
 from flytelike._config import ResourcePolicy, Settings, load_settings
 from flytelike._executor import (
     ActionRecord,
@@ -355,7 +356,7 @@ class Runtime:
             labels_json=_json(context.labels) if context is not None and context.labels else "{}",
         )
         run = self._executor.new_run(record)
-        run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions)
+        run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions, echo=echo)
         handle = RunHandle(run, task)
         self._runs.add(run)
         self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from typing import Any
 import click
 
 from flytelike._cli._params import task_command
-from flytelike._cli._progress import live_view, plain_view
+from flytelike._cli._progress import Verbosity, plain_view
 from flytelike._files import Dir, File
 from flytelike._loader import find_task, load_file
 from flytelike._runner import Runner
@@ -130,6 +131,21 @@ def _nothing() -> None:
     """Nothing to restore."""
 
 
+def _view(progress: bool, verbose: bool, quiet: bool) -> Any:
+    """The progress view for these flags: the live tree on a terminal, plain lines elsewhere, or none."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet cannot be given together")
+    if not progress:
+        return None
+    if sys.stderr.isatty() and not quiet:
+        # Imported here: rich costs a run's start-up a fifth, and runs to a pipe or a file do not use it.
+        from flytelike._cli._live import live_view
+
+        return live_view
+    verbosity: Verbosity = "quiet" if quiet else "verbose" if verbose else "normal"
+    return functools.partial(plain_view, verbosity=verbosity)
+
+
 def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     click.echo(f"Warning: {message}", err=True)
 
@@ -153,6 +169,8 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 )
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", help="How to print outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show the action tree while it runs (stderr).")
+@click.option("-v", "--verbose", is_flag=True, help="Not on a terminal: a line for every state change of every action.")
+@click.option("-q", "--quiet", is_flag=True, help="Only failures on stderr (no live tree, start line or summary).")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("task")
 @click.argument("inputs", nargs=-1, type=click.UNPROCESSED)
@@ -161,6 +179,8 @@ def run(
     local_resources: str | None,
     output: str,
     progress: bool,
+    verbose: bool,
+    quiet: bool,
     file: str,
     task: str,
     inputs: tuple[str, ...],
@@ -186,9 +206,7 @@ def run(
         values = command.main(list(inputs), standalone_mode=False, prog_name=f"flytelike run {file} {task}")
         if not isinstance(values, dict):  # --help was printed
             return
-        view = None
-        if progress:
-            view = live_view if sys.stderr.isatty() else plain_view
+        view = _view(progress, verbose, quiet)
         runner = Runner(platform=with_, local_resources=local_resources, progress=view)  # type: ignore[arg-type]
         handle = runner.run(target, **values)
     except click.ClickException as e:

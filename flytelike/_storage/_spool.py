@@ -33,7 +33,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,11 +90,21 @@ class LogSpool:
         run_id: the run.
         actions: the run's action records by id (``Run.actions``): their ``logs`` tail and ``log_path`` are kept up
             to date; output of an id not in it is spooled all the same.
+        echo: called with output that was not printed by this process (stream ``"all"``: a worker process's), to
+            show it here as well.
     """
 
-    def __init__(self, root: Path, run_id: str, actions: Mapping[str, ActionRecord]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        run_id: str,
+        actions: Mapping[str, ActionRecord],
+        *,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
         self.folder = root / run_id
         self._actions = actions
+        self._echo = echo
         self._open: OrderedDict[tuple[str, int], _Open] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -133,6 +143,8 @@ class LogSpool:
             elif self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_periodically, name="flytelike-logs", daemon=True)
                 self._flusher.start()
+        if stream == "all" and self._echo is not None:
+            self._echo(text)
 
     def _opened(self, key: tuple[str, int]) -> _Open:
         if len(self._open) >= _OPEN_MOST:
