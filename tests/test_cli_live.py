@@ -13,14 +13,16 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 import flytelike as fl
-from flytelike._cli._live import live_view
+from flytelike._cli._live import LiveTree, live_view
 from flytelike._cli._progress import plain_view
+from flytelike._executor import ActionRecord, ActionState
 
 REPO = Path(__file__).resolve().parents[1]
 # An SGR sequence setting a foreground or background colour.
@@ -312,3 +314,24 @@ def test_quiet_on_a_terminal_shows_no_tree(tmp_path: Path) -> None:
     raw = _in_a_terminal(tmp_path, "-q")
     assert "tty.main" not in raw
     assert "leaf 0 says hi" in raw
+
+
+class _Handle:
+    def __init__(self, actions: dict[str, ActionRecord]) -> None:
+        self._actions = actions
+
+    def actions(self) -> dict[str, ActionRecord]:
+        return self._actions
+
+
+def test_a_tree_of_100000_actions_is_folded_and_quick_to_draw() -> None:
+    actions = {"0": ActionRecord("r", "0", None, "big.main", "v", state=ActionState.RUNNING)}
+    for i in range(100_000):
+        state = ActionState.SUCCEEDED if i % 4 else ActionState.RUNNING
+        actions[f"0.{i}"] = ActionRecord("r", f"0.{i}", "0", "big.leaf", "v", state=state)
+    tree = LiveTree(_Handle(actions), {})  # type: ignore[arg-type]
+    started = time.perf_counter()
+    text = tree.render(100, 30)
+    took = time.perf_counter() - started
+    assert text.plain.splitlines()[1].strip() == "big.leaf x100000: 25000 running, 75000 succeeded"
+    assert took < 0.5, f"{took:.3f}s to build the tree"
