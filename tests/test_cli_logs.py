@@ -130,8 +130,15 @@ SLOW = """
         return n
 
 
+    @env.task
+    async def main(n: int) -> int:
+        print("starting")
+        await asyncio.sleep(0.2)
+        return await ticker(n)
+
+
     if __name__ == "__main__":
-        handle = fl.run(ticker, int(sys.argv[1]))
+        handle = fl.run(main, int(sys.argv[1]))
         print(handle.id, file=sys.__stderr__, flush=True)
 """
 
@@ -156,7 +163,7 @@ def test_follow_prints_a_live_run_of_another_process_until_it_ends(tmp_path: Pat
             time.sleep(0.02)
         assert run_id is not None, "the run never showed up as running"
         follow = subprocess.run(
-            [sys.executable, "-m", "flytelike", "logs", run_id, "0", "--follow"],
+            [sys.executable, "-m", "flytelike", "logs", run_id, "--follow"],
             capture_output=True,
             text=True,
             env=env_,
@@ -167,8 +174,10 @@ def test_follow_prints_a_live_run_of_another_process_until_it_ends(tmp_path: Pat
         running.kill()
         running.wait()
     assert follow.returncode == 0, follow.stderr
-    # Started while the run was going on, it still saw every line, and it ended with the run.
-    assert follow.stdout == "".join(f"tick {i}\n" for i in range(8))
+    # Started while the run was going on, it saw every line, of an action that started later too, and it ended
+    # with the run.
+    ticks = "".join(f"tick {i}\n" for i in range(8))
+    assert follow.stdout == f"== 0 slow_logs.main ==\nstarting\n== 0.0 slow_logs.ticker ==\n{ticks}"
 
 
 FAILS = """

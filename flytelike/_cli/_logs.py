@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from flytelike._cli._runs import _fail, _run_records
 from flytelike._config import load_settings
 from flytelike._executor._model import ActionRecord, RunState
 from flytelike._storage import AttemptLog, RecordStore, attempt_logs
+from flytelike._storage._records import natural_key
 from flytelike.errors import FlytelikeError
 
 __all__ = ["logs"]
@@ -89,6 +91,7 @@ class _Printer:
         self.current: tuple[str, int] | None = None
         self.at_line_start = True
         self.found = False
+        self.actions: dict[str, ActionRecord] = {}  # the actions shown so far, by id
 
     def attempt(self, action: ActionRecord, attempt: int, attempts: int, path: Path) -> None:
         key = (action.id, attempt)
@@ -134,15 +137,39 @@ class _Printer:
 
 
 def _show_new(
-    printer: _Printer, store: RecordStore, run_id: str, home: Path, action_id: str | None, attempt: int | None
+    printer: _Printer,
+    store: RecordStore,
+    run_id: str,
+    home: Path,
+    action_id: str | None,
+    attempt: int | None,
 ) -> None:
-    """Print what is new in the logs of the run's actions (or of ``action_id``), in natural id order."""
-    if action_id is None:
-        actions = store.actions(run_id)
+    """Print what is new in the logs of the run's actions (or of ``action_id``), in natural id order.
+
+    The first pass reads every action's record (their log folders, and the tails of those without files); later
+    passes, while following, only look for action folders that appeared since (a run of 100,000 actions is not read
+    again five times a second).
+    """
+    known = printer.actions
+    if action_id is not None:
+        if action_id not in known:
+            one = store.action(run_id, action_id)
+            if one is not None:
+                known[action_id] = one
+    elif not known:
+        known.update((a.id, a) for a in store.actions(run_id))
     else:
-        one = store.action(run_id, action_id)
-        actions = [one] if one is not None else []
-    for action in actions:
+        try:
+            names = os.listdir(home / run_id)
+        except OSError:
+            names = []
+        for name in names:
+            if name not in known:
+                found = store.action(run_id, name)
+                if found is not None:
+                    known[name] = found
+    for key in sorted(known, key=natural_key):
+        action = known[key]
         folder = Path(action.log_path) if action.log_path else home / run_id / action.id
         numbers = attempt_logs(folder)
         for n in numbers:
