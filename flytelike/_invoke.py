@@ -32,6 +32,7 @@ from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecT
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._proto.core.v1 import tasks_pb2
+from flytelike._reachable import reachable_tasks
 from flytelike._run_context import RunContext
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Resolved, Task
@@ -247,6 +248,11 @@ class Invoker:
 
     def code_file(self, task: ExecTask) -> str | None:
         return self.index.code_file(task)
+
+    def may_call(self, task: ExecTask) -> bool:
+        """Whether the task's code refers to another task (so a process running it needs its controller)."""
+        sdk = self.index.of(task).sdk
+        return len(reachable_tasks(sdk)) > 1
 
     def exec_task_called(self, template: bytes, caller: ExecTask) -> ExecTask:
         """The task a worker process called (its template as the worker built it), compiled for this run.

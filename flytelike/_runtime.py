@@ -29,8 +29,7 @@ import os
 import socket
 import threading
 import time
-import types
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +39,7 @@ import anyio
 import anyio.abc
 
 from flytelike._backends import BackendInput, load_backend
+from flytelike._backends._remote import RemoteServices
 from flytelike._capture import echo
 from flytelike._config import ResourcePolicy, Settings, load_settings
 from flytelike._executor import (
@@ -56,8 +56,9 @@ from flytelike._executor import (
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
+from flytelike._reachable import reachable_tasks
 from flytelike._run_context import RunContext
-from flytelike._storage import CacheStore, KeyLock, LogSpool, RecordStore
+from flytelike._storage import CacheStore, KeyLock, LogSpool, RecordStore, has_blobs, pin_local
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
@@ -93,6 +94,10 @@ class _LazyCache:
         return self._open().get(key)
 
     def put(self, key: str, data: bytes) -> None:
+        # A cached file or directory is a copy kept by its digest: the task's own path may be a temporary file
+        # that is gone by the time the entry is used.
+        if has_blobs(data):
+            data = pin_local(data, self._path.parent / "cache-data")
         self._open().put(key, data)
 
     def try_lock(self, key: str) -> KeyLock | None:
@@ -205,6 +210,8 @@ class Runtime:
         local_resources: how local runs treat Resources (``check``, ``strict`` or ``ignore``); default from the
             configuration (``[local] resources``).
         backend_options: per-backend choices overriding the settings, e.g. ``{"local": {"capacity": ...}}``.
+        backends: backend factories by platform name, instead of the built-in ones (e.g. ``{"local":
+            SubprocessBackend.from_input}`` from :mod:`flytelike.testing` runs every local task in a new process).
         record_events: write every action transition to the records too, not only each action's latest state.
         context: run-scoped defaults (run name, labels, env vars, cache overwrite) for the runs it starts.
     """
@@ -216,6 +223,7 @@ class Runtime:
         platform: Platform | str | None = None,
         local_resources: ResourcePolicy | None = None,
         backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+        backends: Mapping[str, Callable[[BackendInput], Backend]] | None = None,
         record_events: bool = False,
         context: RunContext | None = None,
     ) -> None:
@@ -231,6 +239,8 @@ class Runtime:
         self._options = options
         self.index = TaskIndex(self.platform, context)
         self._invoker = Invoker(self.index)
+        self._factories = dict(backends or {})
+        self._remote = RemoteServices(self.settings, self._invoker)
         self._backends: dict[str, Backend] = {}
         self._entering = anyio.Lock()
         self._stack: AsyncExitStack | None = None
@@ -254,7 +264,9 @@ class Runtime:
             self._executor = Executor(
                 ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
             )
-            # Backends are left after the runs end (the exit stack unwinds in reverse).
+            # Backends are left after the runs end, and the remote services after the backends (the exit stack
+            # unwinds in reverse).
+            stack.push_async_callback(self._remote.aclose)
             stack.push_async_callback(self._close_backends)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
@@ -305,8 +317,8 @@ class Runtime:
         async with self._entering:
             backend = self._backends.get(name)
             if backend is None:
-                factory = load_backend(name)
-                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {})))
+                factory = self._factories.get(name) or load_backend(name)
+                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {}), self._remote))
                 backend = await made.__aenter__()
                 self._backends[name] = backend
         return backend
@@ -395,42 +407,3 @@ class Runtime:
 def _open_records(path: Path) -> RecordStore:
     path.parent.mkdir(parents=True, exist_ok=True)
     return RecordStore(path)
-
-
-def reachable_tasks(root: Task[..., Any]) -> list[Task[..., Any]]:
-    """Tasks ``root`` can call, found from the names its code (and theirs) refers to.
-
-    Used to refuse a run before anything starts when a task in it can never run where it would go.
-    """
-    seen: dict[int, Task[..., Any]] = {id(root): root}
-    todo = [root]
-    while todo:
-        task = todo.pop()
-        fn = task.fn
-        names = set(_names(fn.__code__))
-        scope = {**getattr(fn, "__globals__", {}), **_closure(fn)}
-        for name in names:
-            value = scope.get(name)
-            if isinstance(value, Task) and id(value) not in seen:
-                seen[id(value)] = value
-                todo.append(value)
-    return list(seen.values())
-
-
-def _names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    yield from code.co_freevars
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _names(const)
-
-
-def _closure(fn: Any) -> dict[str, Any]:
-    cells = getattr(fn, "__closure__", None) or ()
-    out = {}
-    for name, cell in zip(fn.__code__.co_freevars, cells, strict=False):
-        try:
-            out[name] = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-    return out

@@ -35,6 +35,7 @@ from flytelike.errors import ConfigError, SpecError
 
 __all__ = [
     "AcceleratorEntry",
+    "ControllerSettings",
     "LocalSettings",
     "ResourcePolicy",
     "Settings",
@@ -122,6 +123,52 @@ class StoreSettings:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    """How tasks running elsewhere reach the process that runs their run (``[controller]``).
+
+    ``bind``: where the controller listens when a run has a task off this process tree, ``HOST`` or ``HOST:PORT``
+    (default ``127.0.0.1``, any free port). ``address``: the ``HOST:PORT`` tasks are told to call back on, when it
+    is not the bound one (a pod reaching a laptop through a tunnel, a NAT); empty: the bound address. ``token``:
+    set by the controller in a task's environment (``FLYTELIKE_CONTROLLER__TOKEN``), the run's own credential;
+    never configured by hand.
+    """
+
+    bind: str = "127.0.0.1"
+    address: str = ""
+    token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("bind", "address"):
+            value = getattr(self, name)
+            if not value:
+                continue
+            _check_host_port(f"ControllerSettings.{name}", value, require_port=name == "address")
+
+
+def _check_host_port(setting: str, value: str, *, require_port: bool) -> None:
+    accepted = "HOST:PORT, e.g. '127.0.0.1:4170' or '[::1]:4170'" if require_port else "HOST or HOST:PORT"
+    host, port = value, ""
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            raise SpecError(setting, value, "has '[' without ']'", accepted=accepted)
+        host, rest = value[1:close], value[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise SpecError(setting, value, "has text after ']' that is not ':PORT'", accepted=accepted)
+        port = rest[1:]
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    elif ":" in value:
+        raise SpecError(setting, value, "an IPv6 address needs brackets", accepted=accepted)
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise SpecError(setting, value, "has no valid host", accepted=accepted)
+    if require_port and not port:
+        raise SpecError(setting, value, "has no port", accepted=accepted)
+    if port and (not port.isdigit() or not 0 <= int(port) <= 65535):
+        raise SpecError(setting, value, f"the port {port!r} is not a number from 0 to 65535", accepted=accepted)
+
+
 def _default_home() -> Path:
     return Path.home() / ".flytelike"
 
@@ -135,6 +182,7 @@ class Settings:
         local: how local runs treat Resources (``[local]``).
         accelerators: the configured ``[[accelerators]]`` tables.
         store: the blob store (``[store]``); its ``url`` defaults to ``file://`` + ``home/store``.
+        controller: how tasks running elsewhere call back (``[controller]``).
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
 
@@ -142,6 +190,7 @@ class Settings:
     local: LocalSettings = field(default_factory=LocalSettings)
     accelerators: tuple[AcceleratorEntry, ...] = ()
     store: StoreSettings = field(default_factory=StoreSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ from flytelike._storage._blobs import (
     bundle_key,
     data_key,
     inputs_key,
+    is_immutable,
     key_digest,
     open_store,
     validate_key,
@@ -20,6 +21,7 @@ from flytelike._storage._blobs import (
 from flytelike._storage._cache import CacheStore, KeyLock
 from flytelike._storage._liveness import LOST_AFTER
 from flytelike._storage._records import RecordStore
+from flytelike._storage._refs import download_refs, has_blobs, pin_local, upload_refs
 from flytelike._storage._spool import AttemptLog, LogSpool, attempt_logs
 
 __all__ = [
@@ -39,8 +41,13 @@ __all__ = [
     "attempt_prefix",
     "bundle_key",
     "data_key",
+    "download_refs",
+    "has_blobs",
     "inputs_key",
+    "is_immutable",
     "key_digest",
     "open_store",
+    "pin_local",
+    "upload_refs",
     "validate_key",
 ]

@@ -1,0 +1,184 @@
+"""The remote task path on one machine: every attempt runs ``flytelike-entry`` in a new process (SubprocessBackend)
+that shares only the store and the controller's address with the run, against a file:// store and moto's S3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flytelike as fl
+from flytelike._config import Settings, load_settings
+from flytelike._executor import ActionState
+from flytelike._loader import load_file
+from flytelike._runtime import Runtime
+from flytelike._storage import FileStore
+from flytelike.testing import SubprocessBackend
+
+REPO = Path(__file__).resolve().parent.parent
+
+TASKS = """
+import asyncio
+import pathlib
+
+import flytelike as fl
+
+env = fl.TaskEnvironment(name="{name}")
+
+
+@env.task
+async def leaf(x: int) -> int:
+    print("leaf", x)
+    return x + 1
+
+
+@env.task
+async def middle(x: int) -> int:
+    return 10 * await leaf(x)
+
+
+@env.task
+async def nested(n: int) -> int:
+    return sum(await asyncio.gather(*(middle(i) for i in range(n))))
+
+
+@env.task
+async def boom(x: int) -> int:
+    raise ValueError(f"no good: {{x}}")
+
+
+@env.task
+async def shout(f: fl.File) -> fl.File:
+    out = pathlib.Path("shouted-" + pathlib.Path(f).name)
+    out.write_text(pathlib.Path(f).read_text().upper())
+    return fl.File(str(out.resolve()))
+
+
+@env.task
+async def pass_on(f: fl.File) -> str:
+    shouted = await shout(f)
+    return pathlib.Path(shouted).name + ":" + pathlib.Path(shouted).read_text()
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Any]:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'remote-demo'\n")
+    name = f"remote_tasks_{id(root):x}"
+    path = root / f"{name}.py"
+    path.write_text(textwrap.dedent(TASKS.format(name=name)))
+    module = load_file(path)
+    yield module
+    sys.modules.pop(module.__name__, None)
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+
+
+def _settings(**store: str) -> Settings:
+    return load_settings(store=store) if store else load_settings()
+
+
+async def _run(task: Any, *args: Any, settings: Settings | None = None) -> tuple[Any, Any, SubprocessBackend]:
+    async with Runtime(settings=settings or _settings(), backends={"local": SubprocessBackend.from_input}) as rt:
+        handle = await rt.start(task, *args)
+        try:
+            result = await handle.result()
+        except Exception as e:
+            result = e
+        backend = await rt.backend("local")
+        assert isinstance(backend, SubprocessBackend)
+        return result, handle, backend
+
+
+async def test_a_task_runs_in_its_own_process_and_is_recorded(project: Any) -> None:
+    result, handle, backend = await _run(project.leaf, 41)
+    assert result == 42
+    assert backend.launched == 1
+    (action,) = handle.actions().values()
+    assert action.state is ActionState.SUCCEEDED
+    assert action.attempts == 1
+    assert action.peak_memory is not None
+    assert action.peak_memory > 10 * 2**20
+    assert action.cpu_time is not None
+    assert "leaf 41" in "".join(action.logs or ())
+
+
+async def test_nested_calls_give_the_in_process_result_with_every_child_recorded(project: Any) -> None:
+    expected = (await fl.run_async(project.nested, 4)).outputs
+    result, handle, backend = await _run(project.nested, 4)
+    assert result == expected == sum(10 * (i + 1) for i in range(4))
+    actions = handle.actions()
+    assert sorted(actions) == sorted(["0"] + [f"0.{i}" for i in range(4)] + [f"0.{i}.0" for i in range(4)])
+    assert backend.launched == 9  # one process per action: root, middles, leaves
+    for action_id in (f"0.{i}.0" for i in range(4)):
+        action = actions[action_id]
+        assert action.state is ActionState.SUCCEEDED
+        assert action.peak_memory
+        assert f"leaf {action_id.split('.')[1]}" in "".join(action.logs or ())
+
+
+async def test_a_task_that_raises_fails_with_its_error(project: Any) -> None:
+    result, handle, _ = await _run(project.boom, 3)
+    assert isinstance(result, fl.errors.TaskFailedError)
+    assert "ValueError" in str(result)
+    assert "no good: 3" in str(result)
+    assert handle.actions()["0"].failure_kind == "user"
+
+
+async def test_files_travel_by_content_and_come_back_under_their_name(project: Any, tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("quiet words")
+    result, _, _ = await _run(project.shout, fl.File(str(source)))
+    assert Path(result).name == "shouted-notes.txt"
+    assert Path(result).read_text() == "QUIET WORDS"
+    # A task in another process that calls a task with a file it made, and reads the file it gets back.
+    named, _, _ = await _run(project.pass_on, fl.File(str(source)))
+    assert named == "shouted-notes.txt:QUIET WORDS"
+
+
+async def test_an_unchanged_project_is_uploaded_once(project: Any) -> None:
+    settings = _settings()
+    store = FileStore(settings.store.url.removeprefix("file://"))
+    await _run(project.leaf, 1, settings=settings)
+    bundles = sorted(Path(store.root, "bundles").rglob("*.tar.gz"))
+    writes = [p.stat().st_mtime_ns for p in bundles]
+    await _run(project.leaf, 2, settings=settings)
+    assert len(bundles) == 1
+    assert [p.stat().st_mtime_ns for p in bundles] == writes
+
+
+def test_the_fanout_example_through_subprocesses(tmp_path: Path) -> None:
+    """The example file as a user runs it, end to end, against the in-process result."""
+    code = textwrap.dedent(
+        """
+        import anyio, sys
+        import flytelike as fl
+        from flytelike._loader import load_file
+        from flytelike._runtime import Runtime
+        from flytelike.testing import SubprocessBackend
+        example = load_file(sys.argv[1])
+
+        async def main() -> None:
+            async with Runtime(backends={"local": SubprocessBackend.from_input}) as rt:
+                handle = await rt.start(example.main, 6)
+                print(await handle.result(), len(handle.actions()))
+
+        anyio.run(main)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "examples" / "fanout.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(sum(i * i for i in range(6))), "7"]
