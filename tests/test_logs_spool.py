@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from module_files import module_writer
 
 import flytelike as fl
 from flytelike._config import load_settings
@@ -172,3 +173,42 @@ def test_a_task_printing_50_mib_grows_memory_and_the_records_by_the_tail_only(tm
         assert action.log_path == str(log.parent)
         assert len("".join(action.logs or ())) <= 2 * TAIL_CHARS
     assert (home / "runs.sqlite3").stat().st_size < 1024 * 1024
+
+
+ISOLATED = """
+import os
+import time
+from pathlib import Path
+
+import flytelike as fl
+
+iso = fl.TaskEnvironment(name="iso_spool", platform=fl.Local(process=True))
+
+
+@iso.task
+def watched() -> bool:
+    # The task looks for its own first line in the controller's log file while it is still running.
+    c = fl.ctx()
+    print("first line", flush=True)
+    log = Path(os.environ["FLYTELIKE_HOME"], "logs", c.run_id, c.action_id, f"{c.attempt}.log")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if log.exists() and b"first line" in log.read_bytes():
+            print("then the rest")
+            return True
+        time.sleep(0.02)
+    return False
+"""
+
+
+def test_a_process_isolated_tasks_output_reaches_its_log_while_it_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with module_writer(tmp_path, "", "iso_spool") as write:
+        m = write(ISOLATED)
+        handle = fl.run(m.watched)
+    assert handle.outputs is True
+    log = load_settings().home / "logs" / handle.id / "0" / "1.log"
+    assert log.read_bytes() == b"first line\nthen the rest\n"  # what was streamed, and the rest, once each
+    assert AttemptLog(log).index()[0][2] == "all"
+    assert capfd.readouterr().out == "first line\nthen the rest\n"  # shown here too

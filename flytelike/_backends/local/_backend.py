@@ -176,15 +176,24 @@ class LocalBackend:
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
             env=parts.env,
         )
-        # The worker writes stdout and stderr to one file: its output is one stream, interleaved as written.
+        # The worker writes stdout and stderr to one file: its output is one stream, interleaved as written. It
+        # comes as the job runs, and the rest with its end.
         sink = attempt.run.logs
+        streamed: list[int] = []
+
+        def on_logs(data: bytes) -> None:
+            streamed.append(len(data))
+            sink.append(action.id, attempt.attempt, data, "all")
+
         try:
-            result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task))
+            result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task), on_logs=on_logs)
         except TaskProcessError as e:
             sink.append(action.id, attempt.attempt, e.logs, "all")
             raise TaskCodeError(e.type_name, e.message, e.traceback_text) from None
         except (OutOfMemoryError, BackendError) as e:
-            sink.append(action.id, attempt.attempt, getattr(e, "logs", ""), "all")
+            # A worker that died mid-job leaves the tail of its log file, which repeats what was streamed.
+            if not streamed:
+                sink.append(action.id, attempt.attempt, getattr(e, "logs", ""), "all")
             raise
         finally:
             self._free_cpus |= cpus
