@@ -6,8 +6,8 @@ round trip over a pipe. Each worker (``python -m flytelike._worker``) reads fram
 on its stdout; no pickle crosses the pipe: the job carries the task's template and its inputs as literal bytes,
 the answer the outputs as literal bytes or a structured error. The worker moves both pipes off fds 0 and 1 first,
 so the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to
-a per-worker log file in a directory the pool owns, which the worker returns with its answer and which the pool
-reads itself when a worker dies mid-job.
+a per-worker log file in a directory the pool owns; the worker sends it in ``Logs`` frames while the job runs
+(``on_logs``) and the rest with its answer, and the pool reads the file itself when a worker dies mid-job.
 
 While a job runs, its task may call other tasks: the worker sends ``SubmitChild``, which the pool serves with the
 job's ``on_call`` while it waits for the job's ``Done`` (see :mod:`flytelike._backends.local._calls`). A job
