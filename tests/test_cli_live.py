@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 import flytelike as fl
+from flytelike._cli import cli
 from flytelike._cli._live import LiveTree, live_view
 from flytelike._cli._progress import plain_view
 from flytelike._executor import ActionRecord, ActionState
@@ -335,3 +337,11 @@ def test_a_tree_of_100000_actions_is_folded_and_quick_to_draw() -> None:
     took = time.perf_counter() - started
     assert text.plain.splitlines()[1].strip() == "big.leaf x100000: 25000 running, 75000 succeeded"
     assert took < 0.5, f"{took:.3f}s to build the tree"
+
+
+def test_verbose_and_quiet_together_are_refused(tmp_path: Path) -> None:
+    file = tmp_path / "tty_tasks.py"
+    file.write_text(textwrap.dedent(TASKS))
+    result = CliRunner().invoke(cli, ["run", "-v", "-q", str(file), "main"])
+    assert result.exit_code == 2
+    assert "-v/--verbose and -q/--quiet cannot be given together" in result.stderr
