@@ -154,6 +154,7 @@ CHATTY = """
 """
 
 
+@pytest.mark.slow  # 1-2.5 s: a fresh interpreter printing 50 MiB
 def test_a_task_printing_50_mib_grows_memory_and_the_records_by_the_tail_only(tmp_path: Path) -> None:
     script = tmp_path / "chatty_spool.py"
     script.write_text(textwrap.dedent(CHATTY))
