@@ -345,3 +345,22 @@ def test_verbose_and_quiet_together_are_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["run", "-v", "-q", str(file), "main"])
     assert result.exit_code == 2
     assert "-v/--verbose and -q/--quiet cannot be given together" in result.stderr
+
+
+@env.task
+async def dots() -> int:
+    for _ in range(3):
+        print(".", end="", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.3)
+    print(" done", file=sys.stderr)
+    return 3
+
+
+def test_a_line_without_its_end_is_shown_after_a_while_and_not_erased_by_the_tree() -> None:
+    out = io.StringIO()
+    runner = fl.Runner(progress=functools.partial(live_view, console=_console(out)))
+    assert runner.run(dots).outputs == 3
+    screen = [line for line in Screen().feed(out.getvalue()).lines() if line]
+    # Each part is on screen once, above the tree, whether it waited for its newline or not.
+    above = screen[: next(i for i, line in enumerate(screen) if line.startswith("0 "))]
+    assert "".join(above).replace(" ", "") == "...done"

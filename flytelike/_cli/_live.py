@@ -143,10 +143,11 @@ class _Collect:
         self._since = 0.0
 
     def write(self, text: str) -> int:
-        with self._lock:
-            if not self._parts:
-                self._since = time.monotonic()
-            self._parts.append(text)
+        if text:
+            with self._lock:
+                if not self._parts:
+                    self._since = time.monotonic()
+                self._parts.append(text)
         return len(text)
 
     def flush(self) -> None:
@@ -161,6 +162,8 @@ class _Collect:
             cut = len(text) if everything or time.monotonic() - self._since > _PARTIAL_AFTER else text.rfind("\n") + 1
             rest = text[cut:]
             self._parts = [rest] if rest else []
+            if cut:
+                self._since = time.monotonic()  # what is left is a new line, begun after what was taken
             return text[:cut]
 
     def __getattr__(self, name: str) -> object:
@@ -201,7 +204,10 @@ async def live_view(run: RunHandle, console: Console | None = None) -> None:
         for collect in (out, err):
             text = collect.take(everything=everything) if collect is not None else ""
             if text:
-                console.print(_Raw(text), end="", crop=False, soft_wrap=True, markup=False, highlight=False)
+                # A line printed before its end (it waited too long) ends here: the tree starts on a line of its own.
+                if not text.endswith("\n"):
+                    text += "\n"
+                console.print(_Raw(text), crop=False, soft_wrap=True, markup=False, highlight=False)
 
     # A collector is a text stream for all that writers use (write, flush, the rest passed to the terminal's).
     with redirected(cast(TextIO | None, out), cast(TextIO, err)), live:
