@@ -143,8 +143,12 @@ def _show_new(
     home: Path,
     action_id: str | None,
     attempt: int | None,
+    *,
+    tails: bool,
 ) -> None:
-    """Print what is new in the logs of the run's actions (or of ``action_id``), in natural id order.
+    """Print what is new in the logs of the run's actions (or of ``action_id``), in natural id order; with
+    ``tails``, the tails kept in the records of those without log files (not while the run goes on: their files
+    may not be written yet).
 
     The first pass reads every action's record (their log folders, and the tails of those without files); later
     passes, while following, only look for action folders that appeared since (a run of 100,000 actions is not read
@@ -175,7 +179,7 @@ def _show_new(
         for n in numbers:
             if attempt is None or n == attempt:
                 printer.attempt(action, n, len(numbers), folder / f"{n}.log")
-        if not numbers and attempt in (None, 1):
+        if tails and not numbers and attempt in (None, 1):
             printer.kept_tail(action)
 
 
@@ -226,7 +230,7 @@ def logs(
                     # The run's end is recorded just before its last output is flushed to the files.
                     time.sleep(_SETTLE)
                 was_live = not ended
-                _show_new(printer, store, run.id, home, action_id, attempt)
+                _show_new(printer, store, run.id, home, action_id, attempt, tails=ended)
                 if ended:
                     break
                 time.sleep(_POLL)

@@ -1,15 +1,19 @@
-"""Task output spooled to files: ``<root>/<run>/<action>/<attempt>.log``, beside an index ``<attempt>.idx``.
+"""Task output spooled to files: ``<root>/<run>/<action>/<attempt>.log``, and one index for the run.
 
-The ``.log`` file is exactly what the attempt printed (``cat`` and ``tail -f`` work on it). The index says which
-stream each stretch of it went to and when: fixed 17-byte entries (``<QdB``: the offset the stretch starts at, its
-epoch time, its stream: 0 stdout, 1 stderr, 2 both), one whenever the stream changes or a millisecond has passed
-since the last, so a chatty task adds at most a thousand entries a second whatever it prints. An entry reaches the
-file before the output it describes; a reader may find the last entries pointing past the end of the log.
+A ``.log`` file is exactly what the attempt printed (``cat`` and ``tail -f`` work on it). The run's index
+(``<root>/<run>/streams.idx``) says which stream each stretch of each log went to and when: entries of a 2-byte
+length, the action id, then ``<IQdB`` (the attempt, the offset in its log the stretch starts at, its epoch time,
+its stream: 0 stdout, 1 stderr, 2 both), one whenever the stream changes or a millisecond has passed since the
+last, so a chatty task adds at most a thousand entries a second whatever it prints. An entry reaches the index
+before the output it describes reaches its log; a reader may find the last entries pointing past the end.
 
-:class:`LogSpool` is a run's :class:`~flytelike._executor.LogSink`: it writes through buffered files, flushed by a
-thread of its own every 0.2 s while output arrives (so ``flytelike logs --follow`` in another process sees lines
-within that), keeps at most 64 files open, and keeps each action's tail in its record.
-:class:`AttemptLog` reads one attempt back, from the start or from an offset, and with the index.
+:class:`LogSpool` is a run's :class:`~flytelike._executor.LogSink`. An append copies the output into memory (and
+the action's tail into its record); a task that goes on printing has it written by its own appends, every 0.2 s
+or 1 MiB, and a thread of the spool writes what was left waiting, a few attempts every 0.2 s (so ``flytelike logs
+--follow`` in another process sees lines soon after they are printed). What remains is written when the run ends:
+the files of a 10,000-way fan-out whose tasks each print a line are made then, not one by one on the event loop,
+nor by a thread contending with it for the interpreter. At most 64 log files are kept open. :class:`AttemptLog`
+reads one attempt back, from the start or from an offset, and its stretches.
 
 Example:
     >>> import tempfile, pathlib
@@ -28,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 import threading
@@ -35,51 +40,34 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 from flytelike._executor import STREAMS, ActionRecord, Stream, keep_tail
 
-__all__ = ["INDEX_ENTRY", "AttemptLog", "LogSpool", "attempt_logs"]
+__all__ = ["INDEX_NAME", "AttemptLog", "LogSpool", "attempt_logs"]
 
-INDEX_ENTRY = struct.Struct("<QdB")
+INDEX_NAME = "streams.idx"
+_ENTRY = struct.Struct("<IQdB")
+_ID_LENGTH = struct.Struct("<H")
 _CODE: dict[str, int] = {s: i for i, s in enumerate(STREAMS)}
 _OPEN_MOST = 64
 _FLUSH_EVERY = 0.2
+_WRITE_AT = 1 << 20  # an attempt holding this much is written at once
 _TICK = 0.001  # a new index entry at most this often for one stream
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
-class _Open:
-    """One attempt's files while it is being written."""
+class _Attempt:
+    """One attempt's output: what waits to be written, and where its log stands."""
 
-    __slots__ = ("dirty", "index", "log", "offset", "stream", "time")
+    __slots__ = ("folder", "pending", "size", "stream", "time", "written")
 
-    def __init__(self, log_path: Path) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log: BinaryIO = open(log_path, "ab")  # noqa: SIM115 - kept open across appends, closed by the spool
-        # Unbuffered (an entry is written at most once a millisecond): an entry is on disk before the bytes it
-        # describes, so a reader following the log never sees output without knowing its stream and time.
-        self.index: BinaryIO = open(log_path.with_suffix(".idx"), "ab", buffering=0)  # noqa: SIM115 - as above
-        self.offset = self.log.tell()
+    def __init__(self, folder: str, now: float) -> None:
+        self.folder = folder
+        self.pending = bytearray()
+        self.size = 0  # of its log, counting what is pending
         self.stream = -1
-        self.time = 0.0
-        self.dirty = False
-
-    def write(self, data: bytes, code: int, now: float) -> None:
-        if code != self.stream or now - self.time >= _TICK:
-            self.index.write(INDEX_ENTRY.pack(self.offset, now, code))
-            self.stream, self.time = code, now
-        self.log.write(data)
-        self.offset += len(data)
-        self.dirty = True
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.dirty = False
-
-    def close(self) -> None:
-        self.flush()
-        self.log.close()
-        self.index.close()
+        self.time = 0.0  # of its latest index entry
+        self.written = now  # when its output was last written out (or it began)
 
 
 class LogSpool:
@@ -103,11 +91,18 @@ class LogSpool:
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.folder = root / run_id
+        self._base = str(self.folder)
+        self._folders: set[str] = set()  # action folders made
         self._actions = actions
         self._echo = echo
-        self._open: OrderedDict[tuple[str, int], _Open] = OrderedDict()
+        self._attempts: dict[tuple[str, int], _Attempt] = {}
+        self._dirty: dict[tuple[str, int], _Attempt] = {}
+        self._index = bytearray()  # entries not written yet
         self._sizes: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffers above
+        self._io = threading.Lock()  # the files: one writer at a time, in the order output was taken
+        self._files: OrderedDict[tuple[str, int], int] = OrderedDict()  # open log descriptors, oldest first
+        self._index_fd: int | None = None
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -125,64 +120,112 @@ class LogSpool:
             text, raw = data.decode("utf-8", errors="replace"), data
         now = time.time()
         key = (action_id, attempt)
+        code = _CODE[stream]
         with self._lock:
-            handle = self._open.get(key)
-            if handle is None:
-                handle = self._opened(key)
-            else:
-                self._open.move_to_end(key)
-            handle.write(raw, _CODE[stream], now)
+            found = self._attempts.get(key)
+            if found is None:
+                found = self._attempts[key] = _Attempt(os.path.join(self._base, action_id), now)
+            if code != found.stream or now - found.time >= _TICK:
+                ident = action_id.encode()
+                self._index += _ID_LENGTH.pack(len(ident)) + ident + _ENTRY.pack(attempt, found.size, now, code)
+                found.stream, found.time = code, now
+            found.pending += raw
+            found.size += len(raw)
+            self._dirty[key] = found
             record = self._actions.get(action_id)
             if record is not None:
                 if record.log_path is None:
-                    record.log_path = str(self.folder / action_id)
+                    record.log_path = found.folder
                 self._sizes[action_id] = keep_tail(record, text, self._sizes.get(action_id, 0))
-            if self._closed:
-                # Output after the run ended (a sync task's thread that outlived its timeout): written through.
-                handle.flush()
+            # A task printing on and on has its output written by its own appends, every 0.2 s or 1 MiB; what is
+            # left waiting is the spool thread's. Output after the run ended (a sync task's thread that outlived
+            # its timeout) is written at once.
+            due = self._closed or len(found.pending) >= _WRITE_AT or now - found.written >= _FLUSH_EVERY
+            if due:
+                found.written = now
             elif self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_periodically, name="flytelike-logs", daemon=True)
                 self._flusher.start()
+        if due:
+            self.flush(only=key)
         if stream == "all" and self._echo is not None:
             self._echo(text)
 
-    def _opened(self, key: tuple[str, int]) -> _Open:
-        if len(self._open) >= _OPEN_MOST:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()
-        handle = self._open[key] = _Open(self.path(*key))
-        return handle
-
     def read(self, action_id: str, attempt: int) -> bytes:
-        with self._lock:
-            handle = self._open.get((action_id, attempt))
-            if handle is not None:
-                handle.flush()
+        self.flush()
         return AttemptLog(self.path(action_id, attempt)).read()
 
-    def flush(self) -> None:
-        """Write out what is buffered (the flushing thread does this every 0.2 s)."""
-        with self._lock:
-            for handle in self._open.values():
-                if handle.dirty:
-                    handle.flush()
+    def flush(self, *, only: tuple[str, int] | None = None, most: int | None = None) -> None:
+        """Write what waits to the files: of every attempt, of ``only``, or of the ``most`` that wait longest.
+
+        The index is written whole each time (before any log, see the module's docstring).
+        """
+        with self._io:
+            with self._lock:
+                index, self._index = self._index, bytearray()
+                if only is not None:
+                    keys = [only] if only in self._dirty else []
+                else:
+                    keys = list(itertools.islice(self._dirty, most))
+                taken = []
+                for key in keys:
+                    a = self._dirty.pop(key)
+                    taken.append((key, a.folder, a.pending))
+                    a.pending = bytearray()
+            if not index and not taken:
+                return
+            if self._index_fd is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._index_fd = os.open(self.folder / INDEX_NAME, _APPEND, 0o644)
+            # The index first: a reader never finds output in a log without its entry.
+            _write_all(self._index_fd, index)
+            for key, folder, data in taken:
+                _write_all(self._log_fd(key, folder), data)
+
+    def _log_fd(self, key: tuple[str, int], folder: str) -> int:
+        fd = self._files.get(key)
+        if fd is not None:
+            self._files.move_to_end(key)
+            return fd
+        if len(self._files) >= _OPEN_MOST:
+            _, oldest = self._files.popitem(last=False)
+            os.close(oldest)
+        if key[0] not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(key[0])
+        fd = self._files[key] = os.open(os.path.join(folder, f"{key[1]}.log"), _APPEND, 0o644)
+        return fd
 
     def close(self) -> None:
-        """Flush and close every file and stop the flushing thread; output appended later is written through."""
+        """Write everything out, close the files and stop the spool's thread; output appended later is written
+        through."""
         with self._lock:
             self._closed = True
             flusher, self._flusher = self._flusher, None
-            for handle in self._open.values():
-                handle.close()
-            self._open.clear()
         self._stop.set()
         if flusher is not None:
             flusher.join()
+        self.flush()
+        with self._io:
+            for fd in self._files.values():
+                os.close(fd)
+            self._files.clear()
+            if self._index_fd is not None:
+                os.close(self._index_fd)
+                self._index_fd = None
 
     def _flush_periodically(self) -> None:
         while not self._stop.wait(_FLUSH_EVERY):
             with contextlib.suppress(OSError):  # a full disk loses output, never the run
-                self.flush()
+                # A few at a time: this thread's system calls would otherwise make it and the event loop take
+                # turns at the interpreter lock, slowing both; what it leaves is written at the run's end.
+                self.flush(most=_OPEN_MOST)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _encoded(text: str) -> bytes:
@@ -207,6 +250,10 @@ class AttemptLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._action = path.parent.name.encode()
+        self._attempt = int(path.stem) if path.stem.isdecimal() else -1
+        self._entries: list[tuple[int, float, Stream]] = []
+        self._index_read = 0
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -227,13 +274,30 @@ class AttemptLog:
             return b""
 
     def index(self) -> list[tuple[int, float, Stream]]:
-        """``(offset, time, stream)`` of every stretch, in order; one ``"all"`` stretch from 0 without an index."""
+        """``(offset, time, stream)`` of every stretch, in order; one ``"all"`` stretch from 0 without an index.
+
+        The run's index is read on from where the last call stopped, so following a log costs what was added.
+        """
         try:
-            data = self.path.with_suffix(".idx").read_bytes()
+            with open(self.path.parent.parent / INDEX_NAME, "rb") as f:
+                f.seek(self._index_read)
+                data = f.read()
         except OSError:
-            return [(0, 0.0, "all")]
-        whole = len(data) - len(data) % INDEX_ENTRY.size  # an entry being written is read next time
-        return [(o, t, STREAMS[c]) for o, t, c in INDEX_ENTRY.iter_unpack(data[:whole])]
+            data = b""
+        at = 0
+        while at + _ID_LENGTH.size <= len(data):
+            (length,) = _ID_LENGTH.unpack_from(data, at)
+            end = at + _ID_LENGTH.size + length + _ENTRY.size
+            if end > len(data):
+                break  # an entry being written: read next time
+            ident = data[at + _ID_LENGTH.size : at + _ID_LENGTH.size + length]
+            if ident == self._action:
+                attempt, offset, when, code = _ENTRY.unpack_from(data, end - _ENTRY.size)
+                if attempt == self._attempt:
+                    self._entries.append((offset, when, STREAMS[code]))
+            at = end
+        self._index_read += at
+        return list(self._entries) if self._entries else [(0, 0.0, "all")]
 
     def tail_offset(self, lines: int) -> int:
         """The offset where the last ``lines`` lines start (0 if the file has fewer), read backwards in blocks."""
