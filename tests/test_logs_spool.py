@@ -215,3 +215,24 @@ def test_a_process_isolated_tasks_output_reaches_its_log_while_it_runs(
     assert log.read_bytes() == b"first line\nthen the rest\n"  # what was streamed, and the rest, once each
     assert AttemptLog(log).index()[0][2] == "all"
     assert capfd.readouterr().out == "first line\nthen the rest\n"  # shown here too
+
+
+spool_env = fl.TaskEnvironment(name="spool_live")
+
+
+@spool_env.task
+def sees_itself() -> bool:
+    # An in-process task finds its own first line in its log file while it still runs.
+    c = fl.ctx()
+    print("first line")
+    log = load_settings().home / "logs" / c.run_id / c.action_id / f"{c.attempt}.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_bytes() == b"first line\n":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_an_in_process_tasks_output_reaches_its_log_while_it_runs() -> None:
+    assert fl.run(sees_itself).outputs is True
