@@ -147,7 +147,10 @@ class LogSpool:
                 self._flusher = threading.Thread(target=self._flush_periodically, name="flytelike-logs", daemon=True)
                 self._flusher.start()
         if due:
-            self.flush(only=key)
+            with contextlib.suppress(OSError):  # a full disk loses output, never the task's print()
+                self.flush(only=key)
+                if self._closed:
+                    self._close_files()
         if stream == "all" and self._echo is not None:
             self._echo(text)
 
@@ -205,7 +208,14 @@ class LogSpool:
         self._stop.set()
         if flusher is not None:
             flusher.join()
-        self.flush()
+        try:
+            self.flush()
+        except OSError:  # a full disk loses output, never the run
+            pass
+        finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
         with self._io:
             for fd in self._files.values():
                 os.close(fd)
