@@ -23,10 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import json
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -73,7 +77,35 @@ def _run_id(name: str | None = None) -> str:
 
 
 def _json(values: Mapping[str, Any]) -> str:
-    return json.dumps(dict(values), default=repr, sort_keys=True)[:10_000]
+    return json.dumps(dict(values), default=_plain, sort_keys=True)[:10_000]
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON cannot hold, as people read it (the run's literal bytes are what a rerun decodes)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return repr(value)
+
+
+def _source_file(task: Task[..., Any]) -> str:
+    """The absolute path of the file that defines ``task`` (what a rerun imports again), or ``""``."""
+    module = sys.modules.get(getattr(task.fn, "__module__", ""))
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path else ""
 
 
 class _LazyCache:
@@ -245,7 +277,9 @@ class Runtime:
         self._entering = anyio.Lock()
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._background: anyio.abc.TaskGroup | None = None
         self._executor: Executor | None = None
+        self._records: RecordStore | None = None
         self._runs: set[Run] = set()
 
     @property
@@ -259,11 +293,16 @@ class Runtime:
             home = self.settings.home
             recorder = await anyio.to_thread.run_sync(lambda: _open_records(self.settings.db_path))
             stack.callback(recorder.close)
+            self._records = recorder
             cache = _LazyCache(home / "cache.sqlite3")
             stack.callback(cache.close)
             self._executor = Executor(
                 ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
             )
+            # What backends keep running beside the runs (a shared watch): they cancel theirs when they are left,
+            # and whatever is left then is cancelled before this group ends.
+            self._background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._background.cancel_scope.cancel)
             # Backends are left after the runs end, and the remote services after the backends (the exit stack
             # unwinds in reverse).
             stack.push_async_callback(self._remote.aclose)
@@ -318,7 +357,11 @@ class Runtime:
             backend = self._backends.get(name)
             if backend is None:
                 factory = self._factories.get(name) or load_backend(name)
-                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {}), self._remote))
+                made = factory(
+                    BackendInput(
+                        self.settings, self._invoker, self._options.get(name, {}), self._remote, self._background
+                    )
+                )
                 backend = await made.__aenter__()
                 self._backends[name] = backend
         return backend
@@ -357,21 +400,29 @@ class Runtime:
                     "it with platform=fl.Local()"
                 ) from None
         self._executor.check(tasks, platform)
-        context = self.context
+        context = self.context or RunContext()
+        recovery = None
+        if context.recover and context.rerun_of and self._records is not None:
+            recovery = await anyio.to_thread.run_sync(self._records.recovery, context.rerun_of)
         record = RunRecord(
-            _run_id(context.name if context is not None else None),
+            _run_id(context.name),
             task.full_name,
             platform=platform,
             inputs_json=_json(values),
             pid=os.getpid(),
             host=socket.gethostname(),
-            labels_json=_json(context.labels) if context is not None and context.labels else "{}",
+            labels_json=_json(context.labels) if context.labels else "{}",
+            inputs=root.encode_inputs(values),
+            file=_source_file(task),
+            rerun_of=context.rerun_of,
         )
-        run = self._executor.new_run(record)
+        run = self._executor.new_run(record, record_outputs=context.record_outputs, recovery=recovery)
         run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions, echo=echo)
         handle = RunHandle(run, task)
         self._runs.add(run)
-        self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)
+        # The bytes recorded for a rerun are the root's literal inputs too: they are not encoded twice.
+        root_inputs = Values(values, data=record.inputs, encode=root.encode_inputs)
+        self._tg.start_soon(self._execute, handle, root.exec, root_inputs, root.result)
         return handle
 
     async def _execute(self, handle: RunHandle, task: Any, inputs: Values, result: Any) -> None:

@@ -3,7 +3,7 @@
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._executor import Executor, ExecutorInput
 from flytelike._executor._logs import STREAMS, TAIL_CHARS, LogSink, Stream, TailOnly, keep_tail
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import (
     AdmitInput,
     AttemptInput,
@@ -36,6 +36,7 @@ __all__ = [
     "Lease",
     "LogSink",
     "Recorder",
+    "Recovered",
     "Run",
     "RunInput",
     "RunRecord",

@@ -20,9 +20,9 @@ from flytelike._storage import AttemptKeys, attempt_prefix, download_refs, input
 from flytelike.errors import BackendError, BlobNotFoundError, OutOfMemoryError, TaskCodeError
 
 if TYPE_CHECKING:
-    from flytelike._backends._remote._services import RemoteServices
+    from flytelike._backends._remote._services import BundleRef, RemoteServices
 
-__all__ = ["EntryLaunch", "prepare_attempt", "read_attempt"]
+__all__ = ["EntryLaunch", "entry_args", "prepare_attempt", "read_attempt"]
 
 Kind = worker_pb2.Error.Kind
 # Bootstrap failures no retry can fix: the same address, the same code, the same error.
@@ -47,6 +47,41 @@ class EntryLaunch:
     output_prefix: str = field(default="")
 
 
+def entry_args(
+    *,
+    run: str,
+    action: str,
+    attempt: int,
+    bundle: BundleRef,
+    inputs: str,
+    output_prefix: str,
+    task: str,
+    template: str,
+    platform: str,
+) -> list[str]:
+    """The arguments of ``flytelike-entry`` for one attempt (``--controller`` is added by whoever starts one)."""
+    return [
+        "--run",
+        run,
+        "--action",
+        action,
+        "--attempt",
+        str(attempt),
+        "--bundle",
+        f"{bundle.url}#sha256={bundle.digest}",
+        "--inputs",
+        inputs,
+        "--output-prefix",
+        output_prefix,
+        "--task",
+        f"{bundle.module}:{task}",
+        "--template",
+        template,
+        "--platform",
+        platform,
+    ]
+
+
 async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, platform: str) -> EntryLaunch:
     """Upload what ``attempt`` needs and say how to start it (see the module's docstring).
 
@@ -68,26 +103,17 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
     await store.put(key, inputs)
     keys = attempt_prefix(run.id, action.id, attempt.attempt)
     output_prefix = store.url(keys.prefix)
-    args = [
-        "--run",
-        run.id,
-        "--action",
-        action.id,
-        "--attempt",
-        str(attempt.attempt),
-        "--bundle",
-        f"{bundle.url}#sha256={bundle.digest}",
-        "--inputs",
-        store.url(key),
-        "--output-prefix",
-        output_prefix,
-        "--task",
-        f"{bundle.module}:{task.name}",
-        "--template",
-        template,
-        "--platform",
-        platform,
-    ]
+    args = entry_args(
+        run=run.id,
+        action=action.id,
+        attempt=attempt.attempt,
+        bundle=bundle,
+        inputs=store.url(key),
+        output_prefix=output_prefix,
+        task=task.name,
+        template=template,
+        platform=platform,
+    )
     env = {kv.key: kv.value for kv in task.template.container.env}
     env.update(services.store_environment())
     calls_back = services.in_process.may_call(task)
@@ -105,27 +131,27 @@ async def read_attempt(
     exit_code: int | None,
     oom_killed: bool = False,
     output: str = "",
+    logs_seen: bool = False,
 ) -> AttemptResult:
     """The attempt's result from the store, or its failure raised (see the module's docstring).
+
+    The caller ends the attempt with the services (``attempt_ended``) once it is over, whatever happened here.
 
     Args:
         exit_code: the process's exit status as the platform reports it (None when unknown).
         oom_killed: the platform killed it for its memory.
         output: what the process printed, as the platform kept it (attached to the records when the attempt's own
             ``logs`` object or the controller did not bring it).
+        logs_seen: the backend already put the attempt's output into the records (it followed the container's log).
     """
     run, action = attempt.run, attempt.action
-    try:
-        store = await services.store()
-        metrics = await _optional(store.get(launch.keys.metrics))
-        if not services.streamed_logs(run, action, attempt.attempt):
-            logs = await _optional(store.get(launch.keys.logs))
-            run.logs.append(action.id, attempt.attempt, logs if logs is not None else output, "all")
-        outputs = await _optional(store.get(launch.keys.outputs))
-        error = await _optional(store.get(launch.keys.error)) if outputs is None else None
-    finally:
-        if launch.calls_back:
-            services.attempt_ended(run, action)
+    store = await services.store()
+    metrics = await _optional(store.get(launch.keys.metrics))
+    if not logs_seen and not services.streamed_logs(run, action, attempt.attempt):
+        logs = await _optional(store.get(launch.keys.logs))
+        run.logs.append(action.id, attempt.attempt, logs if logs is not None else output, "all")
+    outputs = await _optional(store.get(launch.keys.outputs))
+    error = await _optional(store.get(launch.keys.error)) if outputs is None else None
     peak, cpu = _metrics(metrics)
     if outputs is not None:
         data = await download_refs(outputs, store, services.data_dir)

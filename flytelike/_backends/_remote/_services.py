@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from flytelike._backends._remote._calls import RunCalls
 from flytelike._config import Settings
 from flytelike._executor import ActionRecord, ExecTask, Spawner
 from flytelike._storage import BlobStore, bundle_key, data_key, open_store
@@ -26,9 +24,10 @@ from flytelike.errors import BackendError
 
 if TYPE_CHECKING:
     from flytelike._backends._input import InProcess
+    from flytelike._backends._remote._calls import RunCalls
     from flytelike._remote import ActionServer
 
-__all__ = ["BundleRef", "RemoteServices"]
+__all__ = ["BundleRef", "RemoteServices", "module_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +101,15 @@ class RemoteServices:
         key = bundle_key(hex_)
         store = await self.store()
         if await store.missing([key]):
-            with tempfile.TemporaryDirectory(prefix="flytelike-bundle-") as tmp:
-                path = await anyio.to_thread.run_sync(bundle.write_to, Path(tmp) / "bundle.tar.gz")
+            # Written beside the hash cache, under a name no other upload of this digest uses at the same time.
+            path = cache / f"{hex_}-{os.getpid()}-{id(self):x}.tar.gz"
+            try:
+                await anyio.to_thread.run_sync(bundle.write_to, path)
                 await store.put_file(key, path)
+            finally:
+                path.unlink(missing_ok=True)
             self.uploads += 1
-        relative = Path(code_file).resolve().relative_to(bundle.root).with_suffix("")
-        parts = list(relative.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found = BundleRef(store.url(key), hex_, ".".join(parts))
+        found = BundleRef(store.url(key), hex_, module_path(bundle.root, code_file))
         self._bundles[code_file] = found
         return found
 
@@ -141,6 +140,10 @@ class RemoteServices:
         """Let an attempt call back: its run's token (registered with the controller by the first attempt)."""
         entry = self._runs.get(run.id)
         if entry is None:
+            # Imported here, with the controller: the controller's side of calls (worker messages, literal maps)
+            # is only needed once a task elsewhere may call back.
+            from flytelike._backends._remote._calls import RunCalls
+
             if self._server is None:
                 raise BackendError("the controller was not started: call controller_address() first")
             calls = RunCalls(run, self)
@@ -171,6 +174,14 @@ class RemoteServices:
             store, self._store = self._store, None
             if store is not None:
                 await store.aclose()
+
+
+def module_path(root: Path, code_file: str) -> str:
+    """The dotted module of ``code_file`` inside a bundle of ``root`` (``pkg/tasks.py`` -> ``pkg.tasks``)."""
+    parts = list(Path(code_file).resolve().relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _bind(value: str) -> str:
