@@ -33,6 +33,10 @@ class InProcess(Protocol):
         """The task a worker process called, from the template the worker sent, compiled for this run."""
         ...
 
+    def from_template(self, task: ExecTask) -> bool:
+        """Whether the task is known only by its template (a run started from one: its code is not here)."""
+        ...
+
     def may_call(self, task: ExecTask) -> bool:
         """Whether the task may call other tasks (True when its code cannot be read here)."""
         ...

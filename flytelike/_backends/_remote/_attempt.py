@@ -89,13 +89,7 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
         BackendError: the task has no file its code can be bundled from.
     """
     run, action, task = attempt.run, attempt.action, attempt.task
-    code_file = services.in_process.code_file(task)
-    if code_file is None:
-        raise BackendError(
-            f"task {task.name} cannot run on {platform}: its module has no file to ship as a code bundle "
-            "(define it in a .py file)"
-        )
-    bundle = await services.bundle(code_file)
+    bundle = await services.bundle_for(run, task, platform)
     template = await services.template(task)
     store = await services.store()
     inputs = await upload_refs(attempt.inputs.data(), store)

@@ -57,6 +57,7 @@ class RemoteServices:
         self._bundles: dict[str, BundleRef] = {}
         self._templates: dict[str, str] = {}
         self._runs: dict[str, tuple[RunCalls, str]] = {}
+        self._run_bundles: dict[str, BundleRef] = {}
         self.uploads = 0  # bundles this runtime uploaded (the others were in the store already)
 
     @property
@@ -85,6 +86,42 @@ class RemoteServices:
             if value and self.settings.store.url.startswith("s3://"):
                 env[name] = value
         return env
+
+    async def run_bundle(self, run_id: str, digest: str, module: str) -> BundleRef:
+        """Name the bundle every task of a run comes from (a run started from a template: its code is not here).
+
+        Raises:
+            BackendError: the store holds no bundle of that digest (it must be uploaded before the run starts).
+        """
+        store = await self.store()
+        key = bundle_key(digest)
+        if await store.missing([key]):
+            raise BackendError(
+                f"run {run_id}: the code bundle sha256:{digest} is not in the store {self.settings.store.url}; "
+                "upload it before starting the run"
+            )
+        found = self._run_bundles[run_id] = BundleRef(store.url(key), digest.removeprefix("sha256:"), module)
+        return found
+
+    def forget_run(self, run_id: str) -> None:
+        self._run_bundles.pop(run_id, None)
+
+    async def bundle_for(self, run: Spawner, task: ExecTask, platform: str) -> BundleRef:
+        """The bundle an attempt of ``task`` in ``run`` fetches: the run's, or the one of the task's file here.
+
+        Raises:
+            BackendError: neither is known (a task defined outside any file).
+        """
+        found = self._run_bundles.get(run.id)
+        if found is not None:
+            return found
+        code_file = self.in_process.code_file(task)
+        if code_file is None:
+            raise BackendError(
+                f"task {task.name} cannot run on {platform}: its module has no file to ship as a code bundle "
+                "(define it in a .py file)"
+            )
+        return await self.bundle(code_file)
 
     async def bundle(self, code_file: str) -> BundleRef:
         """The bundle of the project holding ``code_file``, uploaded unless the store has its digest."""

@@ -126,7 +126,7 @@ class KubernetesBackend:
 
     def check(self, tasks: Sequence[ExecTask]) -> None:
         for task in tasks:
-            if self._remote.in_process.code_file(task) is None:
+            if not self._remote.in_process.from_template(task) and self._remote.in_process.code_file(task) is None:
                 raise BackendError(
                     f"task {task.name} cannot run in a pod: its module has no file to ship as a code bundle "
                     "(define it in a .py file)"
