@@ -111,7 +111,10 @@ class _Printer:
         self.shown[key] = _Shown(AttemptLog(Path()))
         self.found = True
         if action.log_path:
-            click.echo(f"(the log files of {action.id} are gone; the last 64 KiB kept in the records follow)", err=True)
+            click.echo(
+                f"(the log files of {action.id} are gone; the end of its output, as the records kept it, follows)",
+                err=True,
+            )
         text = "".join(action.logs)
         if self.tail is not None:
             text = "".join(text.splitlines(keepends=True)[-self.tail :]) if self.tail else ""
