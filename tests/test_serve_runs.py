@@ -162,6 +162,7 @@ async def test_abort_is_recorded_then_carried_out(tmp_path: Path, bundle: tuple[
         assert not await client.abort(run.id)  # ended: nothing to abort
 
 
+@pytest.mark.slow
 async def test_fifty_clients_create_and_watch_runs_at_once(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
     source = FakeRunSource()
     async with serving(tmp_path / "srv", source) as plane:

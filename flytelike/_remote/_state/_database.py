@@ -304,7 +304,7 @@ class ServerState:
                 values.update(ended=now, error=error or None, outputs=outputs, outputs_json=outputs_json)
             await c.execute(s.runs.update().where(r.id == run_id).values(values))
             event = runs_pb2.Event(run_id=run_id, seq=seq, task=row.task, state=state, time=now, reason=error)
-            await c.execute(s.events.insert().values(_event_values(event), position=seq))
+            await c.execute(s.events.insert().values({**_event_values(event), "position": seq}))
         return event
 
     async def outputs(self, run_id: str) -> tuple[str, bytes | None, str | None, str] | None:

@@ -1,0 +1,67 @@
+"""Every call to the control plane needs a token: the server's, or a run's own for that run only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
+from flytelike._remote._run_client import RunClient
+from flytelike.errors import BackendError
+from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
+
+
+async def test_no_token_and_a_wrong_token_are_unauthenticated_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(tmp_path / "srv", FakeRunSource()) as plane:
+        async with grpc.aio.insecure_channel(plane.address) as channel:
+            runs = runs_pb2_grpc.RunServiceStub(channel)
+            blobs = blobs_pb2_grpc.BlobServiceStub(channel)
+            with caplog.at_level(logging.WARNING, logger="flytelike.serve"):
+                for call in (
+                    runs.ListRuns(runs_pb2.ListRunsRequest()),
+                    runs.ListRuns(runs_pb2.ListRunsRequest(), metadata=(("authorization", "Bearer nope"),)),
+                    blobs.FindMissing(blobs_pb2.FindMissingRequest()),
+                ):
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await call
+                    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+            assert len(refusals) == 3
+            assert any("no bearer token" in m for m in refusals)
+            assert any("an unknown token" in m for m in refusals)
+            assert not any("nope" in m for m in refusals)  # a token is never logged
+            # Probes need no token.
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_run_token_reads_its_run_only_and_creates_nothing(tmp_path: Path) -> None:
+    digest, data = bundle_bytes()
+    async with serving(tmp_path / "srv", FakeRunSource()) as plane:
+        async with RunClient(plane.address, token=TOKEN) as admin:
+            await upload_bundle(admin, digest, data, tmp_path)
+            mine = await admin.create_run(create_request(digest, request_id="mine"))
+            other = await admin.create_run(create_request(digest, request_id="other"))
+        async with RunClient(plane.address, token=mine.run_token) as client:
+            assert (await client.get_run(mine.run.id)).id == mine.run.id
+            assert await client.actions(mine.run.id) == []
+            for call in (
+                client.get_run(other.run.id),
+                client.abort(other.run.id),
+                client.actions(other.run.id),
+            ):
+                with pytest.raises(BackendError, match=f"PERMISSION_DENIED.*not the token of run '{other.run.id}'"):
+                    await call
+            with pytest.raises(BackendError, match="PERMISSION_DENIED.*use the server's token"):
+                await client.create_run(create_request(digest, request_id="sneaky"))
+            with pytest.raises(BackendError, match="PERMISSION_DENIED"):
+                await client.list_runs()
+            with pytest.raises(BackendError, match="PERMISSION_DENIED"):
+                await client.find_missing([blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_BUNDLE, digest=digest)])
