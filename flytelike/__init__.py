@@ -29,6 +29,7 @@ if _TYPE_CHECKING:
     from flytelike._platforms import Batch, Kubernetes, Local, Platform, Toleration
     from flytelike._policies import Cache, RetryPolicy, ReusePolicy, Secret, Timeout
     from flytelike._quantity import Quantity
+    from flytelike._remote._api import Remote
     from flytelike._resources import Amount, Resources
     from flytelike._runner import RunHandle, Runner, run, run_async
     from flytelike._task import Task
@@ -47,6 +48,7 @@ _EXPORTS = {
     "_platforms": ("Batch", "Kubernetes", "Local", "Platform", "Toleration"),
     "_policies": ("Cache", "RetryPolicy", "ReusePolicy", "Secret", "Timeout"),
     "_quantity": ("Quantity",),
+    "_remote._api": ("Remote",),
     "_resources": ("Amount", "Resources"),
     "_runner": ("RunHandle", "Runner", "run", "run_async"),
     "_task": ("Task",),
@@ -82,6 +84,7 @@ __all__ = [
     "Local",
     "Platform",
     "Quantity",
+    "Remote",
     "Resources",
     "RetryPolicy",
     "ReusePolicy",

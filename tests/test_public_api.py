@@ -24,6 +24,7 @@ PUBLIC_API = [
     "Local",
     "Platform",
     "Quantity",
+    "Remote",
     "Resources",
     "RetryPolicy",
     "ReusePolicy",

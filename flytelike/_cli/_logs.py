@@ -202,7 +202,11 @@ def _logs_home() -> Path:
 @click.option("--stdout", "only_stdout", is_flag=True, help="Only what went to stdout.")
 @click.option("--stderr", "only_stderr", is_flag=True, help="Only what went to stderr.")
 @click.option("--timestamps", "-t", is_flag=True, help="Start each line with the time it was written.")
+@click.option("--remote", is_flag=True, help="Read them from the control plane ([remote] endpoint, or --endpoint).")
+@click.option("--endpoint", metavar="URL", help="The control plane (implies --remote). Config: [remote] endpoint.")
 def logs(
+    remote: bool,
+    endpoint: str | None,
     run_id: str,
     action_id: str | None,
     attempt: int | None,
@@ -220,6 +224,12 @@ def logs(
     """
     if only_stdout and only_stderr:
         raise click.UsageError("--stdout and --stderr cannot be given together: give one, or neither for both")
+    if remote or endpoint:
+        # Imported here: the control plane's client loads grpc, which local logs never need.
+        from flytelike._cli._remote_runs import logs_remote
+
+        logs_remote(endpoint, run_id, action_id, attempt=attempt, follow=follow)
+        return
     streams = frozenset({"out", "all"} if only_stdout else {"err", "all"} if only_stderr else _ALL)
     home = _logs_home()
     printer = _Printer(headers=action_id is None, streams=streams, timestamps=timestamps, tail=tail)

@@ -174,6 +174,9 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 @click.option("--progress/--no-progress", default=True, help="Show the action tree while it runs (stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Not on a terminal: a line for every state change of every action.")
 @click.option("-q", "--quiet", is_flag=True, help="Only failures on stderr (no live tree, start line or summary).")
+@click.option("--remote", is_flag=True, help="Run it on the control plane ([remote] endpoint, or --endpoint).")
+@click.option("--endpoint", metavar="URL", help="The control plane (implies --remote). Config: [remote] endpoint.")
+@click.option("--detach", is_flag=True, help="With --remote: print the run id and return at once.")
 @name_option
 @label_option
 @click.option(
@@ -191,6 +194,9 @@ def run(
     progress: bool,
     verbose: bool,
     quiet: bool,
+    remote: bool,
+    endpoint: str | None,
+    detach: bool,
     name: str | None,
     label: dict[str, str],
     inputs_file: str | None,
@@ -205,6 +211,7 @@ def run(
     flytelike run examples/train.py main --n 3 --with batch:queue=gpu
     flytelike run examples/train.py main --help      # the task's inputs
     flytelike run --name nightly --label team=ml --inputs-file inputs.yaml examples/train.py main
+    flytelike run --remote examples/fanout.py main --n 20      # on `flytelike serve` ([remote] endpoint)
     """
     warnings.showwarning = _showwarning
     received: list[int] = []
@@ -229,6 +236,14 @@ def run(
         if not isinstance(values, dict):  # --help was printed
             return
         view = _view(progress, verbose, quiet)
+        if remote or endpoint:
+            # Imported here: the control plane's client loads grpc, which local runs never need.
+            from flytelike._cli._remote_run import run_remote
+
+            run_remote(
+                target, values, endpoint=endpoint, detach=detach, name=name, labels=label, platform=with_, view=view,
+                output=output,
+            )
         # Outputs are recorded so that `flytelike rerun --recover` can reuse what succeeded.
         context = RunContext.build(name=name, labels=label, record_outputs=True)
         runner = Runner(platform=with_, local_resources=local_resources, progress=view, context=context)  # type: ignore[arg-type]

@@ -250,9 +250,13 @@ def _label_filters(ctx: click.Context, param: click.Parameter, values: tuple[str
     "--label", "labels", metavar="KEY=VALUE", multiple=True, callback=_label_filters, help="Only runs with this label."
 )
 @_output_option
+@click.option("--remote", is_flag=True, help="List the control plane's runs ([remote] endpoint, or --endpoint).")
+@click.option("--endpoint", metavar="URL", help="The control plane (implies --remote). Config: [remote] endpoint.")
 @click.pass_context
 def runs(
     ctx: click.Context,
+    remote: bool,
+    endpoint: str | None,
     limit: int,
     states: frozenset[RunState] | None,
     task: str | None,
@@ -263,6 +267,14 @@ def runs(
     """List recent runs, newest first (`runs show RUN` for one run's actions). Filters combine: a run is listed
     when it passes every one given."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = (remote, endpoint)  # `runs --remote show RUN` reads the server too
+        return
+    if remote or endpoint:
+        # Imported here: the control plane's client loads grpc, which local listings never need.
+        from flytelike._cli._remote_runs import list_remote
+
+        chosen = [s.value for s in states] if states else []
+        list_remote(endpoint, limit=limit, states=chosen, task=task, since=since, labels=labels, output=output)
         return
     path = _db_path()
     records: list[tuple[RunRecord, float]] = []
@@ -337,11 +349,22 @@ def _folded(actions: Sequence[ActionRecord]) -> list[ActionRecord | str]:
 @click.argument("run_id", metavar="RUN", shell_complete=complete_run_ids)
 @click.option("--all", "show_all", is_flag=True, help="List every action, without folding wide fan-outs.")
 @_output_option
-def show(run_id: str, show_all: bool, output: str) -> None:
+@click.option("--remote", is_flag=True, help="Show the control plane's run ([remote] endpoint, or --endpoint).")
+@click.option("--endpoint", metavar="URL", help="The control plane (implies --remote). Config: [remote] endpoint.")
+@click.pass_context
+def show(ctx: click.Context, run_id: str, show_all: bool, output: str, remote: bool, endpoint: str | None) -> None:
     """Show one run's action tree: states, attempts, durations, resources requested and used.
 
     RUN is a run id or a unique prefix of one.
     """
+    group_remote, group_endpoint = ctx.obj if isinstance(ctx.obj, tuple) else (False, None)
+    endpoint = endpoint or group_endpoint
+    if remote or group_remote or endpoint:
+        # Imported here: the control plane's client loads grpc, which local listings never need.
+        from flytelike._cli._remote_runs import show_remote
+
+        show_remote(endpoint, run_id, output=output)
+        return
     with _run_records(run_id) as (store, run):
         actions = store.actions(run.id)
         seen = store.last_seen(run)

@@ -1,0 +1,119 @@
+"""``flytelike run --remote``: bundle, upload what the server lacks, create the run, show it live from its watch.
+
+Exit status as for a local run: 0 succeeded, 1 the run failed (or was aborted or lost), 2 it was refused before it
+started. Ctrl-C detaches: the run goes on on the server (``flytelike abort RUN`` stops it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import click
+
+from flytelike._config import Settings, load_settings
+from flytelike._remote._api import RemoteRun, create_request, remote_token
+from flytelike._remote._run_client import RunClient
+from flytelike._task import Task
+from flytelike.errors import CancelledError, FlytelikeError, RunError, SpecError
+
+__all__ = ["client_for", "run_remote"]
+
+View = Callable[[Any], Awaitable[None]]
+
+
+def client_for(endpoint: str | None, settings: Settings | None = None) -> RunClient:
+    """A client of ``endpoint`` (default ``[remote] endpoint``) with ``[remote]``'s token and CA."""
+    settings = settings or load_settings()
+    remote = settings.remote
+    ca = None
+    if remote.tls_ca:
+        try:
+            ca = Path(remote.tls_ca).expanduser().read_bytes()
+        except OSError as e:
+            raise SpecError("remote.tls_ca", remote.tls_ca, f"cannot be read ({e.strerror})") from None
+    return RunClient(endpoint or remote.endpoint, token=remote_token(settings), tls_ca=ca)
+
+
+async def _run(
+    task: Task[..., Any],
+    values: Mapping[str, Any],
+    *,
+    endpoint: str | None,
+    detach: bool,
+    name: str | None,
+    labels: Mapping[str, str],
+    platform: str | None,
+    view: View | None,
+    output: str,
+) -> int:
+    settings = load_settings()
+    async with client_for(endpoint, settings) as client:
+        request = await create_request(
+            client, task, values, settings=settings, name=name, labels=labels, platform=platform
+        )
+        created = await client.create_run(request)
+        run = RemoteRun(client, created.run, task, created.run_token)
+        if detach:
+            click.echo(run.id)
+            return 0
+        click.echo(f"run {run.id} on {client.endpoint}", err=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                if view is not None:
+                    tg.start_soon(view, run)
+                try:
+                    value = await run.result()
+                finally:
+                    tg.cancel_scope.cancel()
+        except CancelledError as e:
+            click.echo(f"Error: {e}", err=True)
+            return 1
+        except RunError as e:
+            click.echo(f"Error: {e}\nDetails: flytelike runs show --remote {run.id}", err=True)
+            return 1
+    if output == "json":
+        click.echo(json.dumps({"run": run.id, "task": run.task, "outputs": value}, indent=2, default=repr))
+    else:
+        click.echo(value if isinstance(value, str) else json.dumps(value, default=repr))
+    return 0
+
+
+def run_remote(
+    task: Task[..., Any],
+    values: Mapping[str, Any],
+    *,
+    endpoint: str | None,
+    detach: bool,
+    name: str | None,
+    labels: Mapping[str, str],
+    platform: str | None,
+    view: object,
+    output: str,
+) -> None:
+    """Run ``task`` on the control plane and exit with the status its end calls for."""
+    try:
+        code = anyio.run(
+            lambda: _run(
+                task,
+                values,
+                endpoint=endpoint,
+                detach=detach,
+                name=name,
+                labels=labels,
+                platform=platform,
+                view=cast(View | None, view),
+                output=output,
+            )
+        )
+    except KeyboardInterrupt:
+        click.echo("Detached: the run goes on on the server (flytelike abort RUN stops it).", err=True)
+        sys.exit(130)
+    except FlytelikeError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    sys.exit(code)
