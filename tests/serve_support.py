@@ -45,7 +45,13 @@ class FakeRunSource:
         parent = action.rpartition(".")[0] if "." in action else ""
         self._reports.event(
             runs_pb2.Event(
-                run_id=run_id, seq=seq, action_id=action, parent=parent, task=task, state=state, attempt=attempt,
+                run_id=run_id,
+                seq=seq,
+                action_id=action,
+                parent=parent,
+                task=task,
+                state=state,
+                attempt=attempt,
                 time=time.time(),
             )
         )

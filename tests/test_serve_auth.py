@@ -9,18 +9,19 @@ import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
 
 from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
 from flytelike._remote._run_client import RunClient
 from flytelike.errors import BackendError
-from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
 
 
 async def test_no_token_and_a_wrong_token_are_unauthenticated_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with serving(tmp_path / "srv", FakeRunSource()) as plane:
-        async with grpc.aio.insecure_channel(plane.address) as channel:
+        channel = grpc.aio.insecure_channel(plane.address)
+        async with channel:
             runs = runs_pb2_grpc.RunServiceStub(channel)
             blobs = blobs_pb2_grpc.BlobServiceStub(channel)
             with caplog.at_level(logging.WARNING, logger="flytelike.serve"):
@@ -57,9 +58,9 @@ async def test_a_run_token_reads_its_run_only_and_creates_nothing(tmp_path: Path
                 client.abort(other.run.id),
                 client.actions(other.run.id),
             ):
-                with pytest.raises(BackendError, match=f"PERMISSION_DENIED.*not the token of run '{other.run.id}'"):
+                with pytest.raises(BackendError, match=rf"PERMISSION_DENIED.*not the token of run '{other.run.id}'"):
                     await call
-            with pytest.raises(BackendError, match="PERMISSION_DENIED.*use the server's token"):
+            with pytest.raises(BackendError, match=r"PERMISSION_DENIED.*use the server's token"):
                 await client.create_run(create_request(digest, request_id="sneaky"))
             with pytest.raises(BackendError, match="PERMISSION_DENIED"):
                 await client.list_runs()

@@ -6,12 +6,12 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from serve_support import TOKEN, FakeRunSource, bundle_bytes, serving
 
 from flytelike._proto.remote.v1 import blobs_pb2
 from flytelike._remote._run_client import RunClient
 from flytelike._storage import bundle_key, data_key, open_store
 from flytelike.errors import BackendError
-from serve_support import TOKEN, FakeRunSource, bundle_bytes, serving
 
 
 async def test_an_upload_is_never_repeated(tmp_path: Path) -> None:
@@ -40,17 +40,18 @@ async def test_corrupt_uploads_are_refused_and_nothing_is_stored(tmp_path: Path)
         wrong = tmp_path / "wrong"
         wrong.write_bytes(b"not what the digest says")
         ref = blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_DATA, digest="sha256:" + "a" * 64)
-        with pytest.raises(BackendError, match="INVALID_ARGUMENT.*refused.*sha256"):
+        with pytest.raises(BackendError, match=r"INVALID_ARGUMENT.*refused.*sha256"):
             await client.upload(ref, wrong)
         corrupt = tmp_path / "corrupt.tar.gz"
         corrupt.write_bytes(data[:-40] + bytes(40))  # the archive's end damaged
         bundle = blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_BUNDLE, digest=digest)
-        with pytest.raises(BackendError, match=f"INVALID_ARGUMENT.*Upload of {digest} refused"):
+        with pytest.raises(BackendError, match=rf"INVALID_ARGUMENT.*Upload of {digest} refused"):
             await client.upload(bundle, corrupt)
         other_digest = "sha256:" + "b" * 64
         good = tmp_path / "good.tar.gz"
         good.write_bytes(data)
-        with pytest.raises(BackendError, match="INVALID_ARGUMENT.*refused"):
+        with pytest.raises(BackendError, match=r"INVALID_ARGUMENT.*refused"):
             await client.upload(blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_BUNDLE, digest=other_digest), good)
         assert len(await client.find_missing([ref, bundle])) == 2
-        assert plane.blobs is not None and plane.blobs.stored == 0
+        assert plane.blobs is not None
+        assert plane.blobs.stored == 0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
 
 from flytelike._remote._run_client import RunClient
 from flytelike.errors import BackendError
-from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,8 @@ async def test_create_run_twice_with_one_request_id_makes_one_run(tmp_path: Path
         await upload_bundle(client, *bundle, tmp_path)
         request = create_request(bundle[0], request_id=str(uuid.uuid4()))
         first, second = await client.create_run(request), await client.create_run(request)
-        assert first.created and not second.created
+        assert first.created
+        assert not second.created
         assert first.run.id == second.run.id
         assert first.run_token == second.run_token
         assert source.started == [first.run.id]
@@ -52,7 +53,7 @@ async def test_concurrent_create_runs_with_one_request_id_start_one_run(
 
 async def test_a_run_without_its_bundle_is_refused(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
     async with serving(tmp_path / "srv", FakeRunSource()) as plane, RunClient(plane.address, token=TOKEN) as client:
-        with pytest.raises(BackendError, match="FAILED_PRECONDITION.*upload it first"):
+        with pytest.raises(BackendError, match=r"FAILED_PRECONDITION.*upload it first"):
             await client.create_run(create_request(bundle[0], request_id="x"))
 
 
@@ -115,7 +116,7 @@ async def test_a_watch_replays_then_says_synced_then_streams_live_events(
         synced = items.index(("synced", ""))
         assert ("event", "queued") in items[:synced]
         assert items[synced + 1 :] == [("event", "running"), ("event", "failed"), ("event", "failed")]
-        with pytest.raises(BackendError, match="FAILED_PRECONDITION.*failed: boom"):
+        with pytest.raises(BackendError, match=r"FAILED_PRECONDITION.*failed: boom"):
             await client.outputs(run.id)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from flytelike.errors import CancelledError, FlytelikeError, RunError, SpecError
 
 __all__ = ["client_for", "run_remote"]
 
-View = Callable[[Any], Awaitable[None]]
+View = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 def client_for(endpoint: str | None, settings: Settings | None = None) -> RunClient:

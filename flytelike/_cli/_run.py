@@ -241,7 +241,14 @@ def run(
             from flytelike._cli._remote_run import run_remote
 
             run_remote(
-                target, values, endpoint=endpoint, detach=detach, name=name, labels=label, platform=with_, view=view,
+                target,
+                values,
+                endpoint=endpoint,
+                detach=detach,
+                name=name,
+                labels=label,
+                platform=with_,
+                view=view,
                 output=output,
             )
         # Outputs are recorded so that `flytelike rerun --recover` can reuse what succeeded.

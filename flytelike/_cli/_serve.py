@@ -37,7 +37,9 @@ async def _serve(bind: str | None) -> None:
 
 
 @click.command(short_help="Run the control plane: RunService and BlobService.")
-@click.option("--bind", metavar="HOST:PORT", callback=_bind, help="Where to listen. Config: [serve] bind (127.0.0.1:8470).")
+@click.option(
+    "--bind", metavar="HOST:PORT", callback=_bind, help="Where to listen. Config: [serve] bind (127.0.0.1:8470)."
+)
 def serve(bind: str | None) -> None:
     """Serve runs to `flytelike run --remote`, `runs --remote`, `logs --remote`, `abort` and fl.Remote.
 

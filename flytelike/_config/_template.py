@@ -63,7 +63,7 @@ DESCRIPTIONS: dict[str, str] = {
     "remote.endpoint": "HOST:PORT or grpc://HOST:PORT (plaintext), grpcs://HOST:PORT (TLS).",
     "remote.token": "The server's bearer token (FLYTELIKE_REMOTE__TOKEN).",
     "remote.token_file": "A file holding the server's token.",
-    "remote.tls_ca": 'PEM file of the CA that signed the server\'s certificate; "" means the system\'s roots.',
+    "remote.tls_ca": "PEM file of the CA that signed the server's certificate; \"\" means the system's roots.",
 }
 
 # Shown for settings whose default cannot be written in TOML (none), as an example of a value.

@@ -33,7 +33,10 @@ def _code_file(task: Task[..., Any]) -> str:
     path = getattr(module, "__file__", None)
     if not path:
         raise SpecError(
-            "task", task.full_name, "is not defined in a .py file, so its code cannot be bundled", accepted="a task of a file"
+            "task",
+            task.full_name,
+            "is not defined in a .py file, so its code cannot be bundled",
+            accepted="a task of a file",
         )
     return str(Path(path).resolve())
 
@@ -256,4 +259,3 @@ def remote_token(settings: Settings) -> str:
         return Path(remote.token_file).expanduser().read_text().strip()
     except OSError as e:
         raise SpecError("remote.token_file", remote.token_file, f"cannot be read ({e.strerror})") from None
-

@@ -73,7 +73,9 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"FindMissing: {e}")
             raise
         missing = await self._store.missing(keys)
-        return blobs_pb2.FindMissingResponse(missing=[r for r, k in zip(request.blobs, keys, strict=True) if k in missing])
+        return blobs_pb2.FindMissingResponse(
+            missing=[r for r, k in zip(request.blobs, keys, strict=True) if k in missing]
+        )
 
     async def Upload(  # noqa: N802 (the gRPC method's name)
         self, request_iterator: AsyncIterator[blobs_pb2.UploadRequest], context: Context

@@ -269,4 +269,3 @@ class ControlPlane:
                     log.exception("abort of run %s failed", abort.run_id)
                     outcome = f"failed: {e}"
                 await state.abort_done(abort.id, outcome)
-

@@ -146,7 +146,9 @@ class Hub:
                 continue
             await flush()
             if isinstance(report, _Logs):
-                await self._state.append_logs(report.run_id, report.action_id, report.attempt, report.offset, report.data)
+                await self._state.append_logs(
+                    report.run_id, report.action_id, report.attempt, report.offset, report.data
+                )
                 touched.add(report.run_id)
             else:
                 event = await self._state.set_run_state(

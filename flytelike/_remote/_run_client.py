@@ -36,7 +36,9 @@ def channel_target(endpoint: str) -> tuple[str, bool]:
     """
     if not endpoint:
         raise SpecError(
-            "remote.endpoint", endpoint, "is not set (--endpoint, [remote] endpoint, FLYTELIKE_REMOTE__ENDPOINT)",
+            "remote.endpoint",
+            endpoint,
+            "is not set (--endpoint, [remote] endpoint, FLYTELIKE_REMOTE__ENDPOINT)",
             accepted=_ACCEPTED,
         )
     scheme, sep, rest = endpoint.partition("://")
@@ -62,8 +64,8 @@ class RunClient:
         self._metadata = bearer(token) if token else ()
         self._tls_ca = tls_ca
         self._channel: grpc.aio.Channel | None = None
-        self._runs: runs_pb2_grpc.RunServiceStub | None = None
-        self._blobs: blobs_pb2_grpc.BlobServiceStub | None = None
+        self._runs: runs_pb2_grpc.RunServiceAsyncStub | None = None
+        self._blobs: blobs_pb2_grpc.BlobServiceAsyncStub | None = None
 
     async def __aenter__(self) -> RunClient:
         if self._tls:
@@ -83,13 +85,13 @@ class RunClient:
                 await channel.close()
 
     @property
-    def runs(self) -> runs_pb2_grpc.RunServiceStub:
+    def runs(self) -> runs_pb2_grpc.RunServiceAsyncStub:
         if self._runs is None:
             raise RuntimeError("RunClient used outside `async with`")
         return self._runs
 
     @property
-    def blobs(self) -> blobs_pb2_grpc.BlobServiceStub:
+    def blobs(self) -> blobs_pb2_grpc.BlobServiceAsyncStub:
         if self._blobs is None:
             raise RuntimeError("RunClient used outside `async with`")
         return self._blobs
@@ -271,4 +273,3 @@ class RunClient:
             raise self._failed("TailLogs", e) from None
         finally:
             call.cancel()
-

@@ -53,7 +53,9 @@ def _check_create(request: runs_pb2.CreateRunRequest) -> runs_pb2.TaskCode:
     if not _DIGEST.fullmatch(request.bundle_digest):
         raise SpecError("bundle_digest", request.bundle_digest, "is not a digest", accepted="sha256:<64 hex digits>")
     if request.name and not _NAME.fullmatch(request.name):
-        raise SpecError("name", request.name, "is not a run name", accepted="lowercase letters, digits, '-'; e.g. nightly")
+        raise SpecError(
+            "name", request.name, "is not a run name", accepted="lowercase letters, digits, '-'; e.g. nightly"
+        )
     for code in request.tasks:
         key = f"{code.template.id.name}@{code.template.id.version}"
         if key == request.root:
@@ -228,7 +230,9 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         state, outputs, outputs_json, error = found
         if state != "succeeded":
             why = f"it is {state}" + (f": {error}" if error else "")
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"GetOutputs: run {request.run_id} has none; {why}")
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"GetOutputs: run {request.run_id} has none; {why}"
+            )
         return runs_pb2.GetOutputsResponse(outputs=outputs or b"", outputs_json=outputs_json or "")
 
     async def TailLogs(  # noqa: N802 (the gRPC method's name)

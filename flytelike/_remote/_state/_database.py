@@ -47,7 +47,7 @@ def database_url(value: str, *, home: Path) -> str:
         return f"sqlite+aiosqlite:///{(home / 'server.sqlite3').absolute()}"
     if value.startswith(("postgresql://", "postgres://")):
         return "postgresql+asyncpg://" + value.split("://", 1)[1]
-    if value.startswith("postgresql+asyncpg://") or value.startswith("sqlite+aiosqlite://"):
+    if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
         return value
     if value.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
@@ -153,7 +153,9 @@ class ServerState:
                 await connection.run_sync(_migrate)
         except SQLAlchemyError as e:
             await engine.dispose()
-            raise RecordWriteError(f"the server database {_safe(self.url)} could not be opened: {e}") from None
+            raise RecordWriteError(
+                f"the server database {_safe(self.url)} could not be opened: {e}", path=_safe(self.url), cause=str(e)
+            ) from None
         except BaseException:
             await engine.dispose()
             raise
@@ -262,9 +264,7 @@ class ServerState:
             stmt = stmt.where(r.created >= query.since)
         for key, value in (query.labels or {}).items():
             label = s.labels.c
-            stmt = stmt.where(
-                sa.exists().where(label.run_id == r.id, label.key == key, label.value == value)
-            )
+            stmt = stmt.where(sa.exists().where(label.run_id == r.id, label.key == key, label.value == value))
         if query.page_token:
             created, run_id = _parse_page_token(query.page_token)
             stmt = stmt.where(sa.or_(r.created < created, sa.and_(r.created == created, r.id < run_id)))
@@ -311,7 +311,9 @@ class ServerState:
         """The run's state, outputs, their JSON and its error; None for an unknown run."""
         r = s.runs.c
         async with self._read() as c:
-            row = (await c.execute(sa.select(r.state, r.outputs, r.outputs_json, r.error).where(r.id == run_id))).first()
+            row = (
+                await c.execute(sa.select(r.state, r.outputs, r.outputs_json, r.error).where(r.id == run_id))
+            ).first()
         return None if row is None else (row.state, row.outputs, row.outputs_json, row.error or "")
 
     # --- events and actions -----------------------------------------------------------------------------------
@@ -330,7 +332,11 @@ class ServerState:
         async with self._write() as c:
             run = (await c.execute(sa.select(r.last_seq, r.state).where(r.id == run_id))).first()
             if run is None:
-                raise RecordWriteError(f"events for run {run_id!r}, which the server has no record of")
+                raise RecordWriteError(
+                    f"events for run {run_id!r}, which the server has no record of",
+                    path=_safe(self.url),
+                    cause="no such run",
+                )
             position = run.last_seq
             for event in batch:
                 values = _event_values(event)
@@ -345,7 +351,7 @@ class ServerState:
                     fresh.append(event)
             if not fresh:
                 return []
-            known = {
+            known: dict[str, Any] = {
                 row.action_id: row
                 for row in await c.execute(
                     sa.select(a.action_id, a.started).where(
@@ -358,24 +364,24 @@ class ServerState:
                 row = known.get(event.action_id)
                 done = event.state in _TERMINAL_ACTION_STATES
                 failed = event.state in ("failed", "timed_out")
-                values: dict[str, Any] = {"state": event.state, "attempts": event.attempt}
+                change: dict[str, Any] = {"state": event.state, "attempts": event.attempt}
                 if event.state == "running" and (row is None or row.started is None):
-                    values["started"] = event.time
+                    change["started"] = event.time
                 if done:
-                    values["ended"] = event.time
-                    values["error"] = event.reason if failed else None
-                    values["failure_kind"] = event.kind or None
+                    change["ended"] = event.time
+                    change["error"] = event.reason if failed else None
+                    change["failure_kind"] = event.kind or None
                 if row is None:
-                    values.update(run_id=run_id, action_id=event.action_id, parent=event.parent, task=event.task)
-                    values["first_seq"] = event.seq
-                    await c.execute(s.actions.insert().values(values))
-                    known[event.action_id] = _Started(values.get("started"))
+                    change.update(run_id=run_id, action_id=event.action_id, parent=event.parent, task=event.task)
+                    change["first_seq"] = event.seq
+                    await c.execute(s.actions.insert().values(change))
+                    known[event.action_id] = _Started(change.get("started"))
                     new_actions += 1
                 else:
-                    if "started" in values:
-                        known[event.action_id] = _Started(values["started"])
+                    if "started" in change:
+                        known[event.action_id] = _Started(change["started"])
                     await c.execute(
-                        s.actions.update().where(a.run_id == run_id, a.action_id == event.action_id).values(values)
+                        s.actions.update().where(a.run_id == run_id, a.action_id == event.action_id).values(change)
                     )
             await c.execute(
                 s.runs.update().where(r.id == run_id).values(last_seq=position, actions=r.actions + new_actions)
@@ -384,9 +390,7 @@ class ServerState:
 
     async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[runs_pb2.Event]:
         e = s.events.c
-        stmt = (
-            sa.select(s.events).where(e.run_id == run_id, e.position > after_seq).order_by(e.position).limit(limit)
-        )
+        stmt = sa.select(s.events).where(e.run_id == run_id, e.position > after_seq).order_by(e.position).limit(limit)
         async with self._read() as c:
             rows = await c.execute(stmt)
             return [
@@ -449,7 +453,9 @@ class ServerState:
 
     async def abort_done(self, abort_id: int, outcome: str) -> None:
         async with self._write() as c:
-            await c.execute(s.aborts.update().where(s.aborts.c.id == abort_id).values(done=time.time(), outcome=outcome))
+            await c.execute(
+                s.aborts.update().where(s.aborts.c.id == abort_id).values(done=time.time(), outcome=outcome)
+            )
 
     # --- logs -------------------------------------------------------------------------------------------------
 
@@ -459,14 +465,17 @@ class ServerState:
         async with self._write() as c:
             await c.execute(self._insert(s.logs).values(values).on_conflict_do_nothing())
 
-    async def logs_after(
-        self, run_id: str, action_id: str, attempt: int, after: int
-    ) -> list[tuple[int, bytes]]:
+    async def logs_after(self, run_id: str, action_id: str, attempt: int, after: int) -> list[tuple[int, bytes]]:
         """The attempt's output from byte ``after`` on, as (offset, data) chunks."""
         g = s.logs.c
         stmt = (
             sa.select(g.offset, g.data)
-            .where(g.run_id == run_id, g.action_id == action_id, g.attempt == attempt, g.offset + sa.func.length(g.data) > after)
+            .where(
+                g.run_id == run_id,
+                g.action_id == action_id,
+                g.attempt == attempt,
+                g.offset + sa.func.length(g.data) > after,
+            )
             .order_by(g.offset)
         )
         async with self._read() as c:
@@ -523,7 +532,9 @@ def _migrate(connection: Connection) -> None:
     if newer:
         raise RecordWriteError(
             f"the server database has schema version {max(newer)}, newer than this flytelike knows "
-            f"({s.SCHEMA_VERSION}); upgrade flytelike"
+            f"({s.SCHEMA_VERSION}); upgrade flytelike",
+            path="the server database",
+            cause=f"schema version {max(newer)}",
         )
     for version, step in s.MIGRATIONS:
         if version not in applied:
@@ -537,4 +548,3 @@ def _safe(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except SQLAlchemyError:
         return "(unparsable URL)"
-
