@@ -20,9 +20,10 @@ from google.protobuf.message import DecodeError
 
 from flytelike._executor._cache_key import cache_key, recovery_digest
 from flytelike._executor._events import Event, FailureKind
+from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._logs import LogSink, TailOnly
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
