@@ -6,5 +6,6 @@ entrypoint, controller) can be exercised and tried without a cluster or a cloud 
 
 from flytelike.testing._launcher import Launched, Launcher, LaunchInput, ProcessExit
 from flytelike.testing._subprocess import SubprocessBackend
+from flytelike.testing.batch import BatchEmulator
 
-__all__ = ["LaunchInput", "Launched", "Launcher", "ProcessExit", "SubprocessBackend"]
+__all__ = ["BatchEmulator", "LaunchInput", "Launched", "Launcher", "ProcessExit", "SubprocessBackend"]
