@@ -350,6 +350,9 @@ class Run:
         memory = task.memory_limit or task.memory
         reserved = task.memory
         user_left, system_left = task.retries, self._system_retries
+        # A backend whose platform reports its own states (queued, waiting, initializing, running) through
+        # report() says so; the others are running as soon as their attempt starts.
+        reports_states = getattr(backend, "reports_states", False)
         attempt = 0
         while True:
             attempt += 1
@@ -361,7 +364,8 @@ class Run:
                 )
             if record.started is None:
                 record.started = time.time()
-            self._emit(record, _RUNNING)
+            if not reports_states:
+                self._emit(record, _RUNNING)
             try:
                 if task.timeout is None:
                     result = await backend.run_attempt(AttemptInput(self, record, task, inputs, attempt, memory))
@@ -425,6 +429,12 @@ class Run:
             record.ended = time.time()
             self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
+
+    def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
+        """A backend's report of where an attempt of ``action`` is (queued, waiting with why, initializing,
+        running), for backends whose platform tells them (``reports_states = True``); other states are the run's."""
+        if state in (_QUEUED, _WAITING, ActionState.INITIALIZING, _RUNNING) and not action.state.done:
+            self._emit(action, state, "", reason)
 
     def _waiting(self, record: ActionRecord) -> Callable[[str], None]:
         def on_wait(reason: str) -> None:
