@@ -73,7 +73,7 @@ class _ArgumentError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         # argparse exits 2; a bootstrap failure is 11, and the message says which argument is wrong.
         raise _ArgumentError(message)
 
@@ -368,7 +368,7 @@ def run(argv: Sequence[str]) -> int:
 def _with_output(args: EntryArgs, settings: Settings, output: _Output) -> int:
     stdout, stderr = sys.stdout, sys.stderr
     # This process runs one attempt and nothing else, so its standard streams are the attempt's own.
-    sys.stdout, sys.stderr = _Tee(stdout, output), _Tee(stderr, output)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Tee(stdout, output), _Tee(stderr, output)
     try:
         return anyio.run(_attempt, args, settings, output)
     except Exception as e:  # the store itself failed: nothing can be recorded there

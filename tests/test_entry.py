@@ -39,6 +39,11 @@ async def inc(x: int) -> int:
 @env.task
 async def fail(x: int) -> int:
     raise KeyError(x)
+
+
+@env.task
+async def calls(x: int) -> int:
+    return await inc(x)
 """
 
 
@@ -164,3 +169,27 @@ async def test_an_attempt_without_calls_imports_no_grpc_and_no_cloud_client(task
     done = _entry([sys.executable, "-c", probe, *command[3:]], env, tmp_path / "work")
     assert done.returncode == EXIT_OK, done.stderr
     assert "HEAVY []" in done.stderr
+
+
+async def test_an_unreachable_controller_exits_11_naming_the_address(tasks: Any, tmp_path: Path) -> None:
+    command, env, store = await _command(tasks.inc)
+    env = {**env, "FLYTELIKE_CONTROLLER__TOKEN": "not-a-run-token"}
+    done = _entry([*command, "--controller", "127.0.0.1:9"], env, tmp_path / "work")
+    assert done.returncode == EXIT_BOOTSTRAP
+    error = _error(store, command)
+    assert error.kind == Kind.SETUP
+    assert error.type_name == "flytelike.errors.ControllerUnreachableError"
+    assert "127.0.0.1:9" in error.message
+    assert "[controller] address" in error.message
+
+
+async def test_an_unreachable_controller_is_the_run_s_recorded_error(tasks: Any, tmp_path: Path) -> None:
+    """A task that calls tasks, told an address nobody listens on: the run fails at once with that error."""
+    settings = load_settings(controller={"address": "127.0.0.1:9"})
+    async with Runtime(settings=settings, backends={"local": SubprocessBackend.from_input}) as rt:
+        handle = await rt.start(tasks.calls, 1)
+        with pytest.raises(Exception, match=r"cannot reach the controller at 127\.0\.0\.1:9"):
+            await handle.result()
+        action = handle.actions()["0"]
+        assert action.attempts == 1  # not retried: the same address would fail the same way
+        assert "ControllerUnreachableError" in (action.error or "")

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from s3_server import FaultyS3, moto_s3
 
 import flytelike as fl
 from flytelike._config import Settings, load_settings
@@ -182,3 +184,44 @@ def test_the_fanout_example_through_subprocesses(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(sum(i * i for i in range(6))), "7"]
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[tuple[str, FaultyS3]]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        }.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        with moto_s3() as served:
+            yield served
+
+
+async def test_nested_calls_and_files_through_an_s3_store(
+    project: Any, tmp_path: Path, s3_server: tuple[str, FaultyS3]
+) -> None:
+    endpoint, counts = s3_server
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="remote-path")
+    settings = _settings(url="s3://remote-path/team", endpoint_url=endpoint)
+    expected = (await fl.run_async(project.nested, 3)).outputs
+    counts.reset()
+    result, handle, _ = await _run(project.nested, 3, settings=settings)
+    assert result == expected
+    assert len(handle.actions()) == 7
+    puts = counts.counts["PutObject"] + counts.counts["CreateMultipartUpload"]
+    assert puts > 0  # the path really went through the bucket
+    assert len([key for key in counts.keys("PutObject") if "/bundles/" in key]) == 1
+    source = tmp_path / "poem.txt"
+    source.write_text("by the sea")
+    named, _, _ = await _run(project.pass_on, fl.File(str(source)), settings=settings)
+    assert named == "shouted-poem.txt:BY THE SEA"
+    # The same project again: its bundle is found in the bucket and not uploaded a second time.
+    counts.reset()
+    await _run(project.leaf, 5, settings=settings)
+    bundle_puts = [key for key in counts.keys("PutObject") if "/bundles/" in key]
+    assert bundle_puts == []

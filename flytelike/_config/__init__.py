@@ -37,6 +37,7 @@ __all__ = [
     "AcceleratorEntry",
     "BatchSettings",
     "ControllerSettings",
+    "KubernetesSettings",
     "LocalSettings",
     "ResourcePolicy",
     "Settings",
@@ -148,6 +149,34 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """Where and how tasks run as pods (``[kubernetes]``).
+
+    ``kubeconfig`` / ``context``: the cluster, as kubectl finds it (default: ``KUBECONFIG`` or ``~/.kube/config``,
+    else the in-cluster service account); ``namespace`` of the pods (a task's ``fl.Kubernetes(namespace=)`` wins);
+    ``image`` of pods whose task names none (it needs Python and flytelike: see docs/remote.md);
+    ``entrypoint``: the command before the entrypoint's arguments; ``service_account``; ``gpu_product_label``,
+    ``tpu_accelerator_label``, ``tpu_topology_label``: the node labels that select a GPU type and a TPU slice;
+    ``mig_strategy``: ``single`` (MIG profile as a node label) or ``mixed`` (``nvidia.com/mig-<profile>``);
+    ``pending_timeout``: seconds a pod may stay unschedulable before the attempt fails (an INFRA failure);
+    ``image_pull_grace``: seconds of ImagePullBackOff before a USER failure.
+    """
+
+    kubeconfig: str = ""
+    context: str = ""
+    namespace: str = "default"
+    image: str = "python:3.11-slim"
+    entrypoint: tuple[str, ...] = ("flytelike-entry",)
+    service_account: str = ""
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    tpu_accelerator_label: str = "cloud.google.com/gke-tpu-accelerator"
+    tpu_topology_label: str = "cloud.google.com/gke-tpu-topology"
+    mig_strategy: Literal["single", "mixed"] = "mixed"
+    pending_timeout: float = field(default=900.0, metadata=at_least(0))
+    image_pull_grace: float = field(default=180.0, metadata=at_least(0))
+
+
+@dataclass(frozen=True, slots=True)
 class BatchSettings:
     """How tasks run as AWS Batch jobs (``[batch]``; see ``docs/batch.md``).
 
@@ -240,6 +269,7 @@ class Settings:
         accelerators: the configured ``[[accelerators]]`` tables.
         store: the blob store (``[store]``); its ``url`` defaults to ``file://`` + ``home/store``.
         controller: how tasks running elsewhere call back (``[controller]``).
+        kubernetes: pods (``[kubernetes]``).
         batch: how tasks run as AWS Batch jobs (``[batch]``).
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
@@ -249,6 +279,7 @@ class Settings:
     accelerators: tuple[AcceleratorEntry, ...] = ()
     store: StoreSettings = field(default_factory=StoreSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 

@@ -34,6 +34,7 @@ from flytelike.errors import (
 __all__ = ["Run", "RunInput"]
 
 _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionState.RUNNING
+_REPORTABLE = frozenset({_QUEUED, ActionState.WAITING, ActionState.INITIALIZING, _RUNNING})
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _YIELD_EVERY = 64
@@ -412,7 +413,8 @@ class Run:
             if kind is FailureKind.OOM:
                 record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
             system = kind in (FailureKind.SYSTEM, FailureKind.INFRA)
-            if (system_left if system else user_left) > 0:
+            # A failure that says no retry can help (a request the platform refuses as invalid) is final.
+            if getattr(failure, "retryable", True) and (system_left if system else user_left) > 0:
                 if system:
                     system_left -= 1
                 else:
@@ -431,10 +433,15 @@ class Run:
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
 
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
-        """A backend's report of where an attempt of ``action`` is (queued, waiting with why, initializing,
-        running), for backends whose platform tells them (``reports_states = True``); other states are the run's."""
-        if state in (_QUEUED, _WAITING, ActionState.INITIALIZING, _RUNNING) and not action.state.done:
-            self._emit(action, state, "", reason)
+        """A backend's word on a running attempt: QUEUED, WAITING (with the platform's reason), INITIALIZING or RUNNING.
+
+        Only an action that is running an attempt changes; a report arriving after the attempt ended is dropped.
+        """
+        if state not in _REPORTABLE or action.state.done or self.actions.get(action.id) is not action:
+            return
+        if action.state is state and not reason:
+            return
+        self._emit(action, state, "", reason)
 
     def _waiting(self, record: ActionRecord) -> Callable[[str], None]:
         def on_wait(reason: str) -> None:

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-import anyio
-
 from flytelike._backends import BackendInput
 from flytelike._backends._remote import RemoteServices, prepare_attempt, read_attempt
 from flytelike._executor import ActionRecord, AdmitInput, AttemptInput, AttemptResult, ExecTask
@@ -100,13 +98,11 @@ class SubprocessBackend:
         launch = await prepare_attempt(self._remote, attempt, platform=self.name)
         env = {**launch.env, "FLYTELIKE_HOME": str(self._home)}
         command = (self._python, "-m", "flytelike.entry", *launch.args)
-        read = False
         try:
             process = await self._launcher.start(LaunchInput(command, env=env, memory_limit=attempt.memory))
             self.launched += 1
             self.commands.append(command)
             exit = await process.wait()
-            read = True
             return await read_attempt(
                 self._remote,
                 attempt,
@@ -116,9 +112,8 @@ class SubprocessBackend:
                 output=process.output(),
             )
         finally:
-            if launch.calls_back and not read:
-                with anyio.CancelScope(shield=True):
-                    self._remote.attempt_ended(attempt.run, attempt.action)
+            if launch.calls_back:
+                self._remote.attempt_ended(attempt.run, attempt.action)
 
     async def logs(self, action: ActionRecord, attempt: int) -> str:
         return "".join(action.logs or ())

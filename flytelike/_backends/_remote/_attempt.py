@@ -105,29 +105,29 @@ async def read_attempt(
     exit_code: int | None,
     oom_killed: bool = False,
     output: str = "",
+    logs_seen: bool = False,
 ) -> AttemptResult:
     """The attempt's result from the store, or its failure raised (see the module's docstring).
+
+    The caller ends the attempt with the services (``attempt_ended``) once it is over, whatever happened here.
 
     Args:
         exit_code: the process's exit status as the platform reports it (None when unknown).
         oom_killed: the platform killed it for its memory.
         output: what the process printed, as the platform kept it (attached to the records when the attempt's own
             ``logs`` object or the controller did not bring it).
+        logs_seen: the backend already put the attempt's output into the records (it followed the container's log).
     """
     run, action = attempt.run, attempt.action
-    try:
-        store = await services.store()
-        metrics = await _optional(store.get(launch.keys.metrics))
-        if not services.streamed_logs(run, action, attempt.attempt):
-            logs = await _optional(store.get(launch.keys.logs))
-            text = logs.decode("utf-8", "replace") if logs is not None else output
-            if text:
-                action.logs = [*(action.logs or ()), text]
-        outputs = await _optional(store.get(launch.keys.outputs))
-        error = await _optional(store.get(launch.keys.error)) if outputs is None else None
-    finally:
-        if launch.calls_back:
-            services.attempt_ended(run, action)
+    store = await services.store()
+    metrics = await _optional(store.get(launch.keys.metrics))
+    if not logs_seen and not services.streamed_logs(run, action, attempt.attempt):
+        logs = await _optional(store.get(launch.keys.logs))
+        text = logs.decode("utf-8", "replace") if logs is not None else output
+        if text:
+            action.logs = [*(action.logs or ()), text]
+    outputs = await _optional(store.get(launch.keys.outputs))
+    error = await _optional(store.get(launch.keys.error)) if outputs is None else None
     peak, cpu = _metrics(metrics)
     if outputs is not None:
         data = await download_refs(outputs, store, services.data_dir)
