@@ -63,9 +63,11 @@ class _NoLease:
         pass
 
 
-def _failure(message: str, kind: str) -> BackendError:
+def _failure(message: str, kind: str, *, retryable: bool = True) -> BackendError:
     error = BackendError(message)
     error.failure_kind = kind  # type: ignore[attr-defined]
+    if not retryable:  # the executor retries nothing that says no retry can help
+        error.retryable = False  # type: ignore[attr-defined]
     return error
 
 
@@ -153,7 +155,6 @@ class BatchBackend:
         name = job_name(run.id, action.id, attempt.attempt)
         job_id: str | None = None
         watched: Watched | None = None
-        read = False
         try:
             job_id = await self.lookups.existing(run.id, queue, name)
             if job_id is None:
@@ -163,7 +164,6 @@ class BatchBackend:
             if seen.log_stream:
                 self._remember_stream(action, attempt.attempt, self._log_group(task), seen.log_stream)
             if seen.end in (End.SUCCEEDED, End.OOM, End.FAILED):
-                read = True
                 return await self._read(attempt, launch, seen)
             raise await self._platform_failure(attempt, job_id, seen)
         except anyio.get_cancelled_exc_class():
@@ -173,9 +173,8 @@ class BatchBackend:
         finally:
             if job_id is not None:
                 self.poller.forget(job_id)
-            if launch.calls_back and not read:
-                with anyio.CancelScope(shield=True):
-                    self._remote.attempt_ended(run, action)
+            if launch.calls_back:
+                self._remote.attempt_ended(run, action)
 
     async def _submit(self, attempt: AttemptInput, launch: EntryLaunch, compute: Compute, queue: str, name: str) -> str:
         task = attempt.task
@@ -287,9 +286,10 @@ class BatchBackend:
         if seen.end is End.TIMEOUT:
             return _failure(f"{where} passed its attemptDurationSeconds: {seen.reason}", "timeout")
         if seen.end is End.IMAGE:
-            return _failure(f"{where} could not start: {seen.reason}", "user")
-        # Terminated by flytelike, but not by this attempt's own cancellation (which never reads the job again).
-        return _failure(f"{where} was terminated by flytelike: {seen.reason}", "user")
+            return _failure(f"{where} could not start: {seen.reason}", "user", retryable=False)
+        # Terminated by flytelike, but not by this attempt's own cancellation (which never reads the job again):
+        # an abort from elsewhere, which a retry must not undo.
+        return _failure(f"{where} was terminated by flytelike: {seen.reason}", "user", retryable=False)
 
     async def _terminate(self, queue: str, name: str, job_id: str | None, watched: Watched | None, why: str) -> None:
         if job_id is None:
