@@ -23,7 +23,7 @@ from flytelike._backends.batch._spec import (
 from flytelike._config import Settings
 from flytelike._executor import ExecTask
 
-__all__ = ["BatchBackend", "from_input", "show_requests"]
+__all__ = ["BatchBackend", "Compute", "from_input", "show_requests"]
 
 
 def from_input(spec: BackendInput) -> BatchBackend:
@@ -35,7 +35,7 @@ def show_requests(task: ExecTask, settings: Settings, compute: Compute = "EC2") 
     """The RegisterJobDefinition and SubmitJob bodies the backend would send for the task's first attempt.
 
     Values only known when an attempt starts (the run id, the store's URLs of its bundle and inputs) are shown as
-    ``<run>``, ``<bundle>`` ...; nothing is sent or uploaded.
+    ``<run>`` (``RUN`` in the job's name), ``<bundle>`` ...; nothing is sent or uploaded.
 
     Raises:
         SpecError: Batch would refuse the task (see :func:`check_task`).
@@ -55,7 +55,7 @@ def show_requests(task: ExecTask, settings: Settings, compute: Compute = "EC2") 
         task,
         batch,
         compute,
-        name=job_name(run, action, attempt),
+        name=job_name("RUN", action, attempt),
         definition=definition["jobDefinitionName"],
         command=[*batch.entrypoint, *args],
         environment=env,
