@@ -142,6 +142,13 @@ class AwsCalls:
             self._clients[service] = await self._stack.enter_async_context(creator)
         return self
 
+    def client(self, service: str) -> Any:
+        """The aiobotocore client of ``service`` (``batch`` or ``logs``), e.g. to watch what is sent."""
+        client = self._clients.get(service)
+        if client is None:
+            raise BackendError(f"the Batch backend is not entered (no {service} client)")
+        return client
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             self._clients.clear()
@@ -167,10 +174,7 @@ class AwsCalls:
             BackendError: AWS refused the call, or it kept failing (the message names the operation and the cause);
                 an answer's error code is ``code`` on the error.
         """
-        client = self._clients.get(service)
-        if client is None:
-            raise BackendError(f"the Batch backend is not entered (no {service} client for {operation})")
-        method = getattr(client, _snake(operation))
+        method = getattr(self.client(service), _snake(operation))
         for attempt in range(1, self._max_attempts + 1):
             await self.bucket.take()
             self.counts[operation] += 1
