@@ -97,7 +97,8 @@ def test_the_job_definition_of_an_ec2_task_is_exact() -> None:
         "retryStrategy": {"attempts": 1},
         "propagateTags": True,
     }
-    assert name.startswith("fl-") and len(name) == 19
+    assert name.startswith("fl-")
+    assert len(name) == 19
 
 
 def test_job_definitions_are_named_by_their_spec() -> None:
@@ -182,7 +183,8 @@ def test_job_names(run: str, action: str, attempt: int, expected: str) -> None:
 
 def test_job_names_keep_batch_s_rules_when_runs_are_named_oddly() -> None:
     odd = job_name("my run/ä", "0.1", 1)
-    assert odd.startswith("fl-my-run--") and len(odd) <= 128
+    assert odd.startswith("fl-my-run--")
+    assert len(odd) <= 128
     assert all(c.isascii() and (c.isalnum() or c in "-_") for c in odd)
     long = job_name("x" * 200, "0.1", 1)
     assert len(long) == 128
@@ -197,7 +199,8 @@ def test_fargate_definitions_have_exact_sizes_and_no_linux_parameters() -> None:
     assert container["resourceRequirements"] == [{"type": "VCPU", "value": "0.5"}, {"type": "MEMORY", "value": "2048"}]
     assert container["ephemeralStorage"] == {"sizeInGiB": 40}
     assert container["fargatePlatformConfiguration"] == {"platformVersion": "LATEST"}
-    assert "linuxParameters" not in container and "privileged" not in container
+    assert "linuxParameters" not in container
+    assert "privileged" not in container
 
 
 def test_escalated_memory_on_fargate_is_raised_to_the_next_size_fargate_offers() -> None:
@@ -317,11 +320,13 @@ def test_show_as_batch_prints_both_bodies(tmp_path: Path) -> None:
     assert shown["jobDefinition"]["containerProperties"]["linuxParameters"] == {"sharedMemorySize": 256}
     assert shown["submitJob"]["jobQueue"] == "gpu"
     yaml_out = runner.invoke(show, [str(flow), "train", "--as", "batch", "-o", "yaml"])
-    assert yaml_out.exit_code == 0 and "jobDefinitionName: fl-" in yaml_out.output
+    assert yaml_out.exit_code == 0
+    assert "jobDefinitionName: fl-" in yaml_out.output
     fargate = json.loads(runner.invoke(show, [str(flow), "small", "--as", "batch"]).output)
     assert fargate["jobDefinition"]["platformCapabilities"] == ["FARGATE"]
     assert fargate["jobDefinition"]["containerProperties"]["ephemeralStorage"] == {"sizeInGiB": 50}
     # A task without a queue, and no [batch] queue: the error names the setting.
     missing = runner.invoke(show, [str(flow), "plain", "--as", "batch"])
     assert missing.exit_code == 2
-    assert "no job queue" in missing.output and "[batch] queue" in missing.output
+    assert "no job queue" in missing.output
+    assert "[batch] queue" in missing.output
