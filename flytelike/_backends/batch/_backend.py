@@ -36,7 +36,7 @@ from flytelike._backends.batch._spec import (
     resource_requirements,
     submit_job,
 )
-from flytelike._backends.batch._states import TERMINATE_PREFIX, End, Seen, read_job
+from flytelike._backends.batch._states import TERMINATE_PREFIX, End, Seen, platform_failure, read_job
 from flytelike._config import BatchSettings
 from flytelike._executor import ActionRecord, ActionState, AdmitInput, AttemptInput, AttemptResult, ExecTask
 from flytelike.errors import BackendError
@@ -163,7 +163,7 @@ class BatchBackend:
             seen = await self._follow(attempt, watched, queue, compute)
             if seen.log_stream:
                 self._remember_stream(action, attempt.attempt, self._log_group(task), seen.log_stream)
-            if seen.end in (End.SUCCEEDED, End.OOM, End.FAILED):
+            if platform_failure(seen) is None:
                 return await self._read(attempt, launch, seen)
             raise await self._platform_failure(attempt, job_id, seen)
         except anyio.get_cancelled_exc_class():
@@ -277,19 +277,13 @@ class BatchBackend:
             raise raised from None
 
     async def _platform_failure(self, attempt: AttemptInput, job_id: str, seen: Seen) -> BackendError:
+        failure = platform_failure(seen)
+        assert failure is not None
         where = f"task {attempt.task.name} (action {attempt.action.id}, attempt {attempt.attempt}, Batch job {job_id})"
         output = await self.cloudwatch(self._log_group(attempt.task), seen.log_stream)
         if output and not self._remote.streamed_logs(attempt.run, attempt.action, attempt.attempt):
             attempt.action.logs = [*(attempt.action.logs or ()), output]
-        if seen.end is End.HOST:
-            return _failure(f"{where} lost its host: {seen.reason}", "system")
-        if seen.end is End.TIMEOUT:
-            return _failure(f"{where} passed its attemptDurationSeconds: {seen.reason}", "timeout")
-        if seen.end is End.IMAGE:
-            return _failure(f"{where} could not start: {seen.reason}", "user", retryable=False)
-        # Terminated by flytelike, but not by this attempt's own cancellation (which never reads the job again):
-        # an abort from elsewhere, which a retry must not undo.
-        return _failure(f"{where} was terminated by flytelike: {seen.reason}", "user", retryable=False)
+        return _failure(f"{where} {failure.what}: {seen.reason}", failure.kind, retryable=failure.retryable)
 
     async def _terminate(self, queue: str, name: str, job_id: str | None, watched: Watched | None, why: str) -> None:
         if job_id is None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from flytelike._executor import ActionState
 
-__all__ = ["TERMINATE_PREFIX", "End", "Seen", "read_job"]
+__all__ = ["TERMINATE_PREFIX", "End", "PlatformFailure", "Seen", "platform_failure", "read_job"]
 
 TERMINATE_PREFIX = "flytelike: "  # our TerminateJob reasons start with it, so a job we stopped is told apart
 _STATE = {
@@ -98,3 +98,26 @@ def read_job(job: dict[str, Any]) -> Seen:
     else:
         end = End.FAILED
     return Seen(status, None, end, reason, code, stream)
+
+
+class PlatformFailure(NamedTuple):
+    """How an attempt fails when Batch, not the task, ended its job."""
+
+    kind: str  # a FailureKind value
+    retryable: bool
+    what: str  # what happened, to follow the attempt's name in the message
+
+
+_PLATFORM = {
+    End.HOST: PlatformFailure("system", True, "lost its host"),
+    End.TIMEOUT: PlatformFailure("timeout", True, "passed its attemptDurationSeconds"),
+    End.IMAGE: PlatformFailure("user", False, "could not start"),
+    # Not by this attempt's own cancellation, which never reads the job again: an abort from elsewhere (another
+    # controller of the run), which a retry must not undo.
+    End.ABORTED: PlatformFailure("user", False, "was terminated by flytelike"),
+}
+
+
+def platform_failure(seen: Seen) -> PlatformFailure | None:
+    """The failure of a job Batch ended; None when the store tells how it ended (success, OOM, the task's error)."""
+    return None if seen.end is None else _PLATFORM.get(seen.end)
