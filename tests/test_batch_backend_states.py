@@ -48,7 +48,7 @@ def ended(status: str, status_reason: str, container: dict[str, Any]) -> dict[st
     )
 
 
-WAITING = [
+WAITING: list[tuple[str, str | None, ActionState]] = [
     ("SUBMITTED", None, ActionState.QUEUED),
     ("PENDING", None, ActionState.QUEUED),
     (
@@ -79,8 +79,8 @@ def test_states_of_jobs_that_have_not_ended(status: str, reason: str | None, sta
     assert platform_failure(seen) is None
 
 
-ENDED = [
-    # (status, statusReason, container fields, end, failure kind or None when the store decides, retryable)
+ENDED: list[tuple[str, str, dict[str, Any], End]] = [
+    # (status, statusReason, container fields, how it is read)
     ("SUCCEEDED", "Essential container in task exited", {"exitCode": 0, "logStreamName": STREAM}, End.SUCCEEDED),
     (
         "FAILED",
