@@ -447,3 +447,41 @@ async def test_a_relaunched_controller_adopts_the_job_instead_of_submitting_it_a
     [listing] = batch.bodies("ListJobs")
     assert listing["filters"] == [{"name": "JOB_NAME", "values": [f"fl-{run_id}-*"]}]
     assert handle.run.actions["0"].state == ActionState.SUCCEEDED
+
+
+PLAIN = """
+import flytelike as fl
+
+env = fl.TaskEnvironment(name="{name}")
+
+
+@env.task
+async def square(x: int) -> int:
+    return x * x
+
+
+@env.task
+async def main(x: int) -> int:
+    return await square(x) + 1
+"""
+
+
+@pytest.mark.slow
+async def test_flytelike_run_with_batch_sends_tasks_without_a_platform_to_batch(batch: Batch, tmp_path: Path) -> None:
+    flow = tmp_path / "project" / "plain_flow.py"
+    flow.write_text(textwrap.dedent(PLAIN.format(name=f"plain_{os.getpid()}")))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLYTELIKE_")},
+        **batch.emulator.environment(),
+        "FLYTELIKE_HOME": str(tmp_path / "cli-home"),
+        "FLYTELIKE_BATCH__ENTRYPOINT": json.dumps([sys.executable, "-m", "flytelike.entry"]),
+        "FLYTELIKE_BATCH__POLL_INTERVAL_MIN": "0.05",
+        "FLYTELIKE_BATCH__POLL_INTERVAL_MAX": "0.4",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir()),
+    }
+    command = [sys.executable, "-m", "flytelike", "run", "--with", "batch:memory=512", str(flow), "main", "--x", "4"]
+    done = await anyio.run_process(command, env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip().splitlines()[-1] == "17"
+    assert batch.emulator.counters["SubmitJob"] == 2  # main and square, each a job
+    assert batch.emulator.counters["RegisterJobDefinition"] == 1  # the same container spec
