@@ -78,6 +78,7 @@ class JobPoller:
         self._polling = False
         self._on_error = on_error
         self.polls = 0  # completed polls, for tests and benchmarks
+        self.largest_poll = 0  # the most DescribeJobs calls one poll made
 
     def watch(self, job_id: str) -> Watched:
         """Start watching ``job_id`` (again: the same object)."""
@@ -148,9 +149,11 @@ class JobPoller:
             answer = await self._calls.call("batch", "DescribeJobs", {"jobs": chunk})
             results.append(answer.get("jobs", []))
 
+        chunks = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
+        self.largest_poll = max(self.largest_poll, len(chunks))
         async with anyio.create_task_group() as tg:
-            for start in range(0, len(ids), BATCH):
-                tg.start_soon(describe, ids[start : start + BATCH])
+            for chunk in chunks:
+                tg.start_soon(describe, chunk)
         now = anyio.current_time()
         for jobs in results:
             for job in jobs:
