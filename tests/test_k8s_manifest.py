@@ -3,16 +3,20 @@ mapping of resources, accelerators, shared memory, timeouts, secrets and the pla
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
+from click.testing import CliRunner
 
 import flytelike as fl
 from flytelike._backends.kubernetes._manifest import PodInput, pod_manifest
 from flytelike._backends.kubernetes._names import label_value, pod_name
+from flytelike._cli import cli
 from flytelike._config import load_settings
 from flytelike._loader import load_file, tasks_in
 from flytelike._serde import task_template
@@ -158,7 +162,8 @@ def test_secrets_are_secret_key_refs() -> None:
 
 
 def test_pod_names_are_valid_and_distinct() -> None:
-    assert pod_name("r1", "0.1", 2) == "fl-r1-0.1-2"
+    assert pod_name("r1", "0", 2) == "fl-r1-0-2"
+    assert pod_name("r1", "0.1", 2).startswith("fl-r1-0-1-2-")
     long = pod_name("my-very-long-run-name-" + "x" * 60, "0.1.2.3.4.5.6.7.8.9", 12)
     assert len(long) <= 63
     assert long != pod_name("my-very-long-run-name-" + "x" * 60, "0.1.2.3.4.5.6.7.8.9", 13)
@@ -169,3 +174,30 @@ def test_pod_names_are_valid_and_distinct() -> None:
 
 def test_module_is_importable() -> None:
     assert sys.modules[__name__]
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_show_as_kubernetes_prints_a_valid_pod(output: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["show", str(ROOT / "examples" / "train.py"), "train", "--as", "kubernetes", "-o", output]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output) if output == "json" else yaml.safe_load(result.output)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    command = manifest["spec"]["containers"][0]["command"]
+    assert command[0] == "flytelike-entry"
+    assert command[command.index("--task") + 1] == "examples.train:training.train"
+
+
+def test_show_as_kubernetes_refuses_a_task_pinned_elsewhere(tmp_path: Path) -> None:
+    file = tmp_path / "pinned.py"
+    file.write_text(
+        "import flytelike as fl\n"
+        "env = fl.TaskEnvironment(name='pinned', platform=fl.Batch(queue='q'))\n"
+        "@env.task\n"
+        "async def job() -> int:\n"
+        "    return 1\n"
+    )
+    result = CliRunner().invoke(cli, ["show", str(file), "job", "--as", "kubernetes"])
+    assert result.exit_code == 2
+    assert "pinned to platform 'batch'" in result.output

@@ -1,8 +1,8 @@
-"""``flytelike serialize FILE [-o DIR]`` and ``flytelike show FILE TASK --as template|batch [-o json|yaml]``.
+"""``flytelike serialize FILE [-o DIR]`` and ``flytelike show FILE TASK --as template|kubernetes|batch [-o json|yaml]``.
 
 Both load the user's file the way ``flytelike run`` does and build each task's protobuf TaskTemplate; nothing is
 run. Output is deterministic: the same definitions give byte-identical files on every run and machine.
-``--as batch`` prints the AWS Batch request bodies (RegisterJobDefinition, SubmitJob) of the task's first attempt,
+``--as kubernetes`` prints the pod; ``--as batch`` the AWS Batch request bodies (RegisterJobDefinition, SubmitJob) of the task's first attempt,
 sending nothing.
 """
 
@@ -18,6 +18,7 @@ import click
 import yaml
 from google.protobuf import json_format
 
+from flytelike._cli._show_kubernetes import kubernetes_manifest
 from flytelike._config import load_settings
 from flytelike._loader import find_task, load_file, tasks_in
 from flytelike._proto.core.v1 import tasks_pb2
@@ -106,11 +107,12 @@ def serialize(file: str, output_dir: str) -> None:
 @click.option(
     "--as",
     "as_",
-    type=click.Choice(["template", "batch"]),
+    type=click.Choice(["template", "kubernetes", "batch"]),
     default="template",
     show_default=True,
-    help="What to show: the protobuf task template, or the AWS Batch requests (jobDefinition, submitJob) of its "
-    "first attempt, for an EC2 queue (Fargate when the task sets ephemeral_storage); nothing is sent.",
+    help="What to show: the protobuf task template, the pod it would run as (kubernetes), or the AWS Batch "
+    "requests (jobDefinition, submitJob) of its first attempt, for an EC2 queue (Fargate when the task sets "
+    "ephemeral_storage); nothing is sent.",
 )
 @click.option(
     "-o",
@@ -126,6 +128,7 @@ def show(file: str, task: str, as_: str, output: str) -> None:
     \b
     flytelike show examples/train.py train
     flytelike show examples/train.py train -o yaml
+    flytelike show examples/train.py train --as kubernetes -o yaml
     flytelike show examples/train.py train --as batch
     """
     module = _load(file)
@@ -133,6 +136,16 @@ def show(file: str, task: str, as_: str, output: str) -> None:
         found = find_task(module, task, source=file)
     except FlytelikeError as e:
         _fail(str(e))
+    if as_ == "kubernetes":
+        try:
+            manifest = kubernetes_manifest(found, file, load_settings())
+        except FlytelikeError as e:
+            _fail(str(e))
+        if output == "json":
+            click.echo(json.dumps(manifest, indent=2))
+        else:
+            click.echo(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), nl=False)
+        return
     template = _template(found)
     if as_ == "batch":
         _show_batch(template, output)

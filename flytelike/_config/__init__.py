@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flytelike._accelerators._catalog import BUILTIN_CATALOG, Catalog, DeviceClass, DeviceSpec, device_spec
-from flytelike._config._schema import Sources, at_least, resolve, variable_names
+from flytelike._config._schema import Sources, at_least, origin_of, resolve, variable_names
 from flytelike.errors import ConfigError, SpecError
 
 __all__ = [
@@ -40,9 +40,12 @@ __all__ = [
     "KubernetesSettings",
     "LocalSettings",
     "ResourcePolicy",
+    "SettingSource",
     "Settings",
     "StoreSettings",
+    "config_files",
     "default_settings",
+    "explain_settings",
     "load_settings",
 ]
 
@@ -326,6 +329,12 @@ def _config_files(environ: Mapping[str, str]) -> list[Path]:
     return [_home_dir(environ) / "config.toml", Path("flytelike.toml")]
 
 
+def config_files() -> list[Path]:
+    """The configuration files read, lowest precedence first: ``$FLYTELIKE_HOME/config.toml``, ``./flytelike.toml``
+    (whether they exist or not)."""
+    return _config_files(os.environ)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings from files, environment and ``overrides``; errors name the setting, the value, its source
     and what is accepted.
@@ -334,6 +343,10 @@ def load_settings(**overrides: Any) -> Settings:
         overrides: top-level settings (``local={"resources": "strict"}``, ``home=Path(...)``); tables merge key by
             key with what the files and variables set.
     """
+    return resolve(Settings, _sources(overrides))
+
+
+def _sources(overrides: Mapping[str, Any]) -> Sources:
     environ = os.environ
     sources = Sources()
     for path in _config_files(environ):
@@ -351,7 +364,46 @@ def load_settings(**overrides: Any) -> Settings:
             )
     sources.add_environment(Settings, variables, _PREFIX)
     sources.add_overrides(overrides)
-    return resolve(Settings, sources)
+    return sources
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSource:
+    """One setting as resolved: its dotted name, its value and where it came from.
+
+    Attributes:
+        name: ``home``, ``local.resources``, ``store.url``, ``accelerators`` ...
+        value: the resolved value (a tuple of tables for ``accelerators``).
+        source: ``default``, the path of the file that set it, the environment variable's name, or ``argument``.
+    """
+
+    name: str
+    value: Any
+    source: str
+
+
+def explain_settings(**overrides: Any) -> list[SettingSource]:
+    """Every setting, resolved as :func:`load_settings` resolves it, with where its value came from.
+
+    Example:
+        >>> [s for s in explain_settings(local={"workers": 2}) if s.name == "local.workers"]
+        [SettingSource(name='local.workers', value=2, source='argument')]
+    """
+    sources = _sources(overrides)
+    settings = resolve(Settings, sources)
+    merged = sources.merged()
+    out: list[SettingSource] = []
+    for f in dataclasses.fields(Settings):
+        if not f.init:
+            continue
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for sub in dataclasses.fields(value):
+                path = (f.name, sub.name)
+                out.append(SettingSource(".".join(path), getattr(value, sub.name), origin_of(path, sources, merged)))
+        else:
+            out.append(SettingSource(f.name, value, origin_of((f.name,), sources, merged)))
+    return out
 
 
 class _Default:

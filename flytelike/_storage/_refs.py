@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +92,13 @@ def _parse_listing(data: bytes, where: str) -> list[tuple[str, str]]:
             raise StoreError(f"directory listing {where} holds a bad entry {rel!r}", url=where, key=where)
         entries.append((rel, hex_))
     return entries
+
+
+def _scratch(parent: Path, name: str) -> Path:
+    """A new empty directory beside where something is being written, renamed into place when it is whole."""
+    path = parent / f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    path.mkdir(mode=0o700)
+    return path
 
 
 def _name_of(path: str) -> str:
@@ -194,7 +200,7 @@ async def _download_file(store: BlobStore, key: str, target: Path) -> None:
 async def _download_dir(store: BlobStore, key: str, target: Path) -> None:
     listing = _parse_listing(await store.get(key), store.url(key))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = _scratch(target.parent, target.name)
     try:
         for rel, hex_ in listing:
             file = tmp / rel
@@ -225,7 +231,7 @@ def pin_local(data: bytes, into: Path) -> bytes:
             continue
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".pin-")) / target.name
+            tmp = _scratch(target.parent, "pin") / target.name
             if blob.type.dimensionality == _MULTIPART:
                 shutil.copytree(path, tmp, symlinks=False)
             else:

@@ -85,7 +85,7 @@ class SubprocessBackend:
 
     def check(self, tasks: Sequence[ExecTask]) -> None:
         for task in tasks:
-            if self._remote.in_process.code_file(task) is None:
+            if not self._remote.in_process.from_template(task) and self._remote.in_process.code_file(task) is None:
                 raise BackendError(
                     f"task {task.name} cannot run in a separate process: its module has no file to ship as a "
                     "code bundle (define it in a .py file)"

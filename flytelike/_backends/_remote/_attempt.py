@@ -20,9 +20,9 @@ from flytelike._storage import AttemptKeys, attempt_prefix, download_refs, input
 from flytelike.errors import BackendError, BlobNotFoundError, OutOfMemoryError, TaskCodeError
 
 if TYPE_CHECKING:
-    from flytelike._backends._remote._services import RemoteServices
+    from flytelike._backends._remote._services import BundleRef, RemoteServices
 
-__all__ = ["EntryLaunch", "prepare_attempt", "read_attempt"]
+__all__ = ["EntryLaunch", "entry_args", "prepare_attempt", "read_attempt"]
 
 Kind = worker_pb2.Error.Kind
 # Bootstrap failures no retry can fix: the same address, the same code, the same error.
@@ -47,6 +47,41 @@ class EntryLaunch:
     output_prefix: str = field(default="")
 
 
+def entry_args(
+    *,
+    run: str,
+    action: str,
+    attempt: int,
+    bundle: BundleRef,
+    inputs: str,
+    output_prefix: str,
+    task: str,
+    template: str,
+    platform: str,
+) -> list[str]:
+    """The arguments of ``flytelike-entry`` for one attempt (``--controller`` is added by whoever starts one)."""
+    return [
+        "--run",
+        run,
+        "--action",
+        action,
+        "--attempt",
+        str(attempt),
+        "--bundle",
+        f"{bundle.url}#sha256={bundle.digest}",
+        "--inputs",
+        inputs,
+        "--output-prefix",
+        output_prefix,
+        "--task",
+        f"{bundle.module}:{task}",
+        "--template",
+        template,
+        "--platform",
+        platform,
+    ]
+
+
 async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, platform: str) -> EntryLaunch:
     """Upload what ``attempt`` needs and say how to start it (see the module's docstring).
 
@@ -54,13 +89,7 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
         BackendError: the task has no file its code can be bundled from.
     """
     run, action, task = attempt.run, attempt.action, attempt.task
-    code_file = services.in_process.code_file(task)
-    if code_file is None:
-        raise BackendError(
-            f"task {task.name} cannot run on {platform}: its module has no file to ship as a code bundle "
-            "(define it in a .py file)"
-        )
-    bundle = await services.bundle(code_file)
+    bundle = await services.bundle_for(run, task, platform)
     template = await services.template(task)
     store = await services.store()
     inputs = await upload_refs(attempt.inputs.data(), store)
@@ -68,26 +97,17 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
     await store.put(key, inputs)
     keys = attempt_prefix(run.id, action.id, attempt.attempt)
     output_prefix = store.url(keys.prefix)
-    args = [
-        "--run",
-        run.id,
-        "--action",
-        action.id,
-        "--attempt",
-        str(attempt.attempt),
-        "--bundle",
-        f"{bundle.url}#sha256={bundle.digest}",
-        "--inputs",
-        store.url(key),
-        "--output-prefix",
-        output_prefix,
-        "--task",
-        f"{bundle.module}:{task.name}",
-        "--template",
-        template,
-        "--platform",
-        platform,
-    ]
+    args = entry_args(
+        run=run.id,
+        action=action.id,
+        attempt=attempt.attempt,
+        bundle=bundle,
+        inputs=store.url(key),
+        output_prefix=output_prefix,
+        task=task.name,
+        template=template,
+        platform=platform,
+    )
     env = {kv.key: kv.value for kv in task.template.container.env}
     env.update(services.store_environment())
     calls_back = services.in_process.may_call(task)

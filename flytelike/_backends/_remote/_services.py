@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from flytelike._backends._remote._calls import RunCalls
 from flytelike._config import Settings
 from flytelike._executor import ActionRecord, ExecTask, Spawner
 from flytelike._storage import BlobStore, bundle_key, data_key, open_store
@@ -26,9 +24,10 @@ from flytelike.errors import BackendError
 
 if TYPE_CHECKING:
     from flytelike._backends._input import InProcess
+    from flytelike._backends._remote._calls import RunCalls
     from flytelike._remote import ActionServer
 
-__all__ = ["BundleRef", "RemoteServices"]
+__all__ = ["BundleRef", "RemoteServices", "module_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +57,7 @@ class RemoteServices:
         self._bundles: dict[str, BundleRef] = {}
         self._templates: dict[str, str] = {}
         self._runs: dict[str, tuple[RunCalls, str]] = {}
+        self._run_bundles: dict[str, BundleRef] = {}
         self.uploads = 0  # bundles this runtime uploaded (the others were in the store already)
 
     @property
@@ -87,6 +87,42 @@ class RemoteServices:
                 env[name] = value
         return env
 
+    async def run_bundle(self, run_id: str, digest: str, module: str) -> BundleRef:
+        """Name the bundle every task of a run comes from (a run started from a template: its code is not here).
+
+        Raises:
+            BackendError: the store holds no bundle of that digest (it must be uploaded before the run starts).
+        """
+        store = await self.store()
+        key = bundle_key(digest)
+        if await store.missing([key]):
+            raise BackendError(
+                f"run {run_id}: the code bundle sha256:{digest} is not in the store {self.settings.store.url}; "
+                "upload it before starting the run"
+            )
+        found = self._run_bundles[run_id] = BundleRef(store.url(key), digest.removeprefix("sha256:"), module)
+        return found
+
+    def forget_run(self, run_id: str) -> None:
+        self._run_bundles.pop(run_id, None)
+
+    async def bundle_for(self, run: Spawner, task: ExecTask, platform: str) -> BundleRef:
+        """The bundle an attempt of ``task`` in ``run`` fetches: the run's, or the one of the task's file here.
+
+        Raises:
+            BackendError: neither is known (a task defined outside any file).
+        """
+        found = self._run_bundles.get(run.id)
+        if found is not None:
+            return found
+        code_file = self.in_process.code_file(task)
+        if code_file is None:
+            raise BackendError(
+                f"task {task.name} cannot run on {platform}: its module has no file to ship as a code bundle "
+                "(define it in a .py file)"
+            )
+        return await self.bundle(code_file)
+
     async def bundle(self, code_file: str) -> BundleRef:
         """The bundle of the project holding ``code_file``, uploaded unless the store has its digest."""
         found = self._bundles.get(code_file)
@@ -102,15 +138,15 @@ class RemoteServices:
         key = bundle_key(hex_)
         store = await self.store()
         if await store.missing([key]):
-            with tempfile.TemporaryDirectory(prefix="flytelike-bundle-") as tmp:
-                path = await anyio.to_thread.run_sync(bundle.write_to, Path(tmp) / "bundle.tar.gz")
+            # Written beside the hash cache, under a name no other upload of this digest uses at the same time.
+            path = cache / f"{hex_}-{os.getpid()}-{id(self):x}.tar.gz"
+            try:
+                await anyio.to_thread.run_sync(bundle.write_to, path)
                 await store.put_file(key, path)
+            finally:
+                path.unlink(missing_ok=True)
             self.uploads += 1
-        relative = Path(code_file).resolve().relative_to(bundle.root).with_suffix("")
-        parts = list(relative.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found = BundleRef(store.url(key), hex_, ".".join(parts))
+        found = BundleRef(store.url(key), hex_, module_path(bundle.root, code_file))
         self._bundles[code_file] = found
         return found
 
@@ -141,6 +177,10 @@ class RemoteServices:
         """Let an attempt call back: its run's token (registered with the controller by the first attempt)."""
         entry = self._runs.get(run.id)
         if entry is None:
+            # Imported here, with the controller: the controller's side of calls (worker messages, literal maps)
+            # is only needed once a task elsewhere may call back.
+            from flytelike._backends._remote._calls import RunCalls
+
             if self._server is None:
                 raise BackendError("the controller was not started: call controller_address() first")
             calls = RunCalls(run, self)
@@ -171,6 +211,14 @@ class RemoteServices:
             store, self._store = self._store, None
             if store is not None:
                 await store.aclose()
+
+
+def module_path(root: Path, code_file: str) -> str:
+    """The dotted module of ``code_file`` inside a bundle of ``root`` (``pkg/tasks.py`` -> ``pkg.tasks``)."""
+    parts = list(Path(code_file).resolve().relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _bind(value: str) -> str:

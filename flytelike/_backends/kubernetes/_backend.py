@@ -32,7 +32,9 @@ from flytelike._config import KubernetesSettings
 from flytelike._executor import ActionRecord, ActionState, AdmitInput, AttemptInput, AttemptResult, ExecTask
 from flytelike.errors import BackendError
 
-__all__ = ["KubernetesBackend"]
+__all__ = ["POD_HOME", "KubernetesBackend"]
+
+POD_HOME = "/tmp/flytelike"
 
 
 class _NoLease:
@@ -61,7 +63,14 @@ class KubernetesBackend:
 
     name = "kubernetes"
 
-    def __init__(self, settings: KubernetesSettings, remote: RemoteServices, *, core: Any = None) -> None:
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        remote: RemoteServices,
+        background: anyio.abc.TaskGroup,
+        *,
+        core: Any = None,
+    ) -> None:
         self.settings = settings
         self._remote = remote
         self._core = core
@@ -70,16 +79,14 @@ class KubernetesBackend:
         self.executor = f"{os.uname().nodename[:20]}-{os.getpid()}-{os.urandom(3).hex()}".lower()
         self._watches: dict[str, PodWatch] = {}
         self._watch_lock = anyio.Lock()
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._tg_cm: Any = None
+        self._background = background
+        self._scopes: list[anyio.CancelScope] = []
 
     async def __aenter__(self) -> KubernetesBackend:
         core = self._core
         if core is None:
             core = await self._connect()
         self.api = PodApi(core)
-        self._tg_cm = anyio.create_task_group()
-        self._tg = await self._tg_cm.__aenter__()
         return self
 
     async def _connect(self) -> Any:
@@ -108,11 +115,9 @@ class KubernetesBackend:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for scope in self._scopes:
+            scope.cancel()
         with anyio.CancelScope(shield=True):
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                await self._tg_cm.__aexit__(None, None, None)
-                self._tg = None
             if self._client is not None:
                 await self._client.close()
                 self._client = None
@@ -121,7 +126,7 @@ class KubernetesBackend:
 
     def check(self, tasks: Sequence[ExecTask]) -> None:
         for task in tasks:
-            if self._remote.in_process.code_file(task) is None:
+            if not self._remote.in_process.from_template(task) and self._remote.in_process.code_file(task) is None:
                 raise BackendError(
                     f"task {task.name} cannot run in a pod: its module has no file to ship as a code bundle "
                     "(define it in a .py file)"
@@ -147,7 +152,8 @@ class KubernetesBackend:
                 attempt=attempt.attempt,
                 executor=self.executor,
                 command=[*self.settings.entrypoint, *launch.args],
-                env=launch.env,
+                # The bundle cache of the pod: /tmp is writable in almost every image, whoever the user is.
+                env={**launch.env, "FLYTELIKE_HOME": POD_HOME},
                 settings=self.settings,
                 memory=attempt.memory,
             )
@@ -160,11 +166,18 @@ class KubernetesBackend:
                 watch = self._watches.get(namespace)
                 if watch is None:
                     assert self.api is not None
-                    assert self._tg is not None
                     watch = PodWatch(self.api, namespace, f"{LABEL_EXECUTOR}={self.executor}")
-                    await self._tg.start(watch.run)
+                    await self._background.start(self._keep_watching, watch)
                     self._watches[namespace] = watch
         return watch
+
+    async def _keep_watching(
+        self, watch: PodWatch, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+        with scope:
+            await watch.run(task_status=task_status)
 
     async def run_attempt(self, attempt: AttemptInput) -> AttemptResult:
         assert self.api is not None
@@ -176,11 +189,16 @@ class KubernetesBackend:
         watch.expect(name)
         try:
             await self._create(attempt, namespace, body)
-            async with anyio.create_task_group() as tg:
+            failure: Exception | None = None
+            async with anyio.create_task_group() as tg:  # the log follower's
                 try:
                     result = await self._follow(attempt, launch, watch, namespace, name, tg)
+                except Exception as e:
+                    failure = e  # raised as itself below, not wrapped in the task group's exception group
                 finally:
                     tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
             return result
         finally:
             with anyio.CancelScope(shield=True):
@@ -334,6 +352,6 @@ class KubernetesBackend:
 
 
 def from_input(spec: BackendInput) -> KubernetesBackend:
-    if spec.remote is None:
-        raise BackendError("the Kubernetes backend needs the runtime's remote services (store, controller)")
-    return KubernetesBackend(spec.settings.kubernetes, spec.remote, core=spec.options.get("core"))
+    if spec.remote is None or spec.background is None:
+        raise BackendError("the Kubernetes backend needs the runtime's remote services and a background task group")
+    return KubernetesBackend(spec.settings.kubernetes, spec.remote, spec.background, core=spec.options.get("core"))

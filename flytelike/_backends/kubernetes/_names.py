@@ -13,25 +13,28 @@ LABEL_ATTEMPT = "flytelike.io/attempt"
 LABEL_EXECUTOR = "flytelike.io/executor"
 
 _MAX_NAME = 63  # a pod's name is also its hostname: one DNS label
-_NOT_NAME = re.compile(r"[^a-z0-9.-]+")
+_NOT_NAME = re.compile(r"[^a-z0-9-]+")
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def pod_name(run: str, action: str, attempt: int) -> str:
-    """``fl-<run>-<action>-<attempt>``, lower-cased and cleaned to DNS-1123; a long one keeps its start and ends in
-    a hash of the whole, so two attempts never share a name.
+    """``fl-<run>-<action>-<attempt>`` as a DNS label (lower case, ``-`` for anything else, 63 characters at most).
+
+    A name that had to change (an action id's dots, capitals, a long run name) ends in a hash of the original, so
+    two attempts never share a pod name.
 
     Example:
+        >>> pod_name("r20261201-104501-ab12cd", "0", 2)
+        'fl-r20261201-104501-ab12cd-0-2'
         >>> pod_name("r20261201-104501-ab12cd", "0.3.1", 2)
-        'fl-r20261201-104501-ab12cd-0.3.1-2'
+        'fl-r20261201-104501-ab12cd-0-3-1-2-17c512'
     """
     raw = f"fl-{run}-{action}-{attempt}"
-    name = _NOT_NAME.sub("-", raw.lower()).strip("-.")
-    name = re.sub(r"[-.]{2,}", lambda m: m.group(0)[0], name)
-    if len(name) <= _MAX_NAME and name == raw.lower():
+    name = re.sub(r"-{2,}", "-", _NOT_NAME.sub("-", raw.lower())).strip("-")
+    if name == raw and len(name) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
-    return f"{name[: _MAX_NAME - 11].rstrip('-.')}-{digest}"
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:6]
+    return f"{name[: _MAX_NAME - 7].rstrip('-')}-{digest}"
 
 
 def label_value(value: str) -> str:

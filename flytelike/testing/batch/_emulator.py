@@ -63,7 +63,8 @@ class BatchEmulator:
         fargate_compute_environment: the Fargate compute environment's name.
         max_vcpus: the EC2 environment's maxvCpus (jobs that do not fit wait in RUNNABLE).
         fargate_max_vcpus: the Fargate environment's maxvCpus.
-        bucket: the S3 bucket made at start.
+        bucket: the S3 bucket made at start (default ``flytelike-<account_id>``: bucket names are shared by
+            every account, so two emulators in one process need two names).
         job_environment: variables every job starts from, as a container image would set them (default: this
             process's PATH and LANG=C.UTF-8).
         transition_delay: seconds a job spends in each state before RUNNING, so that pollers see them all.
@@ -89,7 +90,7 @@ class BatchEmulator:
         fargate_compute_environment: str = "flytelike-fargate",
         max_vcpus: int = 256,
         fargate_max_vcpus: int = 256,
-        bucket: str = "flytelike",
+        bucket: str | None = None,
         job_environment: dict[str, str] | None = None,
         transition_delay: float = 0.05,
         time_scale: float = 1.0,
@@ -115,7 +116,7 @@ class BatchEmulator:
         self.fargate_queue = fargate_queue
         self.compute_environment = compute_environment
         self.fargate_compute_environment = fargate_compute_environment
-        self.bucket = bucket
+        self.bucket = bucket or f"flytelike-{self.account_id}"
         self.access_key_id = "testing"
         self.secret_access_key = "testing"
         self.counters = Counters()
@@ -168,14 +169,14 @@ class BatchEmulator:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The fake credentials the emulator accepts (any are accepted; these are what it hands out)."""
+        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+
     def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for ``session.client(service, **kwargs)`` (boto3 or aioboto3)."""
-        return {
-            "endpoint_url": self.endpoint_url,
-            "region_name": self.region,
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-        }
+        return {"endpoint_url": self.endpoint_url, "region_name": self.region, **self.credentials}
 
     # test hooks
 
@@ -206,7 +207,7 @@ class BatchEmulator:
     def _call(self, action: Callable[[JobRunner], None]) -> None:
         portal, runner = self._portal, self._runner
         if portal is None or runner is None:
-            raise RuntimeError("the BatchEmulator is stopping")
+            raise RuntimeError("the BatchEmulator is not running (not started yet, or stopping)")
         portal.call(action, runner)
 
     # life cycle

@@ -27,6 +27,13 @@ class EmulatorMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         # moto reads the account from this header (unless MOTO_ACCOUNT_ID is set in the environment).
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self._account_id
+        if str(environ.get("PATH_INFO", "")).startswith("/moto-api/reset"):
+            # It would reset every account of the process (other emulators too) and drop the emulated backend.
+            body = b'{"message": "the Batch emulator does not support /moto-api/reset: start a new emulator"}'
+            start_response(
+                "400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
         operation = operation_of(environ)
         if operation.service == "other":  # moto's own API (/moto-api), health checks: neither counted nor faulted
             return self._app(environ, start_response)

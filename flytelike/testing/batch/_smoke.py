@@ -140,6 +140,34 @@ _SOURCES = (
 )
 
 
+# attributes the emulated backend reads or writes, by the constructor that sets them
+_ATTRIBUTES = (
+    ("moto.batch.models", "BatchBackend.__init__", ("self._jobs", "self._compute_environments", "self._job_queues")),
+    (
+        "moto.batch.models",
+        "Job.__init__",
+        (
+            "self.job_id",
+            "self.job_name",
+            "self.job_definition",
+            "self.job_queue",
+            "self.container_overrides",
+            "self.depends_on",
+            "self.parameters",
+            "self.timeout",
+            "self.arn",
+        ),
+    ),
+    ("moto.batch.models", "JobQueue.__init__", ("self.environments", "self.state", "self.arn", "self.name")),
+    ("moto.batch.models", "ComputeEnvironment.__init__", ("self.compute_resources", "self.state", "self.name")),
+    (
+        "moto.batch.models",
+        "JobDefinition.__init__",
+        ("self.container_properties", "self.platform_capabilities", "self.timeout", "self.status", "self.parameters"),
+    ),
+)
+
+
 class MotoChangedError(RuntimeError):
     """moto is not the version, or no longer has the internals, that the Batch emulator was written against."""
 
@@ -199,6 +227,18 @@ def moto_problems() -> list[str]:
             return None
 
         _check(problems, f"{module_name}.{qualname}", source)
+    for module_name, qualname, attributes in _ATTRIBUTES:
+
+        def assigned(
+            module_name: str = module_name, qualname: str = qualname, attributes: Any = attributes
+        ) -> str | None:
+            text = inspect.getsource(_resolve(module_name, qualname))
+            missing = [a for a in attributes if f"{a} =" not in text and f"{a}:" not in text]
+            if missing:
+                return f"{module_name}.{qualname} no longer sets {', '.join(missing)}, which the emulator uses"
+            return None
+
+        _check(problems, f"{module_name}.{qualname}", assigned)
     return problems
 
 

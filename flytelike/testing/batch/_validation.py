@@ -226,6 +226,16 @@ def _check_linux_parameters(params: Any, *, fargate: bool) -> None:
                 raise BatchClientError(f"{where}.permissions {permission!r} is not valid; accepted: READ, WRITE, MKNOD")
 
 
+def _check_ephemeral_storage(storage: Any) -> None:
+    if storage is None:
+        return
+    size = storage.get("sizeInGiB") if isinstance(storage, Mapping) else None
+    if isinstance(size, bool) or not isinstance(size, int) or not 21 <= size <= 200:
+        raise BatchClientError(
+            f"containerProperties.ephemeralStorage.sizeInGiB {size!r} is not valid: give whole GiB from 21 to 200"
+        )
+
+
 def _check_environment(environment: Any, field: str) -> None:
     for item in environment or ():
         name = item.get("name") if isinstance(item, Mapping) else None
@@ -259,6 +269,7 @@ def check_job_definition(request: Mapping[str, Any]) -> None:
         if "MEMORY" not in resources:
             raise BatchClientError("Memory is not provided. Give a MEMORY resource requirement in MiB (e.g. '2048')")
     _check_linux_parameters(container.get("linuxParameters"), fargate=fargate)
+    _check_ephemeral_storage(container.get("ephemeralStorage"))
     _check_environment(container.get("environment"), "containerProperties.environment")
     check_timeout(request.get("timeout"))
     check_tags(request.get("tags"))
