@@ -2,8 +2,8 @@
 
 Both load the user's file the way ``flytelike run`` does and build each task's protobuf TaskTemplate; nothing is
 run. Output is deterministic: the same definitions give byte-identical files on every run and machine.
-``--as kubernetes`` prints the pod; ``--as batch`` the AWS Batch request bodies (RegisterJobDefinition, SubmitJob) of the task's first attempt,
-sending nothing.
+``--as kubernetes`` prints the pod it would run as; ``--as batch`` the AWS Batch request bodies
+(RegisterJobDefinition, SubmitJob) of the task's first attempt. Nothing is sent.
 """
 
 from __future__ import annotations
