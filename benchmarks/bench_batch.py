@@ -1,6 +1,6 @@
 """AWS Batch calls for 1,000 concurrently running jobs (design.md §6), counted by the Batch emulator.
 
-    python benchmarks/bench_batch.py [--jobs 1000] [--seconds 30]
+    python benchmarks/bench_batch.py [--jobs 1000] [--seconds 150]
 
 A root task on this machine fans out ``--jobs`` tasks to Batch. Each job sleeps ``--seconds`` and then writes its
 ``outputs.pb`` to the store, as ``flytelike-entry`` does last: a stand-in entrypoint (a shell script with curl)
@@ -135,7 +135,7 @@ async def _measure(jobs: int, seconds: float, folder: Path) -> dict[str, Any]:
     }
 
 
-def batch_calls(jobs: int = 1000, seconds: float = 30.0) -> list[Row]:
+def batch_calls(jobs: int = 1000, seconds: float = 150.0) -> list[Row]:
     """Calls for ``jobs`` concurrently running jobs, against design.md §6's budget."""
     with tempfile.TemporaryDirectory(prefix="flytelike-bench-batch-") as folder:
         found = anyio.run(_measure, jobs, seconds, Path(folder))
@@ -179,7 +179,7 @@ def batch_calls(jobs: int = 1000, seconds: float = 30.0) -> list[Row]:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000, help="jobs running at once (default 1000)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long each job runs (default 30)")
+    parser.add_argument("--seconds", type=float, default=150.0, help="how long each job runs (default 150)")
     return parser.parse_args()
 
 
