@@ -23,7 +23,7 @@ from flytelike._config import Settings, load_settings
 from flytelike._executor import ActionState
 from flytelike._loader import load_file
 from flytelike._runtime import Runtime
-from flytelike.errors import CancelledError, TaskFailedError
+from flytelike.errors import CancelledError, SpecError, TaskFailedError
 from flytelike.testing import BatchEmulator
 
 TASKS = """
@@ -300,6 +300,8 @@ async def test_cancelling_a_run_terminates_its_job(batch: Batch) -> None:
 @pytest.mark.slow
 async def test_throttling_and_server_errors_are_retried_and_nothing_is_submitted_twice(batch: Batch) -> None:
     batch.emulator.faults.throttle("*", rate=0.1)
+    batch.emulator.faults.fail("SubmitJob", rate=0.1)  # a 500 may have been carried out: looked up before resent
+    batch.emulator.faults.fail("DescribeJobs", rate=0.1)
     async with Runtime(settings=batch.settings) as rt:
         handles = [await _start(batch, rt, batch.module.square, i) for i in range(6)]
         assert [await h.result() for h in handles] == [i * i for i in range(6)]
@@ -485,3 +487,48 @@ async def test_flytelike_run_with_batch_sends_tasks_without_a_platform_to_batch(
     assert done.stdout.decode().strip().splitlines()[-1] == "17"
     assert batch.emulator.counters["SubmitJob"] == 2  # main and square, each a job
     assert batch.emulator.counters["RegisterJobDefinition"] == 1  # the same container spec
+
+
+FARGATE = """
+import flytelike as fl
+
+env = fl.TaskEnvironment(name="{name}", resources=fl.Resources(cpu="0.5", memory="1Gi"))
+
+
+@env.task
+async def small(x: int) -> int:
+    return x + 1
+
+
+@env.task(resources=fl.Resources(gpu="T4:1"))
+async def wants_gpu(x: int) -> int:
+    return x
+"""
+
+
+@pytest.mark.slow
+async def test_fargate_queues_get_fargate_jobs_and_refuse_what_fargate_lacks(batch: Batch, tmp_path: Path) -> None:
+    flow = tmp_path / "project" / "fargate_flow.py"
+    flow.write_text(textwrap.dedent(FARGATE.format(name=f"fargate_{os.getpid()}")))
+    module = load_file(flow)
+    settings = _settings(
+        batch.emulator, queue=batch.emulator.fargate_queue, execution_role="arn:aws:iam::123456789012:role/exec"
+    )
+    try:
+        async with Runtime(settings=settings, platform="batch") as rt:
+            with pytest.raises(SpecError, match="is not available on Fargate") as refused:
+                await _start(batch, rt, module.wants_gpu, 1)
+            assert refused.value.field.endswith("Resources.gpu")
+            assert batch.bodies("SubmitJob") == []  # refused before anything was sent
+            handle = await _start(batch, rt, module.small, 1)
+            assert await handle.result() == 2
+    finally:
+        sys.modules.pop(module.__name__, None)
+    [definition] = batch.bodies("RegisterJobDefinition")
+    assert definition["platformCapabilities"] == ["FARGATE"]
+    assert definition["containerProperties"]["executionRoleArn"] == "arn:aws:iam::123456789012:role/exec"
+    [submit] = batch.bodies("SubmitJob")
+    assert submit["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "0.5"},
+        {"type": "MEMORY", "value": "1024"},
+    ]

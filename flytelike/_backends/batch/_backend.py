@@ -21,9 +21,10 @@ import anyio
 import anyio.abc
 
 from flytelike._backends._input import BackendInput
-from flytelike._backends._remote import EntryLaunch, RemoteServices, prepare_attempt, read_attempt
+from flytelike._backends._remote import BundleRef, EntryLaunch, RemoteServices, prepare_attempt, read_attempt
 from flytelike._backends.batch._calls import AwsCalls
 from flytelike._backends.batch._jobs import Compute, JobLookups
+from flytelike._backends.batch._once import Once
 from flytelike._backends.batch._poller import JobPoller, Watched
 from flytelike._backends.batch._spec import (
     TAG_ACTION,
@@ -97,6 +98,7 @@ class BatchBackend:
             on_error=self._poll_failed,
         )
         self.lookups = JobLookups(self.calls, settings)
+        self._bundles: Once[BundleRef] = Once()
         self._stack = contextlib.AsyncExitStack()
         self._failed_polls = 0
         self._poll_error: BaseException | None = None
@@ -134,7 +136,7 @@ class BatchBackend:
         """Refuse what Batch would refuse (EC2 and Fargate rules where the queue's type is known already: the
         ``[batch] queue``'s; a task naming another queue is checked against it before its first job)."""
         for task in tasks:
-            if self._remote.in_process.code_file(task) is None:
+            if not self._remote.in_process.from_template(task) and self._remote.in_process.code_file(task) is None:
                 raise BackendError(
                     f"task {task.name} cannot run on Batch: its module has no file to ship as a code bundle "
                     "(define it in a .py file)"
@@ -151,13 +153,20 @@ class BatchBackend:
         queue = queue_of(task, self.settings)
         compute = await self.lookups.compute(queue)
         check_task(task, self.settings, compute)
+        code_file = None if self._remote.in_process.from_template(task) else self._remote.in_process.code_file(task)
+        if code_file is not None:
+            # RemoteServices.bundle builds and uploads again for every caller until its first call returns, and
+            # those builds share a temporary file name: the first attempts of a large fan-out wait for one build.
+            await self._bundles.get(code_file, lambda: self._remote.bundle(code_file))
         launch = await prepare_attempt(self._remote, attempt, platform=self.name)
         name = job_name(run.id, action.id, attempt.attempt)
         job_id: str | None = None
         watched: Watched | None = None
+        submitting = False
         try:
             job_id = await self.lookups.existing(run.id, queue, name)
             if job_id is None:
+                submitting = True
                 job_id = await self._submit(attempt, launch, compute, queue, name)
             watched = self.poller.watch(job_id)
             seen = await self._follow(attempt, watched, queue, compute)
@@ -168,7 +177,8 @@ class BatchBackend:
             raise await self._platform_failure(attempt, job_id, seen)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(_TERMINATE_TIMEOUT):
-                await self._terminate(queue, name, job_id, watched, "attempt cancelled")
+                # Cancelled while SubmitJob was in flight, the job may exist although its id never came back.
+                await self._terminate(queue, name if submitting else "", job_id, watched, "attempt cancelled")
             raise
         finally:
             if job_id is not None:
@@ -286,10 +296,10 @@ class BatchBackend:
         return _failure(f"{where} {failure.what}: {seen.reason}", failure.kind, retryable=failure.retryable)
 
     async def _terminate(self, queue: str, name: str, job_id: str | None, watched: Watched | None, why: str) -> None:
+        """TerminateJob of ``job_id`` unless it ended; without an id, of the job named ``name`` if there is one."""
         if job_id is None:
             if not name:
                 return
-            # Cancelled while SubmitJob was in flight: the job may exist although its id never came back.
             job_id = await self.lookups.find(queue, name)
             if job_id is None:
                 return

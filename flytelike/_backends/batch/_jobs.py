@@ -112,7 +112,7 @@ class JobLookups:
         params: dict[str, Any] = {
             "jobQueue": queue,
             "filters": [{"name": "JOB_NAME", "values": [pattern]}],
-            "maxResults": 1000,
+            "maxResults": 100,  # the most ListJobs gives a page with filters
         }
         latest: dict[str, tuple[int, str]] = {}
         while True:

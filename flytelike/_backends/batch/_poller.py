@@ -22,6 +22,7 @@ __all__ = ["BATCH", "JobPoller", "Watched"]
 
 BATCH = 100  # ids per DescribeJobs call, the API's maximum
 _MOVING = frozenset({"SUBMITTED", "PENDING", "STARTING"})
+_ENDED = frozenset({"SUCCEEDED", "FAILED"})
 
 
 class Watched:
@@ -114,10 +115,12 @@ class JobPoller:
     def _hand_on(self) -> None:
         """Wake one other job's waiter, which takes the poll on when it waits again (or hands it on if its
         attempt ends instead)."""
-        if not self._polling:
-            for other in self._jobs.values():
-                other._wake()
-                return
+        if self._polling or not self._jobs:
+            return
+        # Preferably one whose job has not ended: its attempt waits again soon, where an ended one first reads the
+        # store (and then hands the poll on when it forgets its job).
+        waiting = (w for w in self._jobs.values() if w.job is None or w.job.get("status") not in _ENDED)
+        next(waiting, next(iter(self._jobs.values())))._wake()
 
     async def _loop(self) -> None:
         while True:
