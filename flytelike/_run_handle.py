@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ class RunHandle:
         self.id = run.id
         self.task = task
         self._done = anyio.Event()
+        self._closers: list[Callable[[], None]] = []
         self._outputs: Any = None
         self._error: BaseException | None = None
 
@@ -76,21 +77,30 @@ class RunHandle:
         """The run's events from this call on, until it ends (subscribed at once, so call it before awaiting)."""
         send, receive = anyio.create_memory_object_stream[Event](math.inf)
         unsubscribe = self._run.subscribe(send.send_nowait)
-        done = self._done
+
+        closed = False
+
+        def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                unsubscribe()
+                send.close()
+
+        if self._done.is_set():
+            close()
+        else:
+            self._closers.append(close)
 
         async def follow() -> AsyncIterator[Event]:
-            async with anyio.create_task_group() as tg:
-
-                async def close_when_done() -> None:
-                    await done.wait()
-                    unsubscribe()
-                    send.close()
-
-                tg.start_soon(close_when_done)
+            # No task group here: a generator that yields inside one breaks its cancel scopes when the consumer
+            # stops early. The stream is closed when the run ends, or when the consumer stops, whichever is first.
+            try:
                 with receive:
                     async for event in receive:
                         yield event
-                tg.cancel_scope.cancel()
+            finally:
+                close()
 
         return follow()
 
@@ -100,3 +110,6 @@ class RunHandle:
     def _finish(self, outputs: Any, error: BaseException | None) -> None:
         self._outputs, self._error = outputs, error
         self._done.set()
+        closers, self._closers = self._closers, []
+        for close in closers:
+            close()

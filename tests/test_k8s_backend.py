@@ -4,6 +4,8 @@ calls moving through the store and the controller exactly as they would on a clu
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -12,6 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
+from kubernetes.aio import client as k8s_client
+from kubernetes.aio import config as k8s_config
 
 import flytelike as fl
 from flytelike._config import Settings, load_settings
@@ -245,3 +249,83 @@ async def test_200_pods_with_failing_api_calls_and_dropped_watches(tmp_path: Pat
     attempts = sum(a.attempts for a in handle.actions().values())
     assert attempts == 201  # no attempt was repeated: retried requests adopted what they had created
     assert creates >= 201  # some creates were answered 500/429 and sent again, and found their pod (409)
+
+
+async def test_one_attempt_costs_create_log_and_delete_beside_the_shared_watch(project: Any) -> None:
+    async with KubernetesEmulator() as cluster:
+        result, handle = await _run(project.leaf, 1, settings=_settings(cluster))
+        assert result == 2
+        counts = dict(cluster.counters.clients)
+        pod = handle.actions()["0"]
+    assert pod.attempts == 1
+    per_attempt = {k: v for k, v in counts.items() if not k.startswith(("list", "watch"))}
+    assert per_attempt == {"create pods": 1, "get pods/log": 1, "delete pods": 1}
+    assert counts.get("list pods") == 1  # the watch's first list; after it, only the watch itself
+    assert counts.get("watch pods", 0) >= 1
+
+
+async def test_run_with_kubernetes_from_the_command_line(project: Any, tmp_path: Path) -> None:
+    """`flytelike run --with kubernetes FILE TASK` in its own process, against the emulator of this one."""
+    async with KubernetesEmulator() as cluster:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig_path),
+            "FLYTELIKE_KUBERNETES__ENTRYPOINT": json.dumps([sys.executable, "-m", "flytelike.entry"]),
+        }
+        done = await anyio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "flytelike",
+                "run",
+                "--no-progress",
+                "--with",
+                "kubernetes",
+                project.__file__,
+                "nested",
+                "--n",
+                "2",
+            ],
+            env=env,
+            check=False,
+        )
+        creates = cluster.counters["create pods"]
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip().splitlines()[-1] == str(10 * 1 + 10 * 2)
+    assert creates == 5
+
+
+async def test_a_pod_deleted_by_someone_else_is_a_system_failure_and_a_new_pod(project: Any) -> None:
+    async with KubernetesEmulator() as cluster, Runtime(settings=_settings(cluster), platform="kubernetes") as rt:
+        handle = await rt.start(project.sleepy, 60)
+        events = handle.events()
+        retried: list[tuple[str, str]] = []
+
+        async def follow() -> None:
+            async for event in events:
+                if event.state is ActionState.RETRYING:
+                    retried.append((event.kind, event.reason))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            with anyio.fail_after(30):
+                while not cluster.pods() or cluster.pods()[0].get("status", {}).get("phase") != "Running":
+                    await anyio.sleep(0.05)
+            first = cluster.pods()[0]["metadata"]["name"]
+            configuration = k8s_client.Configuration()
+            await k8s_config.load_kube_config(
+                config_file=str(cluster.kubeconfig_path), client_configuration=configuration
+            )
+            async with k8s_client.ApiClient(configuration) as api:
+                await k8s_client.CoreV1Api(api).delete_namespaced_pod(first, "default", grace_period_seconds=0)
+            with anyio.fail_after(30):
+                while not retried:
+                    await anyio.sleep(0.05)
+            with anyio.fail_after(30):
+                while not any(p["metadata"]["name"] != first for p in cluster.pods()):
+                    await anyio.sleep(0.05)
+            handle.cancel()
+            tg.cancel_scope.cancel()
+    assert retried[0][0] == "system"
+    assert "deleted by someone else" in retried[0][1]
+    assert cluster.pods() == []

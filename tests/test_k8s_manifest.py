@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
+from kubernetes.aio import client, config
 
 import flytelike as fl
 from flytelike._backends.kubernetes._manifest import PodInput, pod_manifest
@@ -21,6 +22,7 @@ from flytelike._config import load_settings
 from flytelike._loader import load_file, tasks_in
 from flytelike._serde import task_template
 from flytelike._task import Task
+from flytelike.testing.kubernetes import KubernetesEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted([*ROOT.glob("examples/*.py"), *ROOT.glob("examples/seeds/*.py")])
@@ -201,3 +203,20 @@ def test_show_as_kubernetes_refuses_a_task_pinned_elsewhere(tmp_path: Path) -> N
     result = CliRunner().invoke(cli, ["show", str(file), "job", "--as", "kubernetes"])
     assert result.exit_code == 2
     assert "pinned to platform 'batch'" in result.output
+
+
+async def test_every_example_pod_is_accepted_by_the_emulator_s_api_server() -> None:
+    manifests = [_manifest(p.values[0]) for p in _example_tasks()]
+    namespaces = sorted({m["metadata"]["namespace"] for m in manifests})
+    async with KubernetesEmulator(namespaces=namespaces) as cluster:
+        configuration = client.Configuration()
+        await config.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)
+        async with client.ApiClient(configuration) as api:
+            core = client.CoreV1Api(api)
+            for i, manifest in enumerate(manifests):
+                manifest["metadata"]["name"] = f"example-{i}"
+                response = await core.create_namespaced_pod_without_preload_content(
+                    manifest["metadata"]["namespace"], manifest
+                )
+                assert response.status == 201, (manifest["metadata"], await response.text())
+                response.release()

@@ -62,6 +62,18 @@ async def shout(f: fl.File) -> fl.File:
 
 
 @env.task
+async def echo_big(data: bytes) -> bytes:
+    return data[::-1]
+
+
+@env.task
+async def big_round_trip(n: int) -> int:
+    data = bytes(range(256)) * (n // 256)
+    back = await echo_big(data)
+    return len(back) if back == data[::-1] else -1
+
+
+@env.task
 async def pass_on(f: fl.File) -> str:
     shouted = await shout(f)
     return pathlib.Path(shouted).name + ":" + pathlib.Path(shouted).read_text()
@@ -143,6 +155,14 @@ async def test_files_travel_by_content_and_come_back_under_their_name(project: A
     # A task in another process that calls a task with a file it made, and reads the file it gets back.
     named, _, _ = await _run(project.pass_on, fl.File(str(source)))
     assert named == "shouted-notes.txt:QUIET WORDS"
+
+
+async def test_values_larger_than_a_message_travel_through_the_store(project: Any) -> None:
+    """5 MiB each way: more than gRPC's 4 MiB message limit, so the call and its result go by store reference."""
+    size = 5 * 1024 * 1024
+    result, handle, _ = await _run(project.big_round_trip, size)
+    assert result == size
+    assert handle.actions()["0.0"].state is ActionState.SUCCEEDED
 
 
 async def test_an_unchanged_project_is_uploaded_once(project: Any) -> None:

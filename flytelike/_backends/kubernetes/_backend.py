@@ -11,10 +11,12 @@ cancelled, or fails: create, log and delete are the three requests an attempt co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +26,7 @@ import anyio.abc
 from flytelike._backends._input import BackendInput
 from flytelike._backends._remote import EntryLaunch, RemoteServices, prepare_attempt, read_attempt
 from flytelike._backends.kubernetes._api import PodApi, QuotaExceededError
+from flytelike._backends.kubernetes._emulated import Emulator, running_emulator
 from flytelike._backends.kubernetes._manifest import CONTAINER, PodInput, pod_manifest
 from flytelike._backends.kubernetes._names import LABEL_EXECUTOR, pod_name
 from flytelike._backends.kubernetes._states import Observation, observe
@@ -70,8 +73,11 @@ class KubernetesBackend:
         background: anyio.abc.TaskGroup,
         *,
         core: Any = None,
+        home: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.home = home
+        self.emulator: Emulator | None = None
         self._remote = remote
         self._core = core
         self._client: Any = None
@@ -105,10 +111,20 @@ class KubernetesBackend:
             try:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException:
-                raise BackendError(
-                    f"no Kubernetes cluster configured ({e}); set [kubernetes] kubeconfig (or KUBECONFIG), or run "
-                    "inside a cluster; to try it here: flytelike emulator kubernetes"
-                ) from None
+                emulator = running_emulator(self.home)
+                if emulator is None:
+                    raise BackendError(
+                        f"no Kubernetes cluster configured ({e}); set [kubernetes] kubeconfig (or KUBECONFIG), or "
+                        "run inside a cluster; to try it here: flytelike emulator kubernetes"
+                    ) from None
+                # No cluster is configured, and `flytelike emulator kubernetes` runs here: its pods are processes
+                # of this machine, started with the emulator's own interpreter unless an entrypoint is configured.
+                await config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=emulator.kubeconfig, client_configuration=configuration
+                )
+                if self.settings.entrypoint == KubernetesSettings().entrypoint:
+                    self.settings = dataclasses.replace(self.settings, entrypoint=emulator.entrypoint)
+                self.emulator = emulator
         self._client = client.ApiClient(configuration)
         return client.CoreV1Api(self._client)
 
@@ -286,11 +302,11 @@ class KubernetesBackend:
                 pull_since = None
             if seen.state == "running" and not following and not launch.calls_back:
                 following = True
-                tg.start_soon(self._stream_logs, namespace, name, logs, action)
+                tg.start_soon(self._stream_logs, namespace, name, logs, attempt)
             with anyio.move_on_after(timeout):
                 await changed.wait()
 
-    async def _stream_logs(self, namespace: str, name: str, logs: list[str], action: ActionRecord) -> None:
+    async def _stream_logs(self, namespace: str, name: str, logs: list[str], attempt: AttemptInput) -> None:
         assert self.api is not None
         try:
             response = await self.api.logs(namespace, name, CONTAINER, follow=True)
@@ -298,12 +314,9 @@ class KubernetesBackend:
             return
         try:
             async for chunk in response.content.iter_any():
-                text = chunk.decode("utf-8", "replace")
-                logs.append(text)
-                if action.logs is None:
-                    action.logs = [text]
-                else:
-                    action.logs.append(text)
+                logs.append(chunk.decode("utf-8", "replace"))
+                # The container's stdout and stderr come as one stream, interleaved as written.
+                attempt.run.logs.append(attempt.action.id, attempt.attempt, chunk, "all")
         except Exception:  # the stream was cut (the pod ended or the connection dropped): what came is kept
             return
         finally:
@@ -354,4 +367,10 @@ class KubernetesBackend:
 def from_input(spec: BackendInput) -> KubernetesBackend:
     if spec.remote is None or spec.background is None:
         raise BackendError("the Kubernetes backend needs the runtime's remote services and a background task group")
-    return KubernetesBackend(spec.settings.kubernetes, spec.remote, spec.background, core=spec.options.get("core"))
+    return KubernetesBackend(
+        spec.settings.kubernetes,
+        spec.remote,
+        spec.background,
+        core=spec.options.get("core"),
+        home=spec.settings.home,
+    )
