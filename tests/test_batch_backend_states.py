@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from flytelike._backends.batch._calls import TokenBucket
+from flytelike._backends.batch._poller import JobPoller
 from flytelike._backends.batch._states import End, platform_failure, read_job
 from flytelike._executor import ActionState
 
@@ -160,3 +161,41 @@ async def test_a_burst_within_the_bucket_does_not_wait() -> None:
     for _ in range(50):
         await bucket.take()
     assert anyio.current_time() - start < 0.1
+
+
+class CannedBatch:
+    """Answers DescribeJobs from a table of statuses, as the poll asks (the interval policy is under test here,
+    the calls themselves in test_batch_backend_e2e.py)."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, str] = {}
+        self.calls: list[list[str]] = []
+
+    async def call(self, service: str, operation: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
+        assert (service, operation) == ("batch", "DescribeJobs")
+        self.calls.append(list(params["jobs"]))
+        return {"jobs": [job(self.statuses[i], jobId=i) for i in params["jobs"]]}
+
+
+async def test_the_poll_interval_is_short_while_jobs_move_and_long_while_all_wait() -> None:
+    canned = CannedBatch()
+    poller = JobPoller(canned, minimum=1.0, maximum=16.0, on_error=lambda e: None)  # type: ignore[arg-type]
+    for i in range(3):
+        canned.statuses[f"j{i}"] = "RUNNABLE"
+        poller.watch(f"j{i}")
+    intervals = []
+    for _ in range(5):
+        poller.interval = poller._next_interval(await poller.poll())
+        intervals.append(poller.interval)
+    assert intervals == [1.0, 2.0, 4.0, 8.0, 16.0]  # first seen (a change), then all RUNNABLE: doubling
+    canned.statuses["j0"] = "STARTING"
+    poller.interval = poller._next_interval(await poller.poll())
+    assert poller.interval == 1.0  # a job starts: fast again
+    canned.statuses.update(j0="RUNNING", j1="RUNNING", j2="RUNNING")
+    running = []
+    for _ in range(6):
+        poller.interval = poller._next_interval(await poller.poll())
+        running.append(poller.interval)
+    assert running[0] == 1.0  # they changed
+    assert running[-1] == pytest.approx(16.0 / 3)  # only running: slower, but at most a third of the longest
+    assert all(len(c) == 3 for c in canned.calls)
