@@ -75,6 +75,7 @@ async def calls_local(x: int) -> int:
 
 @env.task(resources=fl.Resources(memory="256Mi"), retries=fl.RetryPolicy(1, oom_memory_multiplier=4))
 async def hungry(mib: int) -> int:
+    print("allocating", mib, "MiB in attempt", fl.ctx().attempt, flush=True)
     block = bytearray(mib << 20)
     for i in range(0, len(block), 4096):
         block[i] = 1
@@ -252,13 +253,18 @@ async def test_a_failing_task_fails_with_its_own_error(batch: Batch) -> None:
 
 @pytest.mark.slow
 async def test_out_of_memory_escalates_and_the_retry_succeeds(batch: Batch) -> None:
-    result, _, states = await _run(batch, batch.module.hungry, 400)
+    result, handle, states = await _run(batch, batch.module.hungry, 400)
     assert result == 2
     memories = [b["containerOverrides"]["resourceRequirements"][1] for b in batch.bodies("SubmitJob")]
     assert memories == [{"type": "MEMORY", "value": "256"}, {"type": "MEMORY", "value": "1024"}]
     retry = [reason for a, s, reason in states if s == ActionState.RETRYING.value]
     assert len(retry) == 1
     assert "memory" in retry[0]
+    # The killed attempt wrote no logs object: its output came from its CloudWatch Logs stream.
+    logs = "".join(handle.run.actions["0"].logs or ())
+    assert "allocating 400 MiB in attempt 1" in logs
+    assert "allocating 400 MiB in attempt 2" in logs
+    assert batch.emulator.counters["GetLogEvents"] >= 1
 
 
 @pytest.mark.slow
