@@ -89,6 +89,12 @@ async def sleepy(seconds: float) -> str:
     return "woke"
 
 
+@env.task(timeout="30s")
+async def capped(seconds: float) -> str:
+    time.sleep(seconds)
+    return "in time"
+
+
 @env.task(resources=fl.Resources(cpu="64", memory="1Gi"))
 async def too_big() -> int:
     return 1
@@ -283,6 +289,20 @@ async def test_a_job_runnable_too_long_fails_as_infra_naming_queue_and_request(b
     submitted = len(batch.bodies("SubmitJob"))
     assert submitted == action.attempts
     assert len(batch.bodies("TerminateJob")) == submitted
+
+
+@pytest.mark.slow
+async def test_a_job_past_its_attempt_duration_times_out(batch: Batch) -> None:
+    # The emulator runs time 100 times faster: the 60 s of attemptDurationSeconds pass in 0.6 s, long before the
+    # task's own 30 s timeout, so Batch ends the job.
+    result, handle, _ = await _run(batch, batch.module.capped, 20.0)
+    assert isinstance(result, TaskFailedError)
+    [submit] = batch.bodies("SubmitJob")
+    assert submit["timeout"] == {"attemptDurationSeconds": 60}
+    action = handle.run.actions["0"]
+    assert action.failure_kind == "timeout"
+    assert action.state == ActionState.TIMED_OUT
+    assert "attemptDurationSeconds" in (action.error or "")
 
 
 @pytest.mark.slow
