@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,10 +22,10 @@ import anyio
 import anyio.abc
 
 from flytelike._backends._input import BackendInput
-from flytelike._backends._remote import BundleRef, EntryLaunch, RemoteServices, prepare_attempt, read_attempt
+from flytelike._backends._remote import EntryLaunch, RemoteServices, prepare_attempt, read_attempt
 from flytelike._backends.batch._calls import AwsCalls
+from flytelike._backends.batch._emulated import BatchEmulatorInfo, running_emulator
 from flytelike._backends.batch._jobs import Compute, JobLookups
-from flytelike._backends.batch._once import Once
 from flytelike._backends.batch._poller import JobPoller, Watched
 from flytelike._backends.batch._spec import (
     TAG_ACTION,
@@ -87,18 +88,18 @@ class BatchBackend:
     name = "batch"
     reports_states = True  # the executor hears queued/waiting/initializing/running from us, not at attempt start
 
-    def __init__(self, remote: RemoteServices, settings: BatchSettings) -> None:
+    def __init__(
+        self,
+        remote: RemoteServices,
+        settings: BatchSettings,
+        *,
+        home: Path | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self._remote = remote
-        self.settings = settings
-        self.calls = AwsCalls(settings)
-        self.poller = JobPoller(
-            self.calls,
-            minimum=settings.poll_interval_min,
-            maximum=settings.poll_interval_max,
-            on_error=self._poll_failed,
-        )
-        self.lookups = JobLookups(self.calls, settings)
-        self._bundles: Once[BundleRef] = Once()
+        self._home = home
+        self.emulator: BatchEmulatorInfo | None = None
+        self._use(settings, credentials)
         self._stack = contextlib.AsyncExitStack()
         self._failed_polls = 0
         self._poll_error: BaseException | None = None
@@ -112,9 +113,37 @@ class BatchBackend:
         settings = spec.settings.batch
         if spec.options:
             settings = dataclasses.replace(settings, **dict(spec.options))
-        return cls(spec.remote, settings)
+        return cls(spec.remote, settings, home=spec.settings.home)
+
+    def _use(self, settings: BatchSettings, credentials: tuple[str, str] | None) -> None:
+        self.settings = settings
+        self.calls = AwsCalls(settings, credentials=credentials)
+        self.poller = JobPoller(
+            self.calls,
+            minimum=settings.poll_interval_min,
+            maximum=settings.poll_interval_max,
+            on_error=self._poll_failed,
+        )
+        self.lookups = JobLookups(self.calls, settings)
 
     async def __aenter__(self) -> BatchBackend:
+        if not self.settings.endpoint_url:
+            emulator = await anyio.to_thread.run_sync(running_emulator, self._home)
+            if emulator is not None:
+                # No endpoint is configured, and `flytelike emulator batch` runs here: its jobs are processes of
+                # this machine, started with the emulator's own interpreter unless an entrypoint is configured.
+                entrypoint = self.settings.entrypoint
+                if entrypoint == BatchSettings().entrypoint:
+                    entrypoint = emulator.entrypoint
+                settings = dataclasses.replace(
+                    self.settings,
+                    endpoint_url=emulator.endpoint_url,
+                    region=self.settings.region or emulator.region,
+                    queue=self.settings.queue or emulator.queue,
+                    entrypoint=entrypoint,
+                )
+                self._use(settings, (emulator.access_key_id, emulator.secret_access_key))
+                self.emulator = emulator
         try:
             await self._stack.enter_async_context(self.calls)
             if self.settings.queue:
@@ -153,11 +182,6 @@ class BatchBackend:
         queue = queue_of(task, self.settings)
         compute = await self.lookups.compute(queue)
         check_task(task, self.settings, compute)
-        code_file = None if self._remote.in_process.from_template(task) else self._remote.in_process.code_file(task)
-        if code_file is not None:
-            # RemoteServices.bundle builds and uploads again for every caller until its first call returns, and
-            # those builds share a temporary file name: the first attempts of a large fan-out wait for one build.
-            await self._bundles.get(code_file, lambda: self._remote.bundle(code_file))
         launch = await prepare_attempt(self._remote, attempt, platform=self.name)
         name = job_name(run.id, action.id, attempt.attempt)
         job_id: str | None = None

@@ -117,8 +117,16 @@ class AwsCalls:
         counts: calls sent by operation (``SubmitJob``, ``DescribeJobs``, ``GetLogEvents`` ...), retries included.
     """
 
-    def __init__(self, settings: BatchSettings, *, max_attempts: int = 10, backoff: float = 0.2) -> None:
+    def __init__(
+        self,
+        settings: BatchSettings,
+        *,
+        max_attempts: int = 10,
+        backoff: float = 0.2,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.settings = settings
+        self._credentials = credentials
         self.bucket = TokenBucket(settings.calls_per_second)
         self.counts: Counter[str] = Counter()
         self._max_attempts = max_attempts
@@ -134,7 +142,8 @@ class AwsCalls:
             connect_timeout=10,
             read_timeout=60,
         )
-        session = modules.Session()
+        key, secret = self._credentials or (None, None)
+        session = modules.Session(aws_access_key_id=key, aws_secret_access_key=secret)
         for service in ("batch", "logs"):
             creator = session.client(
                 service, endpoint_url=self.settings.endpoint_url, region_name=self.settings.region, config=config

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flytelike._backends._once import Once
 from flytelike._backends.batch._calls import AwsCalls
-from flytelike._backends.batch._once import Once
 from flytelike._backends.batch._spec import Compute, job_definition
 from flytelike._config import BatchSettings
 from flytelike._executor import ExecTask

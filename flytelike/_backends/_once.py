@@ -1,4 +1,4 @@
-"""Look-ups made once per key by concurrent callers (a queue's compute type, a job definition, a run's jobs)."""
+"""Look-ups made once per key by concurrent callers (a bundle, a queue's compute type, a job definition)."""
 
 from __future__ import annotations
 
