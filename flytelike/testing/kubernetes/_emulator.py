@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import shutil
@@ -112,17 +113,30 @@ class KubernetesEmulator:
             self.url = await self._server.start(port=self._port)
             stack.push_async_callback(self._server.close)
             self.kubeconfig_path = self._write_kubeconfig(self._dir / "kubeconfig")
-            tasks = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tasks.cancel_scope.cancel)
             kubelet = Kubelet(self.url, self._nodes, token=self._token, missing_images=self._missing)
-            tasks.start_soon(kubelet.run)
-            tasks.start_soon(Scheduler(self.url, token=self._token).run)
-            await kubelet.ready.wait()
+            scheduler = Scheduler(self.url, token=self._token)
+            # A task of its own rather than a task group held open across __aenter__/__aexit__: test frameworks
+            # (pytest-asyncio's fixtures) enter and leave a context manager from different tasks. It is cancelled
+            # and awaited on exit.
+            components = asyncio.get_running_loop().create_task(self._components(kubelet, scheduler))
+            stack.push_async_callback(_cancel_and_wait, components)
+            ready = asyncio.ensure_future(kubelet.ready.wait())
+            await asyncio.wait({components, ready}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if components.done():
+                components.result()  # raises why the kubelet or scheduler could not start
+                raise RuntimeError("the emulator's kubelet and scheduler ended while starting")
         except BaseException:
             await stack.aclose()
             raise
         self._stack = stack
         return self
+
+    @staticmethod
+    async def _components(kubelet: Kubelet, scheduler: Scheduler) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(kubelet.run)
+            tasks.start_soon(scheduler.run)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -197,3 +211,9 @@ class KubernetesEmulator:
                     return copy.deepcopy(pod) if pod is not None else {}
                 await store.wait_for_change(store.resource_version)
         raise TimeoutError(f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {store.find('Pod', namespace, name)}")
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

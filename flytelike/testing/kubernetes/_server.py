@@ -107,6 +107,8 @@ class ApiServer:
         r.add_get("/api/v1", self.api_resources)
         r.add_get("/apis", self.api_groups)
         r.add_get("/version", self.version)
+        r.add_get("/version/", self.version)
+        r.add_get("/api/", self.api_versions)
         r.add_get("/emulator/counters", self.counters)
         r.add_get("/api/v1/namespaces", self.namespaces)
         r.add_get("/api/v1/namespaces/{name}", self.namespace)
