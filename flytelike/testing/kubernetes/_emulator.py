@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -27,6 +26,7 @@ from flytelike.testing.kubernetes._watch import WatchSettings
 __all__ = ["KubernetesEmulator"]
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 class KubernetesEmulator:
@@ -197,20 +197,41 @@ class KubernetesEmulator:
         """Forget the change history, as an etcd compaction does: any watch resumed from before now gets 410."""
         self._server.state.store.expire_history()
 
-    async def wait_for_pod(self, name: str, predicate: Any, *, namespace: str = "default", timeout: float = 10.0) -> JSON:
-        """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
+    async def wait_until(self, predicate: Callable[[], T], *, timeout: float = 10.0) -> T:
+        """Wait until ``predicate()`` returns something true (checked after every change); returns it.
 
         Raises:
-            TimeoutError: it did not hold within ``timeout`` seconds, with the pod's last state.
+            TimeoutError: it did not within ``timeout`` seconds.
         """
         store = self._server.state.store
         with anyio.move_on_after(timeout):
             while True:
-                pod = store.find("Pod", namespace, name)
-                if predicate(pod):
-                    return copy.deepcopy(pod) if pod is not None else {}
-                await store.wait_for_change(store.resource_version)
-        raise TimeoutError(f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {store.find('Pod', namespace, name)}")
+                seen = store.resource_version
+                result = predicate()
+                if result:
+                    return result
+                await store.wait_for_change(seen)
+        raise TimeoutError(f"the condition waited for did not hold within {timeout}s")
+
+    async def wait_for_pod(
+        self, name: str, predicate: Callable[[JSON | None], object], *, namespace: str = "default", timeout: float = 10.0
+    ) -> JSON:
+        """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds, naming the pod and its last state.
+        """
+        store = self._server.state.store
+
+        def check() -> JSON | None:
+            pod = store.find("Pod", namespace, name)
+            return (pod or {"metadata": {"name": name}}) if predicate(pod) else None
+
+        try:
+            return await self.wait_until(check, timeout=timeout)
+        except TimeoutError:
+            last = store.find("Pod", namespace, name)
+            raise TimeoutError(f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {last}") from None
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
