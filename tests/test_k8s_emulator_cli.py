@@ -70,14 +70,28 @@ def test_the_cli_refuses_a_bad_nodes_file(tmp_path: Path) -> None:
 
 def test_importing_the_cli_and_testing_does_not_load_aiohttp() -> None:
     code = "import sys, flytelike._cli._emulator, flytelike.testing; print('aiohttp' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     assert done.stdout.strip() == "False"
 
 
 async def test_the_cli_serves_until_sigterm(tmp_path: Path) -> None:
     path = tmp_path / "nodes.yaml"
     path.write_text(NODES)
-    command = [sys.executable, "-c", "from flytelike._cli import main; main()", "emulator", "kubernetes", "--nodes", str(path)]
+    command = [
+        sys.executable,
+        "-c",
+        "from flytelike._cli import main; main()",
+        "emulator",
+        "kubernetes",
+        "--nodes",
+        str(path),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with await anyio.open_process(command, env=env) as process:
         assert process.stdout is not None

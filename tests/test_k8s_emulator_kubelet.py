@@ -52,7 +52,12 @@ async def test_active_deadline_fails_the_pod(k8s: KubernetesEmulator, v1: client
 
 
 async def test_secret_key_ref_env(k8s: KubernetesEmulator, v1: client.CoreV1Api) -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "data": {"token": base64.b64encode(b"abc").decode()}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "data": {"token": base64.b64encode(b"abc").decode()},
+    }
     await v1.create_namespaced_secret("default", secret)
     env = [
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
@@ -69,7 +74,9 @@ async def test_a_missing_secret_is_create_container_config_error_until_it_exists
     k8s: KubernetesEmulator, v1: client.CoreV1Api
 ) -> None:
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
-    await v1.create_namespaced_pod("default", manifest("waits", python("import os; print(os.environ['TOKEN'])"), env=env))
+    await v1.create_namespaced_pod(
+        "default", manifest("waits", python("import os; print(os.environ['TOKEN'])"), env=env)
+    )
     pod = await k8s.wait_for_pod("waits", lambda p: waiting_reason(p) == "CreateContainerConfigError")
     assert container_state(pod)["waiting"]["message"] == 'secret "later" not found'
     assert phase(pod) == "Pending"
@@ -91,7 +98,9 @@ async def test_invalid_and_missing_images() -> None:
             missing["spec"]["containers"][0]["image"] = "ghcr.io/acme/gone:1"
             await v1.create_namespaced_pod("default", missing)
             pod = await k8s.wait_for_pod("invalid", lambda p: waiting_reason(p) == "InvalidImageName")
-            assert container_state(pod)["waiting"]["message"].endswith('couldn\'t parse image name "Not A Ref": invalid reference format')
+            assert container_state(pod)["waiting"]["message"].endswith(
+                'couldn\'t parse image name "Not A Ref": invalid reference format'
+            )
             await k8s.wait_for_pod("missing", lambda p: waiting_reason(p) == "ErrImagePull")
             pod = await k8s.wait_for_pod("missing", lambda p: waiting_reason(p) == "ImagePullBackOff")
             assert container_state(pod)["waiting"]["message"] == 'Back-off pulling image "ghcr.io/acme/gone:1"'
@@ -99,7 +108,9 @@ async def test_invalid_and_missing_images() -> None:
 
 
 async def test_logs_stream_while_the_pod_runs(k8s: KubernetesEmulator, v1: client.CoreV1Api) -> None:
-    code = "import sys, time\nprint('first', flush=True)\nsys.stdin = None\ntime.sleep(0.6)\nprint('second', flush=True)"
+    code = (
+        "import sys, time\nprint('first', flush=True)\nsys.stdin = None\ntime.sleep(0.6)\nprint('second', flush=True)"
+    )
     await v1.create_namespaced_pod("default", manifest("talk", python(code)))
     await k8s.wait_for_pod("talk", lambda p: phase(p) == "Running")
     lines = []
@@ -132,7 +143,12 @@ async def test_deleting_a_pod_stops_its_process_gracefully(
 
 
 async def test_sigkill_after_the_grace_period(k8s: KubernetesEmulator, v1: client.CoreV1Api) -> None:
-    code = "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(os.getpid(), flush=True)\ntime.sleep(30)"
+    code = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print(os.getpid(), flush=True)\n"
+        "time.sleep(30)"
+    )
     await v1.create_namespaced_pod("default", manifest("stubborn", python(code)))
     await k8s.wait_for_pod("stubborn", lambda p: phase(p) == "Running")
     pid = int(await until_printed(v1, "stubborn"))

@@ -52,7 +52,9 @@ async def test_unschedulable_message_and_event_are_the_real_schedulers() -> None
             pod["spec"]["affinity"] = {
                 "nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["cpu"]}]}]
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["cpu"]}]}
+                        ]
                     }
                 }
             }
@@ -65,12 +67,18 @@ async def test_unschedulable_message_and_event_are_the_real_schedulers() -> None
         )
         assert unschedulable(stored) == expected
         failed = await k8s.wait_until(lambda: [e for e in k8s.events() if e["reason"] == "FailedScheduling"])
-        assert [(e["type"], e["message"], e["involvedObject"]["name"]) for e in failed] == [("Warning", expected, "big")]
+        assert [(e["type"], e["message"], e["involvedObject"]["name"]) for e in failed] == [
+            ("Warning", expected, "big")
+        ]
         assert failed[0]["source"] == {"component": "default-scheduler"}
 
 
 async def test_taints_need_tolerations() -> None:
-    nodes = [NodeSpec("tainted", {"cpu": "4", "memory": "8Gi"}, taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}])]
+    nodes = [
+        NodeSpec(
+            "tainted", {"cpu": "4", "memory": "8Gi"}, taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]
+        )
+    ]
     async with KubernetesEmulator(nodes=nodes) as k8s:
         api = await config.new_client_from_config(str(k8s.kubeconfig_path))
         async with api:
@@ -78,7 +86,10 @@ async def test_taints_need_tolerations() -> None:
             await v1.create_namespaced_pod("default", manifest("plain"))
             await v1.create_namespaced_pod(
                 "default",
-                manifest("tolerant", tolerations=[{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]),
+                manifest(
+                    "tolerant",
+                    tolerations=[{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}],
+                ),
             )
             assert (await k8s.wait_for_pod("tolerant", bound))["spec"]["nodeName"] == "tainted"
             plain = await k8s.wait_for_pod("plain", unschedulable)
@@ -94,7 +105,9 @@ async def test_a_pod_waits_for_capacity_then_binds_when_it_frees(resource: str) 
         api = await config.new_client_from_config(str(k8s.kubeconfig_path))
         async with api:
             v1 = client.CoreV1Api(api)
-            await v1.create_namespaced_pod("default", manifest("first", python("import time; time.sleep(0.8)"), requests={resource: amount}))
+            await v1.create_namespaced_pod(
+                "default", manifest("first", python("import time; time.sleep(0.8)"), requests={resource: amount})
+            )
             await k8s.wait_for_pod("first", bound)
             await v1.create_namespaced_pod("default", manifest("second", requests={resource: amount}))
             waiting = await k8s.wait_for_pod("second", unschedulable)

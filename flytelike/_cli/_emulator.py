@@ -112,7 +112,9 @@ def kubernetes(
 
     try:
         nodes = load_nodes(nodes_file) if nodes_file is not None else DEFAULT_NODES
-        k8s = KubernetesEmulator(nodes=nodes, fail_rate=fail_rate, port=port, token=token, missing_images=missing_images)
+        k8s = KubernetesEmulator(
+            nodes=nodes, fail_rate=fail_rate, port=port, token=token, missing_images=missing_images
+        )
     except (ValueError, OSError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_USAGE)

@@ -155,7 +155,11 @@ class KubernetesEmulator:
             "contexts": [
                 {
                     "name": "flytelike-emulator",
-                    "context": {"cluster": "flytelike-emulator", "user": "flytelike-emulator", "namespace": self._config.namespaces[0]},
+                    "context": {
+                        "cluster": "flytelike-emulator",
+                        "user": "flytelike-emulator",
+                        "namespace": self._config.namespaces[0],
+                    },
                 }
             ],
             "current-context": "flytelike-emulator",
@@ -167,7 +171,7 @@ class KubernetesEmulator:
 
     def pods(self, namespace: str | None = None) -> list[JSON]:
         """The pods as stored (copies), oldest first."""
-        return self._server.state.store.list("Pod", namespace)
+        return self._server.state.store.listing("Pod", namespace)
 
     def pod(self, name: str, namespace: str = "default") -> JSON | None:
         """One pod as stored (a copy), or None."""
@@ -175,14 +179,14 @@ class KubernetesEmulator:
 
     def events(self, namespace: str | None = None) -> list[JSON]:
         """The events recorded (scheduler and kubelet), oldest first."""
-        return self._server.state.store.list("Event", namespace)
+        return self._server.state.store.listing("Event", namespace)
 
     def nodes(self) -> list[JSON]:
         """The registered nodes."""
-        return self._server.state.store.list("Node")
+        return self._server.state.store.listing("Node")
 
     def secrets(self, namespace: str | None = None) -> list[JSON]:
-        return self._server.state.store.list("Secret", namespace)
+        return self._server.state.store.listing("Secret", namespace)
 
     @property
     def resource_version(self) -> int:
@@ -197,7 +201,7 @@ class KubernetesEmulator:
         """Forget the change history, as an etcd compaction does: any watch resumed from before now gets 410."""
         self._server.state.store.expire_history()
 
-    async def wait_until(self, predicate: Callable[[], T], *, timeout: float = 10.0) -> T:
+    async def wait_until(self, predicate: Callable[[], T | None], *, timeout: float = 10.0) -> T:
         """Wait until ``predicate()`` returns something true (checked after every change); returns it.
 
         Raises:
@@ -214,7 +218,12 @@ class KubernetesEmulator:
         raise TimeoutError(f"the condition waited for did not hold within {timeout}s")
 
     async def wait_for_pod(
-        self, name: str, predicate: Callable[[JSON | None], object], *, namespace: str = "default", timeout: float = 10.0
+        self,
+        name: str,
+        predicate: Callable[[JSON | None], object],
+        *,
+        namespace: str = "default",
+        timeout: float = 10.0,
     ) -> JSON:
         """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
 
@@ -231,7 +240,9 @@ class KubernetesEmulator:
             return await self.wait_until(check, timeout=timeout)
         except TimeoutError:
             last = store.find("Pod", namespace, name)
-            raise TimeoutError(f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {last}") from None
+            raise TimeoutError(
+                f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {last}"
+            ) from None
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:

@@ -145,7 +145,9 @@ def middleware(faults: Faults, counters: Counters, token: str | None) -> Callabl
             missing = ApiError(404, "NotFound", "the server could not find the requested resource")
             return web.json_response(missing.body(), status=404)
         except web.HTTPMethodNotAllowed:
-            refused = ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            refused = ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
             return web.json_response(refused.body(), status=405)
         except web.HTTPException:
             raise

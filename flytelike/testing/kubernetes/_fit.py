@@ -80,7 +80,7 @@ def _untolerated(taints: list[JSON], tolerations: list[JSON]) -> JSON | None:
 def _expression_matches(labels: Mapping[str, str], expression: JSON) -> bool:
     key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
     present = key in labels
-    value = labels.get(key, "")
+    value = labels.get(str(key), "")
     if operator == "In":
         return present and value in values
     if operator == "NotIn":
@@ -104,9 +104,7 @@ def _affinity_matches(labels: Mapping[str, str], spec: JSON) -> bool:
     if not affinity:
         return True
     terms = affinity.get("nodeSelectorTerms") or []
-    return any(
-        all(_expression_matches(labels, e) for e in term.get("matchExpressions") or []) for term in terms
-    )
+    return any(all(_expression_matches(labels, e) for e in term.get("matchExpressions") or []) for term in terms)
 
 
 def unschedulable_message(nodes: int, failures: Mapping[str, tuple[list[str], bool]]) -> str:

@@ -136,7 +136,9 @@ class Kubelet:
         meta = pod["metadata"]
         with contextlib.suppress(HttpError):
             await self._client.request(
-                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", params={"gracePeriodSeconds": "0"}
+                "DELETE",
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                params={"gracePeriodSeconds": "0"},
             )
 
     # --- logs --------------------------------------------------------------------------------------------------

@@ -83,7 +83,12 @@ class NodeSpec:
         spec: JSON = {}
         if self.taints:
             spec["taints"] = [dict(t) for t in self.taints]
-        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+        }
         return {
             "apiVersion": "v1",
             "kind": "Node",

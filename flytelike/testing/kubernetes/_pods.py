@@ -11,7 +11,6 @@ from flytelike.errors import SpecError
 from flytelike.testing.kubernetes import _names
 from flytelike.testing.kubernetes._schema import check
 from flytelike.testing.kubernetes._status import (
-
     Cause,
     bad_request,
     duplicate,
@@ -54,7 +53,9 @@ def decode(body: object, kind: str, definition: str, *, strict: bool) -> tuple[J
     problems = check(body, definition)
     if problems.wrong_type:
         path, expected, actual = problems.wrong_type[0]
-        raise bad_request(prefix + f"json: cannot unmarshal {actual} into Go struct field {kind}.{path} of type {expected}")
+        raise bad_request(
+            prefix + f"json: cannot unmarshal {actual} into Go struct field {kind}.{path} of type {expected}"
+        )
     warnings = [f'unknown field "{path}"' for path in problems.unknown]
     if strict and warnings:
         raise bad_request(prefix + "strict decoding error: " + ", ".join(warnings))
@@ -82,7 +83,7 @@ def parse_quantity(value: object, field: str) -> Quantity:
         return Quantity.parse(text, field=field)
     except SpecError:
         raise bad_request(
-            f"Pod in version \"v1\" cannot be handled as a Pod: quantities must match the regular expression "
+            f'Pod in version "v1" cannot be handled as a Pod: quantities must match the regular expression '
             f"'{QUANTITY_PATTERN}' ({field}: {json.dumps(value)})"
         ) from None
 
@@ -258,9 +259,17 @@ def _toleration(toleration: JSON, path: str) -> list[Cause]:
     if operator not in _OPERATORS:
         causes.append(not_supported(f"{path}.operator", operator, _OPERATORS))
     if operator == "Exists" and toleration.get("value"):
-        causes.append(invalid(f"{path}.operator", toleration["value"], "value must be empty when `operator` is 'Exists'"))
+        causes.append(
+            invalid(f"{path}.operator", toleration["value"], "value must be empty when `operator` is 'Exists'")
+        )
     if not toleration.get("key") and operator != "Exists":
-        causes.append(invalid(f"{path}.operator", operator, "operator must be Exists when `key` is empty, which means \"match all values and all keys\""))
+        causes.append(
+            invalid(
+                f"{path}.operator",
+                operator,
+                'operator must be Exists when `key` is empty, which means "match all values and all keys"',
+            )
+        )
     effect = toleration.get("effect")
     if effect and effect not in _EFFECTS:
         causes.append(not_supported(f"{path}.effect", effect, _EFFECTS))
@@ -296,5 +305,3 @@ def qos_class(pod: JSON) -> str:
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
-
-

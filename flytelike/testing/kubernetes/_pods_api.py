@@ -102,7 +102,12 @@ class PodsApi:
             grace = int(options["gracePeriodSeconds"])
         precondition = (options or {}).get("preconditions") if isinstance(options, dict) else None
         if precondition and precondition.get("uid") not in (None, pod["metadata"]["uid"]):
-            raise conflict("Pod", name, f"Precondition failed: UID in precondition: {precondition['uid']}, UID in object meta: {pod['metadata']['uid']}")
+            raise conflict(
+                "Pod",
+                name,
+                f"Precondition failed: UID in precondition: {precondition['uid']}, "
+                f"UID in object meta: {pod['metadata']['uid']}",
+            )
         meta = pod["metadata"]
         running = pod["spec"].get("nodeName") and pod.get("status", {}).get("phase") not in _TERMINAL
         if grace <= 0 or not running:
@@ -125,10 +130,14 @@ class PodsApi:
         )
         deleted = [
             state.store.delete("Pod", namespace, pod["metadata"]["name"])
-            for pod in state.store.list("Pod", namespace)
+            for pod in state.store.listing("Pod", namespace)
             if predicate(pod)
         ]
-        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(state.store.resource_version)}}
+        body: JSON = {
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(state.store.resource_version)},
+        }
         body["items"] = deleted
         return web.json_response(body)
 
@@ -161,7 +170,9 @@ class PodsApi:
         rv = (body.get("metadata") or {}).get("resourceVersion")
         if rv and rv != pod["metadata"]["resourceVersion"]:
             raise conflict(
-                "Pod", name, "the object has been modified; please apply your changes to the latest version and try again"
+                "Pod",
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
             )
         pod["status"] = body.get("status") or {}
         return web.json_response(state.store.update("Pod", pod))
@@ -175,7 +186,7 @@ class PodsApi:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                f'the body of the request was in an unknown format - accepted media types include: '
+                f"the body of the request was in an unknown format - accepted media types include: "
                 f'application/merge-patch+json, application/strategic-merge-patch+json, not "{content_type}"',
             )
         patch = await read_json(request)
@@ -194,7 +205,9 @@ class PodsApi:
         container = request.query.get("container")
         if container is None:
             if len(names) != 1:
-                raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
+                raise bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+                )
             container = names[0]
         elif container not in names:
             raise bad_request(f"container {container} is not valid for pod {name}")

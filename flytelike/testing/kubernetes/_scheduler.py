@@ -110,7 +110,9 @@ class Scheduler:
         except HttpError as error:
             _log.debug("binding %s to %s: %s", meta["name"], node, error)
             return False
-        await self._event(pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
+        await self._event(
+            pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}"
+        )
         return True
 
     async def _unschedulable(self, key: tuple[str, str], pod: JSON, message: str) -> None:

@@ -93,7 +93,7 @@ class LabelSelector:
         for part in _split(text):
             m = _REQUIREMENT.fullmatch(part)
             if m is None:
-                raise bad_request(f'unable to parse requirement: found \'{part}\', expected: identifier')
+                raise bad_request(f"unable to parse requirement: found '{part}', expected: identifier")
             key, op, raw = m["key"], (m["op"] or "").strip(), m["value"]
             if m["neg"]:
                 if op:
@@ -108,7 +108,9 @@ class LabelSelector:
                 requirements.append(_Requirement(key, op, values))
             else:
                 if op in (">", "<") and not raw.lstrip("-").isdigit():
-                    raise bad_request(f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {raw!r}")
+                    raise bad_request(
+                        f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {raw!r}"
+                    )
                 requirements.append(_Requirement(key, op, (raw,)))
         return cls(tuple(requirements))
 
@@ -147,12 +149,11 @@ class FieldSelector:
             return cls()
         terms = []
         for part in _split(text):
-            for op, equal in (("!=", False), ("==", True), ("=", True)):
-                if op in part:
-                    field, value = part.split(op, 1)
-                    break
-            else:
+            op = next((o for o in ("!=", "==", "=") if o in part), None)
+            if op is None:
                 raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
+            field, value = part.split(op, 1)
+            equal = op != "!="
             field = field.strip()
             if field not in FIELDS[kind]:
                 known = ", ".join(f'"{f}"' for f in FIELDS[kind])

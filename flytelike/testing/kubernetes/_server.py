@@ -158,7 +158,9 @@ class ApiServer:
     async def namespaces(self, request: web.Request) -> web.Response:
         items = [self._namespace_object(n) for n in self.state.config.namespaces]
         rv = str(self.state.store.resource_version)
-        return web.json_response({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items})
+        return web.json_response(
+            {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}
+        )
 
     async def namespace(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -210,7 +212,7 @@ class ApiServer:
                 base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 raise bad_request(
-                    f"Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{key}]"
+                    f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data in data[{key}]'
                 ) from None
         if causes:
             raise unprocessable("Secret", name, causes)
@@ -232,7 +234,9 @@ class ApiServer:
         rv = secret["metadata"].get("resourceVersion")
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise conflict(
-                "Secret", name, "the object has been modified; please apply your changes to the latest version and try again"
+                "Secret",
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
             )
         for key in ("uid", "creationTimestamp"):
             secret["metadata"][key] = current["metadata"][key]
@@ -243,7 +247,13 @@ class ApiServer:
         name = request.match_info["name"]
         self.state.store.delete("Secret", namespace, name)
         return web.json_response(
-            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": "secrets"}}
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": "secrets"},
+            }
         )
 
     # --- events ------------------------------------------------------------------------------------------------
@@ -260,7 +270,9 @@ class ApiServer:
 
     async def create_event(self, request: web.Request) -> web.Response:
         namespace = self.state.namespace(request)
-        event, _ = decode(await read_json(request), "Event", "io.k8s.api.core.v1.Event", strict=self.state.strict(request))
+        event, _ = decode(
+            await read_json(request), "Event", "io.k8s.api.core.v1.Event", strict=self.state.strict(request)
+        )
         meta = event.setdefault("metadata", {})
         meta["namespace"] = namespace
         event["apiVersion"], event["kind"] = "v1", "Event"

@@ -65,7 +65,7 @@ class Store:
         obj = self._objects.get(kind, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: str, namespace: str | None = None) -> list[JSON]:
+    def listing(self, kind: str, namespace: str | None = None) -> list[JSON]:
         """Copies of the objects of ``kind`` (in ``namespace``, or all), oldest first."""
         return [
             copy.deepcopy(o)
@@ -83,8 +83,7 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now()
         meta.setdefault("generation", 1) if kind == "Pod" else None
-        stored = self._write(kind, key, obj, "ADDED", None)
-        return stored
+        return self._write(kind, key, obj, "ADDED", None)
 
     def update(self, kind: str, obj: JSON) -> JSON:
         """Replace an existing object (same uid), bumping its resourceVersion."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ def _in(namespace: str | None, obj: JSON) -> bool:
 
 
 def list_response(store: Store, kind: str, namespace: str | None, predicate: Predicate) -> web.Response:
-    items = [o for o in store.list(kind, namespace) if predicate(o)]
-    body = {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {"resourceVersion": str(store.resource_version)}}
+    items = [o for o in store.listing(kind, namespace) if predicate(o)]
+    body: JSON = {
+        "kind": f"{kind}List",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": str(store.resource_version)},
+    }
     body["items"] = items
     return web.json_response(body)
 
@@ -95,7 +100,7 @@ async def watch_response(
         with anyio.move_on_after(timeout):
             last = store.resource_version
             if start is None:
-                for obj in store.list(kind, namespace):
+                for obj in store.listing(kind, namespace):
                     if predicate(obj) and not await send("ADDED", obj):
                         return await _end(response)
             else:
@@ -127,8 +132,6 @@ async def watch_response(
 
 
 async def _end(response: web.StreamResponse) -> web.StreamResponse:
-    try:
+    with contextlib.suppress(ConnectionResetError, ConnectionError):
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
-        pass
     return response
