@@ -169,3 +169,17 @@ async def until_printed(v1: client.CoreV1Api, name: str) -> str:
             if text.endswith("\n"):
                 return str(text.splitlines()[0])
             await anyio.sleep(0.05)
+
+
+async def test_leaving_the_emulator_kills_running_pods() -> None:
+    async with KubernetesEmulator() as k8s:
+        api = await config.new_client_from_config(str(k8s.kubeconfig_path))
+        async with api:
+            v1 = client.CoreV1Api(api)
+            await v1.create_namespaced_pod(
+                "default", manifest("left", python("import os, time; print(os.getpid(), flush=True); time.sleep(30)"))
+            )
+            await k8s.wait_for_pod("left", lambda p: phase(p) == "Running")
+            pid = int(await until_printed(v1, "left"))
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

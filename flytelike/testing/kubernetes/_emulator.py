@@ -112,7 +112,8 @@ class KubernetesEmulator:
             stack.callback(shutil.rmtree, self._dir, True)
             self.url = await self._server.start(port=self._port)
             stack.push_async_callback(self._server.close)
-            self.kubeconfig_path = self._write_kubeconfig(self._dir / "kubeconfig")
+            self.kubeconfig_path = self._dir / "kubeconfig"
+            await anyio.Path(self.kubeconfig_path).write_text(self._kubeconfig(), encoding="utf-8")
             kubelet = Kubelet(self.url, self._nodes, token=self._token, missing_images=self._missing)
             scheduler = Scheduler(self.url, token=self._token)
             # A task of its own rather than a task group held open across __aenter__/__aexit__: test frameworks
@@ -145,7 +146,7 @@ class KubernetesEmulator:
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
-    def _write_kubeconfig(self, path: Path) -> Path:
+    def _kubeconfig(self) -> str:
         user: JSON = {"token": self._token} if self._token is not None else {}
         config = {
             "apiVersion": "v1",
@@ -164,8 +165,7 @@ class KubernetesEmulator:
             ],
             "current-context": "flytelike-emulator",
         }
-        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        return path
+        return yaml.safe_dump(config, sort_keys=False)
 
     # --- helpers for tests -------------------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class Scheduler:
             elif pod["spec"].get("schedulerName", NAME) == NAME and not pod["metadata"].get("deletionTimestamp"):
                 pending.append((key, pod))
         self._assumed = {k: v for k, v in self._assumed.items() if k in self._pods.objects}
+        self._reported = {k: v for k, v in self._reported.items() if k in self._pods.objects}
         fits = [NodeFit(n, bound[n["metadata"]["name"]]) for n in nodes]
         for key, pod in pending:
             failures = {fit.name: fit.reasons(pod) for fit in fits}

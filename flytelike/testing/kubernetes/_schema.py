@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import kubernetes_validate  # type: ignore[import-untyped]
 
-__all__ = ["SchemaProblems", "check"]
+__all__ = ["SchemaProblems", "check", "preload_schema"]
 
 _SCHEMA_DIR: Final = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 _REF_PREFIX: Final = "#/$defs/"
@@ -47,6 +47,11 @@ def _definitions() -> dict[str, Any]:
     with open(versions[-1] / "_definitions.json", encoding="utf-8") as f:
         defs: dict[str, Any] = json.load(f)["$defs"]
     return defs
+
+
+def preload_schema() -> None:
+    """Read the schema now (it is read on first use otherwise)."""
+    _definitions()
 
 
 def check(obj: object, definition: str) -> SchemaProblems:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from flytelike.testing.kubernetes._faults import Counters, Faults
+from flytelike.testing.kubernetes._faults import COMPONENT_AGENT, Counters, Faults
 from flytelike.testing.kubernetes._selectors import FieldSelector, LabelSelector, selects
 from flytelike.testing.kubernetes._status import ApiError, bad_request, not_found
 from flytelike.testing.kubernetes._store import Store
@@ -69,7 +69,14 @@ class ServerState:
         )
         if query.get("watch", "").lower() in ("1", "true"):
             return await watch_response(
-                request, self.store, kind, namespace, predicate, faults=self.faults, settings=self.config.watch
+                request,
+                self.store,
+                kind,
+                namespace,
+                predicate,
+                # The emulator's own components see no injected faults, so a forced 410 always reaches the client.
+                faults=None if request.headers.get("User-Agent", "").startswith(COMPONENT_AGENT) else self.faults,
+                settings=self.config.watch,
             )
         return list_response(self.store, kind, namespace, predicate)
 

@@ -67,7 +67,7 @@ async def watch_response(
     namespace: str | None,
     predicate: Predicate,
     *,
-    faults: Faults,
+    faults: Faults | None,
     settings: WatchSettings,
 ) -> web.StreamResponse:
     """Stream watch events: initial ADDED events unless resuming, then changes, bookmarks, and 410 when too old."""
@@ -88,11 +88,11 @@ async def watch_response(
         nonlocal sent
         await response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
         sent += 1
-        drop = faults.drop_watch_every
+        drop = faults.drop_watch_every if faults is not None else 0
         return not (drop and type_ != "ERROR" and sent % drop == 0)
 
     try:
-        if faults.expire_next_watch:
+        if faults is not None and faults.expire_next_watch:
             faults.expire_next_watch = False
             oldest = store.resource_version
             await send("ERROR", expired(start or 0, oldest).body())
