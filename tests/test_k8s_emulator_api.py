@@ -45,6 +45,18 @@ async def test_create_get_list_delete(k8s: KubernetesEmulator, v1: client.CoreV1
     assert k8s.pods() == []
 
 
+async def test_lists_are_paginated_by_limit_and_continue(v1: client.CoreV1Api) -> None:
+    for name in ("a", "b", "c"):
+        await v1.create_namespaced_pod("default", manifest(name, nodeName="nowhere"))
+    first = await v1.list_namespaced_pod("default", limit=2)
+    assert [p.metadata.name for p in first.items] == ["a", "b"]
+    assert first.metadata.remaining_item_count == 1
+    rest = await v1.list_namespaced_pod("default", limit=2, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in rest.items] == ["c"]
+    assert rest.metadata._continue is None
+    assert rest.metadata.resource_version == first.metadata.resource_version
+
+
 async def test_second_create_is_409_already_exists(v1: client.CoreV1Api) -> None:
     await v1.create_namespaced_pod("default", manifest("twice"))
     with pytest.raises(ApiException) as error:

@@ -124,6 +124,8 @@ class KubernetesEmulator:
             ready = asyncio.ensure_future(kubelet.ready.wait())
             await asyncio.wait({components, ready}, return_when=asyncio.FIRST_COMPLETED)
             ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
             if components.done():
                 components.result()  # raises why the kubelet or scheduler could not start
                 raise RuntimeError("the emulator's kubelet and scheduler ended while starting")

@@ -78,7 +78,7 @@ class ServerState:
                 faults=None if request.headers.get("User-Agent", "").startswith(COMPONENT_AGENT) else self.faults,
                 settings=self.config.watch,
             )
-        return list_response(self.store, kind, namespace, predicate)
+        return list_response(request, self.store, kind, namespace, predicate)
 
 
 async def read_json(request: web.Request) -> Any:

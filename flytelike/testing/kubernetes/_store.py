@@ -54,6 +54,11 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
+    @property
+    def compacted(self) -> int:
+        """The newest resourceVersion whose change has left the history."""
+        return self._compacted
+
     def get(self, kind: str, namespace: str, name: str) -> JSON:
         """A copy of the object; raises 404 NotFound."""
         obj = self._objects.get(kind, {}).get((namespace, name))
@@ -82,7 +87,8 @@ class Store:
             raise already_exists(kind, meta["name"])
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now()
-        meta.setdefault("generation", 1) if kind == "Pod" else None
+        if kind == "Pod":
+            meta.setdefault("generation", 1)
         return self._write(kind, key, obj, "ADDED", None)
 
     def update(self, kind: str, obj: JSON) -> JSON:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Callable
@@ -38,14 +39,32 @@ def _in(namespace: str | None, obj: JSON) -> bool:
     return namespace is None or obj["metadata"].get("namespace") == namespace
 
 
-def list_response(store: Store, kind: str, namespace: str | None, predicate: Predicate) -> web.Response:
+def list_response(
+    request: web.Request, store: Store, kind: str, namespace: str | None, predicate: Predicate
+) -> web.Response:
+    """A ``*List``, paginated by ``limit`` and ``continue`` (the token holds the offset and the version listed)."""
     items = [o for o in store.listing(kind, namespace) if predicate(o)]
-    body: JSON = {
-        "kind": f"{kind}List",
-        "apiVersion": "v1",
-        "metadata": {"resourceVersion": str(store.resource_version)},
-    }
-    body["items"] = items
+    rv = store.resource_version
+    start = 0
+    token = request.query.get("continue")
+    if token:
+        try:
+            rv, start = (int(part) for part in base64.urlsafe_b64decode(token.encode()).decode().split(":"))
+        except ValueError:
+            raise bad_request(f"invalid continue token: {token!r}") from None
+        if rv < store.compacted:
+            raise expired(rv, store.compacted + 1)
+    try:
+        limit = int(request.query.get("limit") or 0)
+    except ValueError:
+        raise bad_request(f"limit must be a whole number, not {request.query['limit']!r}") from None
+    end = start + limit if limit > 0 else len(items)
+    metadata: JSON = {"resourceVersion": str(rv)}
+    if end < len(items):
+        metadata["continue"] = base64.urlsafe_b64encode(f"{rv}:{end}".encode()).decode()
+        metadata["remainingItemCount"] = len(items) - end
+    body: JSON = {"kind": f"{kind}List", "apiVersion": "v1", "metadata": metadata}
+    body["items"] = items[start:end]
     return web.json_response(body)
 
 
