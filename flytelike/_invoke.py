@@ -32,6 +32,7 @@ from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecT
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._proto.core.v1 import tasks_pb2
+from flytelike._reachable import reachable_tasks
 from flytelike._run_context import RunContext
 from flytelike._serde import decode_values, encode_values, task_template
 from flytelike._task import Resolved, Task
@@ -215,6 +216,16 @@ class Invoker:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._called: dict[str, ExecTask] = {}
+        # Tasks known only by their templates (runs started from a template, whose code is not here).
+        self._templates: set[str] = set()
+
+    def from_template(self, task: ExecTask) -> bool:
+        """Whether ``task`` is known only by its template (its code is not in this process)."""
+        return task.key in self._templates
+
+    def add_template_task(self, task: ExecTask) -> None:
+        """Know ``task`` by its template alone: it runs elsewhere, and the tasks it calls are taken as they come."""
+        self._templates.add(task.key)
 
     @property
     def threads_running(self) -> int:
@@ -222,6 +233,11 @@ class Invoker:
         return self._busy
 
     async def invoke(self, attempt: AttemptInput) -> AttemptResult:
+        if attempt.task.key in self._templates:
+            raise BackendError(
+                f"task {attempt.task.name} cannot run in this process: its code is not here (it came as a template); "
+                "give it a platform that runs it elsewhere (--with kubernetes, fl.Batch(...))"
+            )
         entry = self.index.of(attempt.task)
         action = attempt.action
         sdk = entry.sdk
@@ -250,7 +266,19 @@ class Invoker:
     # --- what a worker process of the local backend needs from this process's code ----------------------------
 
     def code_file(self, task: ExecTask) -> str | None:
+        if task.key in self._templates:
+            return None
         return self.index.code_file(task)
+
+    def may_call(self, task: ExecTask) -> bool:
+        """Whether the task's code refers to another task (so a process running it needs its controller).
+
+        A task known only by its template may: its code cannot be read here.
+        """
+        if task.key in self._templates:
+            return True
+        sdk = self.index.of(task).sdk
+        return len(reachable_tasks(sdk)) > 1
 
     def exec_task_called(self, template: bytes, caller: ExecTask) -> ExecTask:
         """The task a worker process called (its template as the worker built it), compiled for this run.
@@ -263,6 +291,11 @@ class Invoker:
         key = f"{parsed.id.name}@{parsed.id.version}"
         found = self._called.get(key)
         if found is not None:
+            return found
+        if caller.key in self._templates:
+            # The caller's code is not here, nor is the called task's: its template is all there is.
+            found = self._called[key] = ExecTask.from_template(parsed)
+            self._templates.add(found.key)
             return found
         base = self.index.of(self.exec_task_named(parsed.id.name, caller))
         if parsed.id.version in (base.exec.version, task_template(base.sdk, base.sdk.resolved(None)).id.version):

@@ -19,6 +19,7 @@ __all__ = ["RunContext"]
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9\-]{0,38}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_VALUE_MAX = 256
 _LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._\-/]{0,61}[A-Za-z0-9])?")
 
 
@@ -35,6 +36,17 @@ def _strings(value: object, where: str, key: re.Pattern[str], example: str) -> F
     return FrozenDict(value)
 
 
+def _labels(value: object) -> FrozenDict[str, str]:
+    labels = _strings(value, "with_context.labels", _LABEL_KEY, "{'team': 'ml'}")
+    for k, v in labels.items():
+        if len(v) > _LABEL_VALUE_MAX or "\n" in v:
+            raise SpecError(
+                f"with_context.labels[{k!r}]", v, f"a label value is one line of at most {_LABEL_VALUE_MAX} characters",
+                accepted="e.g. 'ml'",
+            )  # fmt: skip
+    return labels
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """Defaults for every task of a run; a task's own settings win over them.
@@ -44,12 +56,20 @@ class RunContext:
         labels: recorded on the run (``flytelike runs show``), for people and tools to find it by.
         env_vars: environment variables for every task, under the tasks' own ``env_vars``.
         overwrite_cache: every cached task runs and overwrites its cached result (``Cache(behavior="override")``).
+        record_outputs: keep every action's outputs in the run records, so that a rerun can recover them
+            (``flytelike run`` does; it costs an encoding per action, so the library's default is off).
+        rerun_of: the earlier run this run repeats (recorded on the run).
+        recover: reuse what succeeded in ``rerun_of`` (same action id, task version and inputs) instead of running
+            it again.
     """
 
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=lambda: FrozenDict({}))
     env_vars: Mapping[str, str] = field(default_factory=lambda: FrozenDict({}))
     overwrite_cache: bool = False
+    record_outputs: bool = False
+    rerun_of: str | None = None
+    recover: bool = False
 
     @classmethod
     def build(
@@ -59,6 +79,9 @@ class RunContext:
         labels: Mapping[str, str] | None = None,
         env_vars: Mapping[str, str] | None = None,
         overwrite_cache: bool = False,
+        record_outputs: bool = False,
+        rerun_of: str | None = None,
+        recover: bool = False,
     ) -> RunContext:
         """Checked values; errors name ``with_context.<argument>``."""
         if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
@@ -70,11 +93,21 @@ class RunContext:
             )
         if not isinstance(overwrite_cache, bool):
             raise SpecError("with_context.overwrite_cache", overwrite_cache, "must be True or False", accepted="True")
+        for where, flag in (("record_outputs", record_outputs), ("recover", recover)):
+            if not isinstance(flag, bool):
+                raise SpecError(f"with_context.{where}", flag, "must be True or False", accepted="True")
+        if recover and not rerun_of:
+            raise SpecError(
+                "with_context.recover", recover, "needs the run to recover from", accepted="rerun_of='r...'"
+            )
         return cls(
             name=name,
-            labels=_strings(labels, "with_context.labels", _LABEL_KEY, "{'team': 'ml'}"),
+            labels=_labels(labels),
             env_vars=_strings(env_vars, "with_context.env_vars", _ENV_NAME, "{'LOG_LEVEL': 'debug'}"),
             overwrite_cache=overwrite_cache,
+            record_outputs=record_outputs,
+            rerun_of=rerun_of,
+            recover=recover,
         )
 
     def merged(self, over: RunContext) -> RunContext:
@@ -84,4 +117,7 @@ class RunContext:
             labels=FrozenDict({**self.labels, **over.labels}),
             env_vars=FrozenDict({**self.env_vars, **over.env_vars}),
             overwrite_cache=over.overwrite_cache or self.overwrite_cache,
+            record_outputs=over.record_outputs or self.record_outputs,
+            rerun_of=over.rerun_of or self.rerun_of,
+            recover=over.recover or self.recover,
         )

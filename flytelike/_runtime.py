@@ -23,28 +23,32 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import json
-import math
 import os
 import socket
+import sys
 import threading
 import time
-import types
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
+from google.protobuf.message import DecodeError
 
 from flytelike._backends import BackendInput, load_backend
+from flytelike._backends._remote import RemoteServices
 from flytelike._config import ResourcePolicy, Settings, load_settings
 from flytelike._executor import (
-    ActionRecord,
     Backend,
-    Event,
+    ExecTask,
     Executor,
     ExecutorInput,
     Run,
@@ -55,12 +59,15 @@ from flytelike._executor import (
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._platform_spec import parse_platform_spec
 from flytelike._platforms import Platform
+from flytelike._proto.core.v1 import literals_pb2, tasks_pb2
+from flytelike._reachable import reachable_tasks
 from flytelike._run_context import RunContext
-from flytelike._storage import CacheStore, KeyLock, RecordStore
+from flytelike._run_handle import RunHandle
+from flytelike._storage import CacheStore, KeyLock, RecordStore, has_blobs, pin_local
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
-__all__ = ["RunHandle", "Runtime", "reachable_tasks"]
+__all__ = ["RunHandle", "Runtime", "TemplateRunInput", "reachable_tasks"]
 
 
 def _run_id(name: str | None = None) -> str:
@@ -71,7 +78,35 @@ def _run_id(name: str | None = None) -> str:
 
 
 def _json(values: Mapping[str, Any]) -> str:
-    return json.dumps(dict(values), default=repr, sort_keys=True)[:10_000]
+    return json.dumps(dict(values), default=_plain, sort_keys=True)[:10_000]
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON cannot hold, as people read it (the run's literal bytes are what a rerun decodes)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return repr(value)
+
+
+def _source_file(task: Task[..., Any]) -> str:
+    """The absolute path of the file that defines ``task`` (what a rerun imports again), or ``""``."""
+    module = sys.modules.get(getattr(task.fn, "__module__", ""))
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path else ""
 
 
 class _LazyCache:
@@ -92,6 +127,10 @@ class _LazyCache:
         return self._open().get(key)
 
     def put(self, key: str, data: bytes) -> None:
+        # A cached file or directory is a copy kept by its digest: the task's own path may be a temporary file
+        # that is gone by the time the entry is used.
+        if has_blobs(data):
+            data = pin_local(data, self._path.parent / "cache-data")
         self._open().put(key, data)
 
     def try_lock(self, key: str) -> KeyLock | None:
@@ -104,94 +143,28 @@ class _LazyCache:
                 self._store = None
 
 
-class RunHandle:
-    """A run started by a :class:`Runtime`: wait for it, cancel it, follow its events.
-
-    After it ends, ``state``, ``outputs`` and ``record`` tell how; ``fl.run`` returns the handle of a finished run.
+@dataclass(frozen=True, slots=True)
+class TemplateRunInput:
+    """A run whose code is not in this process (what ``flytelike serve`` starts): a template, literal inputs and
+    the code bundle every task of the run comes from.
 
     Attributes:
-        id: the run id (``flytelike runs show ID``).
-        task: the root task's name.
+        template: the root task's serialized TaskTemplate (with the run's platform already applied, or none).
+        inputs: its inputs, a serialized LiteralMap.
+        bundle: the digest of the bundle in the store (``sha256:<hex>`` or ``<hex>``).
+        module: the root task's module inside the bundle (``pkg.tasks``).
+        platform: the platform of tasks that have none (``kubernetes``, ``batch``); None: the runtime's.
+        name: the run's name (its id starts with it).
+        labels: the run's labels.
     """
 
-    def __init__(self, run: Run, task: Task[..., Any]) -> None:
-        self._run = run
-        self._task = task
-        self.id = run.id
-        self.task = task.full_name
-        self._done = anyio.Event()
-        self._outputs: Any = None
-        self._error: BaseException | None = None
-
-    @property
-    def run(self) -> Run:
-        """The live run (its action records), for progress views."""
-        return self._run
-
-    @property
-    def record(self) -> RunRecord:
-        return self._run.record
-
-    @property
-    def state(self) -> str:
-        return self._run.record.state.value
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def outputs(self) -> Any:
-        """The root task's return value.
-
-        Raises:
-            RuntimeError: the run has not ended yet.
-            FlytelikeError: the run failed (its error).
-        """
-        if not self._done.is_set():
-            raise RuntimeError(f"run {self.id} has not ended yet: await handle.result()")
-        if self._error is not None:
-            raise self._error
-        return self._outputs
-
-    async def result(self) -> Any:
-        """Wait for the run to end; its root task's return value, or its error raised."""
-        await self._done.wait()
-        return self.outputs
-
-    def cancel(self) -> None:
-        """Cancel the run: running actions stop and it is recorded as aborted (``result()`` raises
-        CancelledError). Call it from the event loop the run executes on."""
-        self._run.cancel_scope.cancel()
-
-    def events(self) -> AsyncIterator[Event]:
-        """The run's events from this call on, until it ends (subscribed at once, so call it before awaiting)."""
-        send, receive = anyio.create_memory_object_stream[Event](math.inf)
-        unsubscribe = self._run.subscribe(send.send_nowait)
-        done = self._done
-
-        async def follow() -> AsyncIterator[Event]:
-            async with anyio.create_task_group() as tg:
-
-                async def close_when_done() -> None:
-                    await done.wait()
-                    unsubscribe()
-                    send.close()
-
-                tg.start_soon(close_when_done)
-                with receive:
-                    async for event in receive:
-                        yield event
-                tg.cancel_scope.cancel()
-
-        return follow()
-
-    def actions(self) -> Mapping[str, ActionRecord]:
-        return self._run.actions
-
-    def _finish(self, outputs: Any, error: BaseException | None) -> None:
-        self._outputs, self._error = outputs, error
-        self._done.set()
+    template: bytes
+    inputs: bytes
+    bundle: str
+    module: str
+    platform: str | None = None
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -204,6 +177,8 @@ class Runtime:
         local_resources: how local runs treat Resources (``check``, ``strict`` or ``ignore``); default from the
             configuration (``[local] resources``).
         backend_options: per-backend choices overriding the settings, e.g. ``{"local": {"capacity": ...}}``.
+        backends: backend factories by platform name, instead of the built-in ones (e.g. ``{"local":
+            SubprocessBackend.from_input}`` from :mod:`flytelike.testing` runs every local task in a new process).
         record_events: write every action transition to the records too, not only each action's latest state.
         context: run-scoped defaults (run name, labels, env vars, cache overwrite) for the runs it starts.
     """
@@ -215,6 +190,7 @@ class Runtime:
         platform: Platform | str | None = None,
         local_resources: ResourcePolicy | None = None,
         backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+        backends: Mapping[str, Callable[[BackendInput], Backend]] | None = None,
         record_events: bool = False,
         context: RunContext | None = None,
     ) -> None:
@@ -230,11 +206,15 @@ class Runtime:
         self._options = options
         self.index = TaskIndex(self.platform, context)
         self._invoker = Invoker(self.index)
+        self._factories = dict(backends or {})
+        self._remote = RemoteServices(self.settings, self._invoker)
         self._backends: dict[str, Backend] = {}
         self._entering = anyio.Lock()
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._background: anyio.abc.TaskGroup | None = None
         self._executor: Executor | None = None
+        self._records: RecordStore | None = None
         self._runs: set[Run] = set()
 
     @property
@@ -248,12 +228,19 @@ class Runtime:
             home = self.settings.home
             recorder = await anyio.to_thread.run_sync(lambda: _open_records(self.settings.db_path))
             stack.callback(recorder.close)
+            self._records = recorder
             cache = _LazyCache(home / "cache.sqlite3")
             stack.callback(cache.close)
             self._executor = Executor(
                 ExecutorInput(backends=self._backend, recorder=recorder, cache=cache, record_events=self._record_events)
             )
-            # Backends are left after the runs end (the exit stack unwinds in reverse).
+            # What backends keep running beside the runs (a shared watch): they cancel theirs when they are left,
+            # and whatever is left then is cancelled before this group ends.
+            self._background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._background.cancel_scope.cancel)
+            # Backends are left after the runs end, and the remote services after the backends (the exit stack
+            # unwinds in reverse).
+            stack.push_async_callback(self._remote.aclose)
             stack.push_async_callback(self._close_backends)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
@@ -304,8 +291,12 @@ class Runtime:
         async with self._entering:
             backend = self._backends.get(name)
             if backend is None:
-                factory = load_backend(name)
-                made = factory(BackendInput(self.settings, self._invoker, self._options.get(name, {})))
+                factory = self._factories.get(name) or load_backend(name)
+                made = factory(
+                    BackendInput(
+                        self.settings, self._invoker, self._options.get(name, {}), self._remote, self._background
+                    )
+                )
                 backend = await made.__aenter__()
                 self._backends[name] = backend
         return backend
@@ -344,20 +335,73 @@ class Runtime:
                     "it with platform=fl.Local()"
                 ) from None
         self._executor.check(tasks, platform)
-        context = self.context
+        context = self.context or RunContext()
+        recovery = None
+        if context.recover and context.rerun_of and self._records is not None:
+            recovery = await anyio.to_thread.run_sync(self._records.recovery, context.rerun_of)
         record = RunRecord(
-            _run_id(context.name if context is not None else None),
+            _run_id(context.name),
             task.full_name,
             platform=platform,
             inputs_json=_json(values),
             pid=os.getpid(),
             host=socket.gethostname(),
-            labels_json=_json(context.labels) if context is not None and context.labels else "{}",
+            labels_json=_json(context.labels) if context.labels else "{}",
+            inputs=root.encode_inputs(values),
+            file=_source_file(task),
+            rerun_of=context.rerun_of,
         )
-        run = self._executor.new_run(record)
-        handle = RunHandle(run, task)
+        run = self._executor.new_run(record, record_outputs=context.record_outputs, recovery=recovery)
+        handle = RunHandle(run, task.full_name)
         self._runs.add(run)
-        self._tg.start_soon(self._execute, handle, root.exec, Values(values, encode=root.encode_inputs), root.result)
+        # The bytes recorded for a rerun are the root's literal inputs too: they are not encoded twice.
+        root_inputs = Values(values, data=record.inputs, encode=root.encode_inputs)
+        self._tg.start_soon(self._execute, handle, root.exec, root_inputs, root.result)
+        return handle
+
+    async def start_template(self, spec: TemplateRunInput) -> RunHandle:
+        """Start a run from a template and literal inputs; its handle's ``result()`` is the output LiteralMap bytes.
+
+        Every task of such a run runs elsewhere (its code is not here): tasks without a platform go to
+        ``spec.platform``, and the tasks it calls are taken from the templates their callers send.
+
+        Raises (before anything starts):
+            SpecError: the template or the inputs cannot be read, or a task would have to run in this process.
+            BackendError: the platform has no backend here, or the bundle is not in the store.
+        """
+        if self._tg is None or self._executor is None:
+            raise RuntimeError("Runtime.start_template() called outside `async with Runtime(...)`")
+        try:
+            template = tasks_pb2.TaskTemplate.FromString(spec.template)
+            literals_pb2.LiteralMap.FromString(spec.inputs)
+        except DecodeError as e:
+            raise SpecError("run", "template/inputs", f"not a serialized TaskTemplate and LiteralMap ({e})") from None
+        task = ExecTask.from_template(template)
+        platform = task.platform or spec.platform or self.platform_name
+        if platform == "local":
+            raise SpecError(
+                "run",
+                task.name,
+                "runs on platform 'local', but its code is not in this process",
+                accepted="a platform that runs it elsewhere: kubernetes, batch",
+            )
+        self._invoker.add_template_task(task)
+        await self.backend(platform)
+        self._executor.check([task], platform)
+        record = RunRecord(
+            _run_id(spec.name),
+            task.name,
+            platform=platform,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            labels_json=_json(spec.labels) if spec.labels else "{}",
+            inputs=spec.inputs,
+        )
+        await self._remote.run_bundle(record.id, spec.bundle.removeprefix("sha256:"), spec.module)
+        run = self._executor.new_run(record)
+        handle = RunHandle(run, task.name)
+        self._runs.add(run)
+        self._tg.start_soon(self._execute, handle, task, Values(data=spec.inputs), None)
         return handle
 
     async def _execute(self, handle: RunHandle, task: Any, inputs: Values, result: Any) -> None:
@@ -365,8 +409,11 @@ class Runtime:
         run = handle.run
         try:
             outputs = await self._executor.execute(run, task, inputs)
-            value = result(outputs)
-            run.record.outputs_json = _json(self.index.of(task).outputs(outputs))
+            if result is None:  # a run from a template: its outputs stay literal bytes
+                value = outputs.data()
+            else:
+                value = result(outputs)
+                run.record.outputs_json = _json(self.index.of(task).outputs(outputs))
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._executor.recorder.write, run.record, [])
         except FlytelikeError as e:
@@ -380,6 +427,7 @@ class Runtime:
             handle._finish(value, None)
         finally:
             self._runs.discard(run)
+            self._remote.forget_run(run.id)
             if run.record.state is RunState.RUNNING:  # ended without the executor's say (interpreter exit)
                 run.finish(RunState.ABORTED, "cancelled")
 
@@ -387,42 +435,3 @@ class Runtime:
 def _open_records(path: Path) -> RecordStore:
     path.parent.mkdir(parents=True, exist_ok=True)
     return RecordStore(path)
-
-
-def reachable_tasks(root: Task[..., Any]) -> list[Task[..., Any]]:
-    """Tasks ``root`` can call, found from the names its code (and theirs) refers to.
-
-    Used to refuse a run before anything starts when a task in it can never run where it would go.
-    """
-    seen: dict[int, Task[..., Any]] = {id(root): root}
-    todo = [root]
-    while todo:
-        task = todo.pop()
-        fn = task.fn
-        names = set(_names(fn.__code__))
-        scope = {**getattr(fn, "__globals__", {}), **_closure(fn)}
-        for name in names:
-            value = scope.get(name)
-            if isinstance(value, Task) and id(value) not in seen:
-                seen[id(value)] = value
-                todo.append(value)
-    return list(seen.values())
-
-
-def _names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    yield from code.co_freevars
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _names(const)
-
-
-def _closure(fn: Any) -> dict[str, Any]:
-    cells = getattr(fn, "__closure__", None) or ()
-    out = {}
-    for name, cell in zip(fn.__code__.co_freevars, cells, strict=False):
-        try:
-            out[name] = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-    return out

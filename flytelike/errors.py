@@ -27,6 +27,7 @@ failures without catching their own. Definition mistakes are :class:`SpecError`,
     │   ├── BlobNotFoundError             no object is stored under the key
     │   └── DigestMismatchError           an object's content does not match the digest it must have
     └── BackendError                      a backend failed to launch or track a task
+        └── ControllerUnreachableError    a task running elsewhere cannot reach its controller
 
 Errors carry their facts as attributes (the field, the task, the request); how to get past them is phrased by
 whoever shows them (the CLI names its own flags), so the same error can travel in a gRPC status too.
@@ -53,6 +54,7 @@ __all__ = [
     "CancelledError",
     "CapacityWarning",
     "ConfigError",
+    "ControllerUnreachableError",
     "DigestMismatchError",
     "FlytelikeError",
     "InvalidKeyError",
@@ -278,6 +280,34 @@ class CancelledError(RunError):
 
 class BackendError(FlytelikeError):
     """A backend (Kubernetes, AWS Batch, local processes) failed to launch or track a task."""
+
+
+class ControllerUnreachableError(BackendError):
+    """A task running outside the controller's process (a pod, a Batch job) cannot reach the controller's
+    ActionService, or the controller refused the run's token.
+
+    Attributes:
+        address: the ``host:port`` the task was told to reach.
+        reason: why, as gRPC put it (``UNAVAILABLE: failed to connect to all addresses ...``,
+            ``UNAUTHENTICATED: ...``).
+    """
+
+    def __init__(self, *, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(
+            f"cannot reach the controller at {address} ({reason}): set [controller] address"
+            " (or FLYTELIKE_CONTROLLER__ADDRESS) to an address this task can reach"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_unreachable, (type(self), self.address, self.reason))
+
+
+def _rebuild_unreachable(
+    cls: type[ControllerUnreachableError], address: str, reason: str
+) -> ControllerUnreachableError:
+    return cls(address=address, reason=reason)
 
 
 class RecordWriteError(FlytelikeError):

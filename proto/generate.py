@@ -2,7 +2,8 @@
 
 This script is the only writer of ``flytelike/_proto/``. It compiles every proto package under
 ``proto/flytelike/`` (``core/v1``, ``worker/v1``, ...: each directory ``proto/flytelike/<name>/<version>/`` holding
-``.proto`` files) with ``protoc`` (from grpcio-tools) and the Python and mypy-protobuf generators, rewrites the
+``.proto`` files) with ``protoc`` (from grpcio-tools) and the Python, grpc and mypy-protobuf generators (messages,
+and for files that declare a service, grpc stubs ``*_pb2_grpc.py``, each with its ``.pyi``), rewrites the
 generated imports so the modules import each other as ``flytelike._proto.<name>.<version>.*_pb2`` (protoc would
 write ``flytelike.<name>.<version>``, a package that does not exist), and writes the result byte for byte the same
 on every run.
@@ -34,14 +35,20 @@ OUTPUT_DIR = REPO_ROOT / "flytelike" / "_proto"
 PROTO_NAMESPACE = "flytelike"
 
 MYPY_PLUGIN = "protoc-gen-mypy"
+MYPY_GRPC_PLUGIN = "protoc-gen-mypy_grpc"
 MAX_DIFF_LINES = 40
 
 # `from flytelike.core.v1 import x_pb2 as y` (.py and .pyi) and the module name protoc passes to the
 # descriptor builder ('flytelike.core.v1.x_pb2'), which becomes the classes' __module__; any package's.
 _MODULE_REFERENCE = re.compile(r"\bflytelike\.(?=\w+\.v\w+(?:(?: import \w+_pb2\b)|(?:\.\w+_pb2\b)))")
+# The grpc stubs name their own file in the message of their grpcio version check.
+_FILE_REFERENCE = re.compile(r"\bflytelike/(?=\w+/v\w+/\w+_pb2_grpc\.py\b)")
 # Anything that still names a non-existent package as a module after the rewrite is a bug here.
 _LEFTOVER_IMPORT = re.compile(r"^\s*(?:from|import)\s+flytelike\.(?!_proto\b)\w+", re.MULTILINE)
 _GENCODE_VERSION = re.compile(r"^# Protobuf Python Version: (\S+)$", re.MULTILINE)
+_SERVICE = re.compile(r"^service\s+\w+", re.MULTILINE)
+# The grpc stubs of a file (x_pb2_grpc.py and .pyi): the generators write them for every file, services or not.
+_GRPC_SUFFIX = "_pb2_grpc"
 
 
 class GenerationError(Exception):
@@ -65,19 +72,28 @@ def proto_files() -> list[str]:
     return [p.relative_to(PROTO_ROOT).as_posix() for p in proto_files_under(PROTO_NAMESPACE)]
 
 
+def with_services() -> set[str]:
+    """The .proto files (relative to PROTO_ROOT, without suffix) that declare a service and so get grpc stubs."""
+    return {
+        p.relative_to(PROTO_ROOT).with_suffix("").as_posix()
+        for p in proto_files_under(PROTO_NAMESPACE)
+        if _SERVICE.search(p.read_text(encoding="utf-8"))
+    }
+
+
 def output_package(package: str) -> str:
     """Where a proto package's modules land, relative to OUTPUT_DIR: ``flytelike/core/v1`` -> ``core/v1``."""
     return package.removeprefix(f"{PROTO_NAMESPACE}/")
 
 
-def find_mypy_plugin() -> Path:
-    """Locate mypy-protobuf's protoc plugin: next to this interpreter first, then on PATH."""
-    beside_python = Path(sys.executable).parent / MYPY_PLUGIN
+def find_plugin(name: str) -> Path:
+    """Locate one of mypy-protobuf's protoc plugins: next to this interpreter first, then on PATH."""
+    beside_python = Path(sys.executable).parent / name
     if beside_python.is_file():
         return beside_python
-    found = shutil.which(MYPY_PLUGIN)
+    found = shutil.which(name)
     if found is None:
-        raise GenerationError(f"{MYPY_PLUGIN} not found; install mypy-protobuf into this environment")
+        raise GenerationError(f"{name} not found; install mypy-protobuf into this environment")
     return Path(found)
 
 
@@ -90,16 +106,19 @@ def well_known_types_include() -> Path:
 
 
 def run_protoc(out_dir: Path) -> None:
-    """Compile every .proto file into out_dir with the Python and mypy-protobuf generators."""
+    """Compile every .proto file into out_dir: messages, grpc stubs, and the mypy stubs of both."""
     command = [
         sys.executable,
         "-m",
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
         f"--proto_path={well_known_types_include()}",
-        f"--plugin=protoc-gen-mypy={find_mypy_plugin()}",
+        f"--plugin={MYPY_PLUGIN}={find_plugin(MYPY_PLUGIN)}",
+        f"--plugin={MYPY_GRPC_PLUGIN}={find_plugin(MYPY_GRPC_PLUGIN)}",
         f"--python_out={out_dir}",
         f"--mypy_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
         *proto_files(),
     ]
     result = subprocess.run(command, cwd=PROTO_ROOT, capture_output=True, text=True, check=False)
@@ -109,7 +128,7 @@ def run_protoc(out_dir: Path) -> None:
 
 def rewrite_imports(text: str, name: str) -> str:
     """Point references to generated modules at flytelike._proto.<name>.<version> instead of flytelike.<name>..."""
-    rewritten = _MODULE_REFERENCE.sub("flytelike._proto.", text)
+    rewritten = _FILE_REFERENCE.sub("flytelike/_proto/", _MODULE_REFERENCE.sub("flytelike._proto.", text))
     leftover = _LEFTOVER_IMPORT.search(rewritten)
     if leftover is not None:
         raise GenerationError(f"{name}: unexpected import left after rewriting: {leftover.group(0).strip()!r}")
@@ -147,6 +166,7 @@ def render() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     gencode_versions: set[str] = set()
     packages = proto_packages()
+    services = with_services()
     with tempfile.TemporaryDirectory(prefix="flytelike-proto-") as tmp:
         out_dir = Path(tmp)
         run_protoc(out_dir)
@@ -156,8 +176,13 @@ def render() -> dict[str, bytes]:
             for path in sorted((out_dir / package).iterdir()):
                 if path.suffix not in (".py", ".pyi"):
                     raise GenerationError(f"unexpected protoc output: {package}/{path.name}")
+                if (
+                    path.stem.endswith(_GRPC_SUFFIX)
+                    and f"{package}/{path.stem.removesuffix(_GRPC_SUFFIX)}" not in services
+                ):
+                    continue  # a file without services: its grpc stubs would only import grpc
                 text = path.read_text(encoding="utf-8")
-                if path.suffix == ".py":
+                if path.suffix == ".py" and not path.stem.endswith(_GRPC_SUFFIX):
                     match = _GENCODE_VERSION.search(text)
                     if match is None:
                         raise GenerationError(f"{path.name}: no 'Protobuf Python Version' header")

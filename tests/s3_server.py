@@ -57,13 +57,20 @@ class FaultyS3:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.counts: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (operation, path), in arrival order
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.requests.clear()
             self._faults.clear()
+
+    def keys(self, operation: str) -> list[str]:
+        """The paths of the requests of ``operation`` since the last reset."""
+        with self._lock:
+            return [path for op, path in self.requests if op == operation]
 
     def fail(
         self, operation: str, times: int, *, status: int = 503, code: str = "SlowDown", applied: bool = False
@@ -77,6 +84,7 @@ class FaultyS3:
         op = operation(environ)
         with self._lock:
             self.counts[op] += 1
+            self.requests.append((op, environ.get("PATH_INFO", "")))
             fault = next((f for f in self._faults if f.operation == op and f.times > 0), None)
             if fault is not None:
                 fault.times -= 1

@@ -25,6 +25,7 @@ from flytelike._storage import (
     bundle_key,
     data_key,
     inputs_key,
+    is_immutable,
     key_digest,
     open_store,
     validate_key,
@@ -56,7 +57,10 @@ def test_layout() -> None:
         "runs/r1/a0.3/2/logs",
     )
     assert attempt_prefix("r1", "a0.3", 3).outputs != keys.outputs  # a zombie attempt never overwrites a later one
-    assert key_digest(bundle_key(HEX)) == HEX
+    assert key_digest(bundle_key(HEX)) is None  # a bundle is verified by its manifest, on extraction
+    assert is_immutable(bundle_key(HEX))
+    assert is_immutable(data_key(HEX))
+    assert not is_immutable(keys.outputs)
     assert key_digest(data_key(HEX)) == HEX
     for plain in (keys.outputs, f"data/sha256/{HEX}.x", f"bundles/sha256/{HEX}", f"data/sha256/{HEX[:-1]}"):
         assert key_digest(plain) is None

@@ -311,7 +311,19 @@ def test_an_unknown_task_lists_the_tasks(tasks_file: Path) -> None:
     assert "breaks, calls_breaks, greedy, hello, main, numbers, square" in result.stderr
 
 
-@pytest.mark.parametrize("platform", ["batch", "batch:queue=gpu", "kubernetes"])
+def test_with_kubernetes_and_no_cluster_is_a_clear_error(
+    tasks_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    result = invoke("--no-progress", "--with", "kubernetes", tasks_file, "hello")
+    assert result.exit_code == 2
+    assert "no Kubernetes cluster configured" in result.stderr
+    assert "flytelike emulator kubernetes" in result.stderr
+    assert f"{env_of(tasks_file)}.hello" in result.stderr
+    assert recorded_runs() == []  # refused before anything started
+
+
+@pytest.mark.parametrize("platform", ["batch", "batch:queue=gpu"])
 def test_with_a_platform_without_a_backend_is_a_clear_error(tasks_file: Path, platform: str) -> None:
     result = invoke("--no-progress", "--with", platform, tasks_file, "hello")
     assert result.exit_code == 2

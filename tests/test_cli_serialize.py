@@ -152,11 +152,11 @@ def test_show_yaml_describes_the_task_in_sdk_terms(tmp_path: Path) -> None:
     assert shown == describe_template(json_format.Parse(json_result.output, tasks_pb2.TaskTemplate()))
 
 
-def test_show_offers_only_the_template_view_for_now(tmp_path: Path) -> None:
+def test_show_refuses_a_view_it_does_not_have(tmp_path: Path) -> None:
     flow = write(tmp_path, "cli_flow_as.py", FLOW)
-    result = CliRunner().invoke(show, [str(flow), "train", "--as", "kubernetes"])
+    result = CliRunner().invoke(show, [str(flow), "train", "--as", "slurm"])
     assert result.exit_code == 2
-    assert "Invalid value for '--as': 'kubernetes'" in result.output
+    assert "Invalid value for '--as': 'slurm'" in result.output
 
 
 @pytest.mark.parametrize(

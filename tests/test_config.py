@@ -355,7 +355,8 @@ def test_lowercase_variables_are_read_and_checked_too(monkeypatch: pytest.Monkey
 
 
 def test_variable_names_follow_the_schema() -> None:
-    assert variable_names(Settings, "FLYTELIKE_") == {
+    names = variable_names(Settings, "FLYTELIKE_")
+    assert {
         "FLYTELIKE_HOME",
         "FLYTELIKE_LOCAL",
         "FLYTELIKE_LOCAL__RESOURCES",
@@ -364,7 +365,24 @@ def test_variable_names_follow_the_schema() -> None:
         "FLYTELIKE_STORE",
         "FLYTELIKE_STORE__URL",
         "FLYTELIKE_STORE__ENDPOINT_URL",
-    }
+        "FLYTELIKE_CONTROLLER__BIND",
+        "FLYTELIKE_CONTROLLER__ADDRESS",
+        "FLYTELIKE_CONTROLLER__TOKEN",
+        "FLYTELIKE_KUBERNETES__KUBECONFIG",
+        "FLYTELIKE_KUBERNETES__ENTRYPOINT",
+        "FLYTELIKE_KUBERNETES__PENDING_TIMEOUT",
+    } <= names
+    # Every section is one variable (a JSON table) and one per key; nothing else.
+    expected = set()
+    for f in dataclasses.fields(Settings):
+        if not f.init:
+            continue
+        name = f"FLYTELIKE_{f.name.upper()}"
+        expected.add(name)
+        section = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(section):
+            expected |= {f"{name}__{k.name.upper()}" for k in dataclasses.fields(section)}
+    assert names == expected
 
 
 # --- overrides --------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = ["emulator"]
 # name -> (module, attribute, one-line help); a subcommand's module is imported when it is invoked.
 SUBCOMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "kubernetes": ("flytelike._cli._emulator", "kubernetes", "A Kubernetes API server, scheduler and kubelet here."),
+    "batch": ("flytelike._cli._emulator_batch", "batch", "AWS Batch, S3 and CloudWatch Logs (moto) running jobs here."),
 }
 EXIT_USAGE: Final = 2
 

@@ -25,12 +25,14 @@ from typing import Any
 
 import click
 
-from flytelike._cli._params import task_command
+from flytelike._cli._completion import TaskInputsCompletion, complete_task_inputs, complete_task_names
+from flytelike._cli._params import inputs_from_file, label_option, name_option, reject_unknown_option, task_command
 from flytelike._cli._progress import live_view, plain_view
 from flytelike._files import Dir, File
 from flytelike._loader import find_task, load_file
+from flytelike._run_context import RunContext
 from flytelike._runner import Runner
-from flytelike.errors import AdmissionError, FlytelikeError, TaskFailedError
+from flytelike.errors import AdmissionError, FlytelikeError, TaskFailedError, ValueConversionError
 
 __all__ = ["run"]
 
@@ -135,6 +137,7 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 
 
 @click.command(
+    cls=TaskInputsCompletion,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     short_help="Run a task of a Python file.",
 )
@@ -153,14 +156,24 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 )
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", help="How to print outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show the action tree while it runs (stderr).")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("task")
-@click.argument("inputs", nargs=-1, type=click.UNPROCESSED)
+@name_option
+@label_option
+@click.option(
+    "--inputs-file",
+    metavar="PATH",
+    help="A JSON or YAML mapping of the task's inputs; options after TASK win over it.",
+)
+@click.argument("file", type=click.Path(dir_okay=False), callback=reject_unknown_option)
+@click.argument("task", shell_complete=complete_task_names)
+@click.argument("inputs", nargs=-1, type=click.UNPROCESSED, shell_complete=complete_task_inputs)
 def run(
     with_: str | None,
     local_resources: str | None,
     output: str,
     progress: bool,
+    name: str | None,
+    label: dict[str, str],
+    inputs_file: str | None,
     file: str,
     task: str,
     inputs: tuple[str, ...],
@@ -171,6 +184,7 @@ def run(
     flytelike run examples/hello.py main --name you
     flytelike run examples/train.py main --n 3 --with batch:queue=gpu
     flytelike run examples/train.py main --help      # the task's inputs
+    flytelike run --name nightly --label team=ml --inputs-file inputs.yaml examples/train.py main
     """
     warnings.showwarning = _showwarning
     received: list[int] = []
@@ -183,13 +197,23 @@ def run(
         command = task_command(
             f"flytelike run {file} {task}", target.interface.inputs, target.full_name, target.fn.__doc__
         )
-        values = command.main(list(inputs), standalone_mode=False, prog_name=f"flytelike run {file} {task}")
+        defaults = None
+        if inputs_file is not None:
+            try:
+                defaults = inputs_from_file(inputs_file, target.interface.inputs, target.full_name)
+            except ValueConversionError as e:
+                raise click.BadParameter(str(e), param_hint="'--inputs-file'") from None
+        values = command.main(
+            list(inputs), standalone_mode=False, prog_name=f"flytelike run {file} {task}", default_map=defaults
+        )
         if not isinstance(values, dict):  # --help was printed
             return
         view = None
         if progress:
             view = live_view if sys.stderr.isatty() else plain_view
-        runner = Runner(platform=with_, local_resources=local_resources, progress=view)  # type: ignore[arg-type]
+        # Outputs are recorded so that `flytelike rerun --recover` can reuse what succeeded.
+        context = RunContext.build(name=name, labels=label, record_outputs=True)
+        runner = Runner(platform=with_, local_resources=local_resources, progress=view, context=context)  # type: ignore[arg-type]
         handle = runner.run(target, **values)
     except click.ClickException as e:
         e.show()

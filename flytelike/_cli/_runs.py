@@ -12,6 +12,7 @@ aborted. Nothing here writes to the records.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import time
 from collections import Counter
@@ -22,17 +23,20 @@ from typing import Any, NoReturn
 
 import click
 
+from flytelike._cli._completion import complete_run_ids
+from flytelike._cli._params import parse_label
 from flytelike._config import load_settings
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
+from flytelike._policies import parse_duration
 from flytelike._storage import RecordStore
-from flytelike.errors import FlytelikeError
+from flytelike.errors import FlytelikeError, SpecError
 
 __all__ = ["logs", "runs"]
 
 # Exit code for "no such run/action", the same as click's usage errors: the argument was wrong.
 _NOT_FOUND = 2
 _FAILED_STATES = frozenset({ActionState.FAILED, ActionState.TIMED_OUT})
-_QUIET_STATES = frozenset({ActionState.SUCCEEDED, ActionState.CACHED})
+_QUIET_STATES = frozenset({ActionState.SUCCEEDED, ActionState.CACHED, ActionState.RECOVERED})
 _BINARY_UNITS = (("B", 1), ("Ki", 1024), ("Mi", 1024**2), ("Gi", 1024**3), ("Ti", 1024**4), ("Pi", 1024**5))
 
 _output_option = click.option(
@@ -122,6 +126,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _run_json(run: RunRecord, last_seen: float) -> dict[str, Any]:
     data = dataclasses.asdict(run)
+    del data["inputs"]  # literal bytes, for `flytelike rerun`; "inputs" below is their JSON rendering
     # inputs/outputs are stored as JSON text; nest them as JSON instead of as strings holding JSON.
     for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs"), ("labels_json", "labels")):
         text = data.pop(stored)
@@ -146,6 +151,7 @@ def _labels(text: str) -> str:
 def _action_json(action: ActionRecord) -> dict[str, Any]:
     data = dataclasses.asdict(action)
     del data["logs"]  # `flytelike logs` is the place for output; it can be large
+    del data["outputs"]  # literal bytes, for `flytelike rerun --recover`
     data["duration"] = action.duration
     return data
 
@@ -195,24 +201,81 @@ def _run_records(run_id: str) -> Iterator[tuple[RecordStore, RunRecord]]:
 # --- commands ------------------------------------------------------------------------------------------------------
 
 
+def _states(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> frozenset[RunState] | None:
+    out = set()
+    for text in values:
+        for part in text.split(","):
+            try:
+                out.add(RunState(part.strip().lower()))
+            except ValueError:
+                accepted = ", ".join(s.value for s in RunState)
+                raise click.BadParameter(f"{part!r} is not a run state; accepted: {accepted}") from None
+    return frozenset(out) or None
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``1h``/``90m``/``2d`` ago, or an ISO date or time (``2026-12-01``, ``2026-12-01T10:00``, local time)."""
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        pass
+    try:
+        return time.time() - parse_duration(value, field="--since").total_seconds()
+    except SpecError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration nor a date; accepted: a duration ago (30m, 1h, 2d, 1h30m) or an ISO "
+            "date or time (2026-12-01, 2026-12-01T10:00)"
+        ) from None
+
+
+def _label_filters(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    return dict(parse_label(v) for v in values)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs.")
+@click.option(
+    "--state",
+    "states",
+    metavar="STATE",
+    multiple=True,
+    callback=_states,
+    help="Only runs in this state (repeatable, or comma-separated): " + ", ".join(s.value for s in RunState) + ".",
+)
+@click.option("--task", metavar="TASK", help="Only runs of this root task (env.task, or its name alone).")
+@click.option("--since", metavar="WHEN", callback=_since, help="Only runs started since: 1h, 30m, 2d ago, or a date.")
+@click.option(
+    "--label", "labels", metavar="KEY=VALUE", multiple=True, callback=_label_filters, help="Only runs with this label."
+)
 @_output_option
 @click.pass_context
-def runs(ctx: click.Context, limit: int, output: str) -> None:
-    """List recent runs, newest first (`runs show RUN` for one run's actions)."""
+def runs(
+    ctx: click.Context,
+    limit: int,
+    states: frozenset[RunState] | None,
+    task: str | None,
+    since: float | None,
+    labels: dict[str, str],
+    output: str,
+) -> None:
+    """List recent runs, newest first (`runs show RUN` for one run's actions). Filters combine: a run is listed
+    when it passes every one given."""
     if ctx.invoked_subcommand is not None:
         return
     path = _db_path()
     records: list[tuple[RunRecord, float]] = []
     if path.exists():  # checked so that listing never creates an empty records file
         with _store(path) as store:
-            records = [(r, store.last_seen(r)) for r in store.runs(limit=limit)]
+            found = store.runs(limit=limit, task=task, since=since, labels=labels, states=states)
+            records = [(r, store.last_seen(r)) for r in found]
     if output == "json":
         click.echo(json.dumps([_run_json(r, seen) for r, seen in records], indent=2))
         return
     if not records:
-        click.echo("no runs recorded yet")
+        filtered = states or task or since is not None or labels
+        click.echo("no runs match these filters" if filtered else "no runs recorded yet")
         return
     rows = [
         (r.id, r.task, _state(r, seen), _when(r.created), _duration(_run_duration(r, seen)), str(r.actions))
@@ -271,7 +334,7 @@ def _folded(actions: Sequence[ActionRecord]) -> list[ActionRecord | str]:
 
 
 @runs.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", shell_complete=complete_run_ids)
 @click.option("--all", "show_all", is_flag=True, help="List every action, without folding wide fan-outs.")
 @_output_option
 def show(run_id: str, show_all: bool, output: str) -> None:
@@ -296,6 +359,11 @@ def show(run_id: str, show_all: bool, output: str) -> None:
     click.echo(f"actions   {run.actions}")
     if run.labels_json not in ("", "{}"):
         click.echo(f"labels    {_labels(run.labels_json)}")
+    if run.rerun_of:
+        click.echo(f"rerun of  {run.rerun_of}")
+    recovered = sum(a.state is ActionState.RECOVERED for a in actions)
+    if recovered:
+        click.echo(f"recovered {recovered} action(s) from earlier runs' outputs")
     if run.error:
         click.echo(f"error     {_error_summary(run.error)}")
     if not actions:

@@ -6,6 +6,7 @@ run. Output is deterministic: the same definitions give byte-identical files on 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +16,8 @@ import click
 import yaml
 from google.protobuf import json_format
 
+from flytelike._cli._show_kubernetes import kubernetes_manifest
+from flytelike._config import load_settings
 from flytelike._loader import find_task, load_file, tasks_in
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._serde._decode import describe_template
@@ -102,10 +105,10 @@ def serialize(file: str, output_dir: str) -> None:
 @click.option(
     "--as",
     "as_",
-    type=click.Choice(["template"]),
+    type=click.Choice(["template", "kubernetes"]),
     default="template",
     show_default=True,
-    help="What to show: the protobuf task template.",
+    help="What to show: the protobuf task template, or the pod it would run as (kubernetes).",
 )
 @click.option(
     "-o",
@@ -121,12 +124,23 @@ def show(file: str, task: str, as_: str, output: str) -> None:
     \b
     flytelike show examples/train.py train
     flytelike show examples/train.py train -o yaml
+    flytelike show examples/train.py train --as kubernetes -o yaml
     """
     module = _load(file)
     try:
         found = find_task(module, task, source=file)
     except FlytelikeError as e:
         _fail(str(e))
+    if as_ == "kubernetes":
+        try:
+            manifest = kubernetes_manifest(found, file, load_settings())
+        except FlytelikeError as e:
+            _fail(str(e))
+        if output == "json":
+            click.echo(json.dumps(manifest, indent=2))
+        else:
+            click.echo(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), nl=False)
+        return
     template = _template(found)
     if output == "json":
         click.echo(template_json(template), nl=False)

@@ -30,16 +30,21 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flytelike._accelerators._catalog import BUILTIN_CATALOG, Catalog, DeviceClass, DeviceSpec, device_spec
-from flytelike._config._schema import Sources, at_least, resolve, variable_names
+from flytelike._config._schema import Sources, at_least, origin_of, resolve, variable_names
 from flytelike.errors import ConfigError, SpecError
 
 __all__ = [
     "AcceleratorEntry",
+    "ControllerSettings",
+    "KubernetesSettings",
     "LocalSettings",
     "ResourcePolicy",
+    "SettingSource",
     "Settings",
     "StoreSettings",
+    "config_files",
     "default_settings",
+    "explain_settings",
     "load_settings",
 ]
 
@@ -122,6 +127,80 @@ class StoreSettings:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    """How tasks running elsewhere reach the process that runs their run (``[controller]``).
+
+    ``bind``: where the controller listens when a run has a task off this process tree, ``HOST`` or ``HOST:PORT``
+    (default ``127.0.0.1``, any free port). ``address``: the ``HOST:PORT`` tasks are told to call back on, when it
+    is not the bound one (a pod reaching a laptop through a tunnel, a NAT); empty: the bound address. ``token``:
+    set by the controller in a task's environment (``FLYTELIKE_CONTROLLER__TOKEN``), the run's own credential;
+    never configured by hand.
+    """
+
+    bind: str = "127.0.0.1"
+    address: str = ""
+    token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("bind", "address"):
+            value = getattr(self, name)
+            if not value:
+                continue
+            _check_host_port(f"ControllerSettings.{name}", value, require_port=name == "address")
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """Where and how tasks run as pods (``[kubernetes]``).
+
+    ``kubeconfig`` / ``context``: the cluster, as kubectl finds it (default: ``KUBECONFIG`` or ``~/.kube/config``,
+    else the in-cluster service account); ``namespace`` of the pods (a task's ``fl.Kubernetes(namespace=)`` wins);
+    ``image`` of pods whose task names none (it needs Python and flytelike: see docs/remote.md);
+    ``entrypoint``: the command before the entrypoint's arguments; ``service_account``; ``gpu_product_label``,
+    ``tpu_accelerator_label``, ``tpu_topology_label``: the node labels that select a GPU type and a TPU slice;
+    ``mig_strategy``: ``single`` (MIG profile as a node label) or ``mixed`` (``nvidia.com/mig-<profile>``);
+    ``pending_timeout``: seconds a pod may stay unschedulable before the attempt fails (an INFRA failure);
+    ``image_pull_grace``: seconds of ImagePullBackOff before a USER failure.
+    """
+
+    kubeconfig: str = ""
+    context: str = ""
+    namespace: str = "default"
+    image: str = "python:3.11-slim"
+    entrypoint: tuple[str, ...] = ("flytelike-entry",)
+    service_account: str = ""
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    tpu_accelerator_label: str = "cloud.google.com/gke-tpu-accelerator"
+    tpu_topology_label: str = "cloud.google.com/gke-tpu-topology"
+    mig_strategy: Literal["single", "mixed"] = "mixed"
+    pending_timeout: float = field(default=900.0, metadata=at_least(0))
+    image_pull_grace: float = field(default=180.0, metadata=at_least(0))
+
+
+def _check_host_port(setting: str, value: str, *, require_port: bool) -> None:
+    accepted = "HOST:PORT, e.g. '127.0.0.1:4170' or '[::1]:4170'" if require_port else "HOST or HOST:PORT"
+    host, port = value, ""
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            raise SpecError(setting, value, "has '[' without ']'", accepted=accepted)
+        host, rest = value[1:close], value[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise SpecError(setting, value, "has text after ']' that is not ':PORT'", accepted=accepted)
+        port = rest[1:]
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    elif ":" in value:
+        raise SpecError(setting, value, "an IPv6 address needs brackets", accepted=accepted)
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise SpecError(setting, value, "has no valid host", accepted=accepted)
+    if require_port and not port:
+        raise SpecError(setting, value, "has no port", accepted=accepted)
+    if port and (not port.isdigit() or not 0 <= int(port) <= 65535):
+        raise SpecError(setting, value, f"the port {port!r} is not a number from 0 to 65535", accepted=accepted)
+
+
 def _default_home() -> Path:
     return Path.home() / ".flytelike"
 
@@ -135,6 +214,8 @@ class Settings:
         local: how local runs treat Resources (``[local]``).
         accelerators: the configured ``[[accelerators]]`` tables.
         store: the blob store (``[store]``); its ``url`` defaults to ``file://`` + ``home/store``.
+        controller: how tasks running elsewhere call back (``[controller]``).
+        kubernetes: pods (``[kubernetes]``).
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
 
@@ -142,6 +223,8 @@ class Settings:
     local: LocalSettings = field(default_factory=LocalSettings)
     accelerators: tuple[AcceleratorEntry, ...] = ()
     store: StoreSettings = field(default_factory=StoreSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -171,7 +254,7 @@ class Settings:
 
 
 # Read by the project's own test suites (to opt into real cloud accounts), never by the library.
-_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS"})
+_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS", "FLYTELIKE_REAL_K8S"})
 _PREFIX = "FLYTELIKE_"
 
 
@@ -187,6 +270,12 @@ def _config_files(environ: Mapping[str, str]) -> list[Path]:
     return [_home_dir(environ) / "config.toml", Path("flytelike.toml")]
 
 
+def config_files() -> list[Path]:
+    """The configuration files read, lowest precedence first: ``$FLYTELIKE_HOME/config.toml``, ``./flytelike.toml``
+    (whether they exist or not)."""
+    return _config_files(os.environ)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings from files, environment and ``overrides``; errors name the setting, the value, its source
     and what is accepted.
@@ -195,6 +284,10 @@ def load_settings(**overrides: Any) -> Settings:
         overrides: top-level settings (``local={"resources": "strict"}``, ``home=Path(...)``); tables merge key by
             key with what the files and variables set.
     """
+    return resolve(Settings, _sources(overrides))
+
+
+def _sources(overrides: Mapping[str, Any]) -> Sources:
     environ = os.environ
     sources = Sources()
     for path in _config_files(environ):
@@ -212,7 +305,46 @@ def load_settings(**overrides: Any) -> Settings:
             )
     sources.add_environment(Settings, variables, _PREFIX)
     sources.add_overrides(overrides)
-    return resolve(Settings, sources)
+    return sources
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSource:
+    """One setting as resolved: its dotted name, its value and where it came from.
+
+    Attributes:
+        name: ``home``, ``local.resources``, ``store.url``, ``accelerators`` ...
+        value: the resolved value (a tuple of tables for ``accelerators``).
+        source: ``default``, the path of the file that set it, the environment variable's name, or ``argument``.
+    """
+
+    name: str
+    value: Any
+    source: str
+
+
+def explain_settings(**overrides: Any) -> list[SettingSource]:
+    """Every setting, resolved as :func:`load_settings` resolves it, with where its value came from.
+
+    Example:
+        >>> [s for s in explain_settings(local={"workers": 2}) if s.name == "local.workers"]
+        [SettingSource(name='local.workers', value=2, source='argument')]
+    """
+    sources = _sources(overrides)
+    settings = resolve(Settings, sources)
+    merged = sources.merged()
+    out: list[SettingSource] = []
+    for f in dataclasses.fields(Settings):
+        if not f.init:
+            continue
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for sub in dataclasses.fields(value):
+                path = (f.name, sub.name)
+                out.append(SettingSource(".".join(path), getattr(value, sub.name), origin_of(path, sources, merged)))
+        else:
+            out.append(SettingSource(f.name, value, origin_of((f.name,), sources, merged)))
+    return out
 
 
 class _Default:

@@ -28,7 +28,7 @@ from typing import Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin,
 from flytelike._frozendict import FrozenDict
 from flytelike.errors import ConfigError, SpecError
 
-__all__ = ["Sources", "at_least", "resolve", "variable_names"]
+__all__ = ["Sources", "at_least", "origin_of", "resolve", "variable_names"]
 
 _Path = tuple[str, ...]
 T = TypeVar("T")
@@ -118,6 +118,8 @@ class Sources:
 
     def __init__(self) -> None:
         self.layers: list[tuple[dict[str, Any], str]] = []
+        # Each origin as `flytelike config show` names it: the file's path, the variable's name, or "argument".
+        self.short: dict[str, str] = {}
 
     def add_toml_file(self, path: Path) -> None:
         # Imported only when there is a file to read: a run without one (the common case, and every test's) is
@@ -131,7 +133,9 @@ class Sources:
             raise ConfigError(where, str(path), f"not valid TOML: {e}", accepted="see https://toml.io") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(where, str(path), f"cannot be read: {e}", accepted="a UTF-8 TOML file") from None
-        self.layers.append((data, f"in {path}" if path.is_absolute() else f"in ./{path}"))
+        origin = f"in {path}" if path.is_absolute() else f"in ./{path}"
+        self.layers.append((data, origin))
+        self.short[origin] = origin.removeprefix("in ")
 
     def add_environment(self, cls: type, variables: Mapping[str, str], prefix: str) -> None:
         """``variables`` named ``PREFIX`` + field (``__`` between a table and its key), already checked to be
@@ -155,10 +159,13 @@ class Sources:
             for name in reversed(path[:-1]):
                 data = {name: data}
             self.layers.append((data, origin))
+            self.short[origin] = key
 
     def add_overrides(self, overrides: Mapping[str, Any]) -> None:
         if overrides:
-            self.layers.append((dict(overrides), "given explicitly, as an argument or a command-line option"))
+            origin = "given explicitly, as an argument or a command-line option"
+            self.layers.append((dict(overrides), origin))
+            self.short[origin] = "argument"
 
     def merged(self) -> tuple[dict[str, Any], dict[_Path, str]]:
         """The deep merge of every layer (tables key by key, anything else replaced) and each value's origin."""
@@ -186,6 +193,17 @@ def _copy(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _copy(v) for k, v in value.items()}
     return value
+
+
+def origin_of(path: _Path, sources: Sources, merged: tuple[dict[str, Any], dict[_Path, str]]) -> str:
+    """Where the setting at ``path`` was set (``merged`` is ``sources.merged()``), as ``config show`` names it:
+    ``default``, a file's path, an environment variable's name, or ``argument``."""
+    data: Any = merged[0]
+    for key in path:  # a table set by a source leaves its other keys at their defaults
+        if not isinstance(data, Mapping) or key not in data:
+            return "default"
+        data = data[key]
+    return sources.short.get(_origin(path, merged[1]), "default")
 
 
 def _origin(path: _Path, origins: dict[_Path, str]) -> str:

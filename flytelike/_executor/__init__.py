@@ -2,7 +2,7 @@
 
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._executor import Executor, ExecutorInput
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import (
     AdmitInput,
     AttemptInput,
@@ -32,6 +32,7 @@ __all__ = [
     "FailureKind",
     "Lease",
     "Recorder",
+    "Recovered",
     "Run",
     "RunInput",
     "RunRecord",

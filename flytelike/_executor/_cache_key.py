@@ -12,7 +12,7 @@ import hashlib
 from flytelike._executor._model import ExecTask
 from flytelike._proto.core.v1 import literals_pb2
 
-__all__ = ["cache_key"]
+__all__ = ["cache_key", "recovery_digest"]
 
 
 def _by_content(literal: literals_pb2.Literal) -> None:
@@ -44,4 +44,13 @@ def cache_key(task: ExecTask, inputs: bytes) -> str:
     if task.cache_salt:
         digest.update(f"salt\0{task.cache_salt}\0".encode())
     digest.update(literals.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def recovery_digest(task: ExecTask, inputs: bytes) -> str:
+    """The hex digest that tells whether an earlier action may stand in for one about to run: the same task name
+    and version (not the cache version: a rerun recovers only the code that ran) and the same inputs, as the
+    deterministic bytes the SDK encodes them to (unparsed: this runs for every action of a recording run)."""
+    digest = hashlib.sha256(f"{task.name}\0{task.version}\0".encode())
+    digest.update(inputs)
     return digest.hexdigest()

@@ -7,13 +7,13 @@ admits and runs attempts, and says itself what it can never run (``Backend.check
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import anyio
 
 from flytelike._executor._events import Event
-from flytelike._executor._model import ExecTask, RunRecord, RunState
+from flytelike._executor._model import ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import Backend, CacheStore, Recorder
 from flytelike._executor._run import Run, RunInput
 from flytelike._executor._values import Values
@@ -65,7 +65,10 @@ class Executor:
         for name, group in groups.items():
             self.backend(name).check(group)
 
-    def new_run(self, record: RunRecord) -> Run:
+    def new_run(
+        self, record: RunRecord, *, record_outputs: bool = False, recovery: Mapping[str, Recovered] | None = None
+    ) -> Run:
+        """A run of ``record``; see :class:`RunInput` for ``record_outputs`` and ``recovery``."""
         return Run(
             RunInput(
                 record=record,
@@ -73,6 +76,8 @@ class Executor:
                 cache=self._spec.cache,
                 platform=record.platform,
                 system_retries=self._spec.system_retries,
+                record_outputs=record_outputs,
+                recovery=recovery,
             )
         )
 

@@ -15,7 +15,7 @@ from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._quantity import Quantity
 from flytelike._retries import escalate_memory, retry_delay
 
-__all__ = ["ActionRecord", "ActionState", "ExecTask", "RunRecord", "RunState"]
+__all__ = ["ActionRecord", "ActionState", "ExecTask", "Recovered", "RunRecord", "RunState"]
 
 _R = tasks_pb2.Resources
 
@@ -31,6 +31,8 @@ class ActionState(enum.StrEnum):
     TIMED_OUT = "timed_out"
     ABORTED = "aborted"
     CACHED = "cached"
+    # Reused from the recorded outputs of an earlier run (`flytelike rerun --recover`); nothing ran.
+    RECOVERED = "recovered"
 
     @property
     def done(self) -> bool:
@@ -38,7 +40,14 @@ class ActionState(enum.StrEnum):
 
 
 _DONE = frozenset(
-    {ActionState.SUCCEEDED, ActionState.FAILED, ActionState.TIMED_OUT, ActionState.ABORTED, ActionState.CACHED}
+    {
+        ActionState.SUCCEEDED,
+        ActionState.FAILED,
+        ActionState.TIMED_OUT,
+        ActionState.ABORTED,
+        ActionState.CACHED,
+        ActionState.RECOVERED,
+    }
 )
 
 
@@ -180,6 +189,11 @@ class ActionRecord:
     logs: list[str] | None = None
     failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
     group_name: str | None = None  # the fl.group it was started in
+    # Kept only by runs that record outputs (so that a rerun can recover them): the digest of the task's
+    # identity and inputs, and the outputs' literal bytes once it succeeded.
+    inputs_digest: str | None = None
+    outputs: bytes | None = None
+    recovered_from: str | None = None  # the run whose recorded outputs it reused (state RECOVERED)
 
     @property
     def duration(self) -> float | None:
@@ -211,3 +225,23 @@ class RunRecord:
     host: str = ""
     heartbeat: float | None = None
     labels_json: str = "{}"  # the run's labels (Runner.with_context(labels=...)), a JSON object
+    # What a rerun needs: the inputs as literal bytes (a serialized LiteralMap; inputs_json only shows them), the
+    # file that defines the task, and the run this one reran.
+    inputs: bytes | None = None
+    file: str = ""
+    rerun_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A succeeded action of an earlier run, as a rerun with ``--recover`` may reuse it.
+
+    Attributes:
+        run_id: the earlier run.
+        inputs_digest: the digest of the action's task identity and inputs (see ``recovery_digest``).
+        outputs: its outputs' literal bytes.
+    """
+
+    run_id: str
+    inputs_digest: str
+    outputs: bytes

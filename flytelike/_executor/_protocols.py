@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
 
 from flytelike._executor._events import Event
-from flytelike._executor._model import ActionRecord, ExecTask, RunRecord
+from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord
 from flytelike._executor._values import Encoder, Values
 
 __all__ = [
@@ -55,6 +55,11 @@ class Spawner(Protocol):
     ) -> Any:
         """As :meth:`spawn`, the awaitable's result being ``convert(outputs)``; ``inputs`` may be Python values
         with their ``encode``, made into Values when the action starts; ``group`` labels the action."""
+        ...
+
+    def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
+        """Say where a running attempt is: WAITING (with the platform's reason, e.g. the scheduler's message),
+        INITIALIZING (image pull, bundle download) or RUNNING. Other states are the executor's own."""
         ...
 
 

@@ -18,10 +18,10 @@ import anyio
 import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
-from flytelike._executor._cache_key import cache_key
+from flytelike._executor._cache_key import cache_key, recovery_digest
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
@@ -34,8 +34,10 @@ from flytelike.errors import (
 __all__ = ["Run", "RunInput"]
 
 _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionState.RUNNING
+_REPORTABLE = frozenset({ActionState.WAITING, ActionState.INITIALIZING, ActionState.RUNNING})
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
+_RECOVERED = ActionState.RECOVERED
 _YIELD_EVERY = 64
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
@@ -50,6 +52,10 @@ class RunInput:
         cache: the output cache.
         platform: where tasks without a platform of their own run.
         system_retries: attempts a SYSTEM or INFRA failure may cost an action beyond its own retries.
+        record_outputs: keep each action's inputs digest and, once it succeeded, its outputs' bytes in its
+            record, so that a later rerun can recover them (costs an encoding per action: off by default).
+        recovery: succeeded actions of an earlier run, by action id: an action of this run with the same id,
+            task identity and inputs takes their outputs instead of running (state RECOVERED).
     """
 
     record: RunRecord
@@ -57,6 +63,8 @@ class RunInput:
     cache: CacheStore
     platform: str = "local"
     system_retries: int = 3
+    record_outputs: bool = False
+    recovery: Mapping[str, Recovered] | None = None
 
 
 class _Live:
@@ -96,6 +104,9 @@ class Run:
         self._backend_of: dict[str, Backend] = {}
         self._cache = spec.cache
         self._system_retries = spec.system_retries
+        self._recovery = spec.recovery or None
+        self._keep = spec.record_outputs or self._recovery is not None
+        self._record_outputs = spec.record_outputs
         self.actions: dict[str, ActionRecord] = {}
         self._live: dict[str, _Live] = {}
         self._dirty: dict[str, ActionRecord] = {}
@@ -268,7 +279,9 @@ class Run:
             if self.record.actions % _YIELD_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
             self._emit(record, _QUEUED)
-            if task.deadline is not None:
+            if self._keep:
+                outputs = await self._recorded(task, inputs, live, platform)
+            elif task.deadline is not None:
                 outputs = await self._within_deadline(task, inputs, live, platform)
             elif task.cache:
                 outputs = await self._cached(task, inputs, live, platform)
@@ -292,6 +305,28 @@ class Run:
             if parent.outstanding == 0 and lease is not None and parent.lease is lease:
                 await lease.resume()
         return outputs if convert is None else convert(outputs)
+
+    async def _recorded(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+        """The action for a run that records outputs or recovers them: an earlier success of the same action id,
+        task identity and inputs is reused; otherwise it runs, and its outputs are kept in its record."""
+        record = live.record
+        record.inputs_digest = digest = recovery_digest(task, inputs.data())
+        earlier = self._recovery.get(record.id) if self._recovery is not None else None
+        if earlier is not None and earlier.inputs_digest == digest and _complete(earlier.outputs, task):
+            record.started = record.ended = time.time()
+            record.recovered_from = earlier.run_id
+            record.outputs = earlier.outputs
+            self._emit(record, _RECOVERED, "", f"recovered from run {earlier.run_id}")
+            return Values(data=earlier.outputs)
+        if task.deadline is not None:
+            outputs = await self._within_deadline(task, inputs, live, platform)
+        elif task.cache:
+            outputs = await self._cached(task, inputs, live, platform)
+        else:
+            outputs = await self._attempts(task, inputs, live, platform)
+        if self._record_outputs:
+            record.outputs = outputs.data()
+        return outputs
 
     async def _within_deadline(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
         """The action bounded by its deadline: admission, every attempt and the waits between them."""
@@ -408,7 +443,8 @@ class Run:
             if kind is FailureKind.OOM:
                 record.peak_memory = getattr(failure, "peak_memory", None) or record.peak_memory
             system = kind in (FailureKind.SYSTEM, FailureKind.INFRA)
-            if (system_left if system else user_left) > 0:
+            # A failure that says no retry can help (a request the platform refuses as invalid) is final.
+            if getattr(failure, "retryable", True) and (system_left if system else user_left) > 0:
                 if system:
                     system_left -= 1
                 else:
@@ -425,6 +461,17 @@ class Run:
             record.ended = time.time()
             self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
+
+    def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
+        """A backend's word on a running attempt: WAITING (with the platform's reason), INITIALIZING or RUNNING.
+
+        Only an action that is running an attempt changes; a report arriving after the attempt ended is dropped.
+        """
+        if state not in _REPORTABLE or action.state.done or self.actions.get(action.id) is not action:
+            return
+        if action.state is state and not reason:
+            return
+        self._emit(action, state, "", reason)
 
     def _waiting(self, record: ActionRecord) -> Callable[[str], None]:
         def on_wait(reason: str) -> None:

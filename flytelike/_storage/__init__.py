@@ -12,6 +12,7 @@ from flytelike._storage._blobs import (
     bundle_key,
     data_key,
     inputs_key,
+    is_immutable,
     key_digest,
     open_store,
     validate_key,
@@ -19,6 +20,7 @@ from flytelike._storage._blobs import (
 from flytelike._storage._cache import CacheStore, KeyLock
 from flytelike._storage._liveness import LOST_AFTER
 from flytelike._storage._records import RecordStore
+from flytelike._storage._refs import download_refs, has_blobs, pin_local, upload_refs
 
 __all__ = [
     "LOST_AFTER",
@@ -34,8 +36,13 @@ __all__ = [
     "attempt_prefix",
     "bundle_key",
     "data_key",
+    "download_refs",
+    "has_blobs",
     "inputs_key",
+    "is_immutable",
     "key_digest",
     "open_store",
+    "pin_local",
+    "upload_refs",
     "validate_key",
 ]

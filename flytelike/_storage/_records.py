@@ -26,13 +26,25 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flytelike._executor._events import Event
-from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
 from flytelike._storage._liveness import as_lost, is_lost
+from flytelike._storage._record_schema import (
+    _MIGRATIONS,
+    ACTION_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    action_from_row,
+    action_row,
+    event_row,
+    run_from_row,
+    run_row,
+)
 from flytelike._storage._sqlite import SQLiteFile
 
 __all__ = [
@@ -43,120 +55,6 @@ __all__ = [
     "RecordStore",
     "natural_key",
 ]
-
-# In dataclass field order, which a test pins: a field added to the model without a column here would otherwise
-# be dropped on write without a word.
-RUN_COLUMNS = (
-    "id",
-    "task",
-    "state",
-    "created",
-    "ended",
-    "error",
-    "platform",
-    "inputs_json",
-    "outputs_json",
-    "actions",
-    "pid",
-    "host",
-    "heartbeat",
-    "labels_json",
-)
-ACTION_COLUMNS = (
-    "run_id",
-    "id",
-    "parent",
-    "task",
-    "task_version",
-    "state",
-    "attempts",
-    "created",
-    "started",
-    "ended",
-    "cpu_millis",
-    "memory",
-    "gpus",
-    "peak_memory",
-    "cpu_time",
-    "error",
-    "error_type",
-    "platform",
-    "cache_key",
-    "logs",
-    "failure_kind",
-    "group_name",
-)
-# In Event field order.
-EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
-
-# _MIGRATIONS[i] takes a database from schema version i to i + 1 (PRAGMA user_version). Append, never edit: a
-# file written by an older flytelike is brought forward statement by statement on open.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY NOT NULL,
-            task TEXT NOT NULL,
-            state TEXT NOT NULL,
-            created REAL NOT NULL,
-            ended REAL,
-            error TEXT,
-            platform TEXT NOT NULL,
-            inputs_json TEXT NOT NULL,
-            outputs_json TEXT,
-            actions INTEGER NOT NULL
-        )""",
-        "CREATE INDEX runs_by_created ON runs (created)",
-        # A rowid table, not WITHOUT ROWID: logs can make rows large, which WITHOUT ROWID handles poorly.
-        """CREATE TABLE actions (
-            run_id TEXT NOT NULL,
-            id TEXT NOT NULL,
-            parent TEXT,
-            task TEXT NOT NULL,
-            task_version TEXT NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            created REAL NOT NULL,
-            started REAL,
-            ended REAL,
-            cpu_millis INTEGER NOT NULL,
-            memory INTEGER NOT NULL,
-            gpus INTEGER NOT NULL,
-            peak_memory INTEGER,
-            cpu_time REAL,
-            error TEXT,
-            error_type TEXT,
-            platform TEXT NOT NULL,
-            cache_key TEXT,
-            logs TEXT NOT NULL,
-            PRIMARY KEY (run_id, id)
-        )""",
-    ),
-    (
-        # Who runs the run (to tell a live run from a lost one), and why an action failed.
-        "ALTER TABLE runs ADD COLUMN pid INTEGER",
-        "ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE runs ADD COLUMN heartbeat REAL",
-        "ALTER TABLE actions ADD COLUMN failure_kind TEXT",
-        # Small rows under a composite key: WITHOUT ROWID stores them once, in key order.
-        """CREATE TABLE events (
-            run_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            action TEXT NOT NULL,
-            state TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            time REAL NOT NULL,
-            kind TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (run_id, seq)
-        ) WITHOUT ROWID""",
-    ),
-    (
-        # fl.group labels of actions, and a run's labels.
-        "ALTER TABLE actions ADD COLUMN group_name TEXT",
-        "ALTER TABLE runs ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
@@ -186,105 +84,6 @@ def natural_key(action_id: str) -> tuple[tuple[int, int, str], ...]:
     Non-numeric components (not produced by the executor, but tolerated) sort after numeric ones, by text.
     """
     return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in action_id.split("."))
-
-
-def _run_row(r: RunRecord) -> tuple[Any, ...]:
-    return (
-        r.id,
-        r.task,
-        r.state.value,
-        r.created,
-        r.ended,
-        r.error,
-        r.platform,
-        r.inputs_json,
-        r.outputs_json,
-        r.actions,
-        r.pid,
-        r.host,
-        r.heartbeat,
-        r.labels_json,
-    )
-
-
-def _action_row(a: ActionRecord) -> tuple[Any, ...]:
-    # Explicit attribute access rather than getattr over ACTION_COLUMNS: this runs for every action of every
-    # flush, and 10,000 actions must be written in well under 100 ms.
-    return (
-        a.run_id,
-        a.id,
-        a.parent,
-        a.task,
-        a.task_version,
-        a.state.value,
-        a.attempts,
-        a.created,
-        a.started,
-        a.ended,
-        a.cpu_millis,
-        a.memory,
-        a.gpus,
-        a.peak_memory,
-        a.cpu_time,
-        a.error,
-        a.error_type,
-        a.platform,
-        a.cache_key,
-        "".join(a.logs) if a.logs else "",
-        a.failure_kind,
-        a.group_name,
-    )
-
-
-def _run_from_row(row: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        id=row[0],
-        task=row[1],
-        state=RunState(row[2]),
-        created=row[3],
-        ended=row[4],
-        error=row[5],
-        platform=row[6],
-        inputs_json=row[7],
-        outputs_json=row[8],
-        actions=row[9],
-        pid=row[10],
-        host=row[11],
-        heartbeat=row[12],
-        labels_json=row[13],
-    )
-
-
-def _action_from_row(row: Sequence[Any]) -> ActionRecord:
-    return ActionRecord(
-        run_id=row[0],
-        id=row[1],
-        parent=row[2],
-        task=row[3],
-        task_version=row[4],
-        state=ActionState(row[5]),
-        attempts=row[6],
-        created=row[7],
-        started=row[8],
-        ended=row[9],
-        cpu_millis=row[10],
-        memory=row[11],
-        gpus=row[12],
-        peak_memory=row[13],
-        cpu_time=row[14],
-        error=row[15],
-        error_type=row[16],
-        platform=row[17],
-        cache_key=row[18],
-        # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
-        logs=[row[19]] if row[19] else None,
-        failure_kind=row[20],
-        group_name=row[21],
-    )
-
-
-def _event_row(e: Event) -> tuple[Any, ...]:
-    return (e.run_id, e.seq, e.action, e.state, e.attempt, e.time, e.kind, e.reason)
 
 
 class RecordStore(SQLiteFile):
@@ -324,13 +123,13 @@ class RecordStore(SQLiteFile):
             RecordWriteError: the write failed (disk full, read-only file, locked for longer than the timeout);
                 nothing of it was stored.
         """
-        run_row = _run_row(run)
+        one_row = run_row(run)
         # Rows are made as SQLite takes them, not all at once: a flush of a 100,000-way fan-out would otherwise hold
         # a second copy of every record in memory.
-        action_rows = map(_action_row, actions)
-        event_rows = list(map(_event_row, events))
+        action_rows = map(action_row, actions)
+        event_rows = list(map(event_row, events))
         with self._transaction() as conn:
-            conn.execute(_UPSERT_RUN, run_row)
+            conn.execute(_UPSERT_RUN, one_row)
             # One executemany in one transaction: a commit per row would cost a WAL append each.
             conn.executemany(_UPSERT_ACTION, action_rows)
             if event_rows:
@@ -343,15 +142,69 @@ class RecordStore(SQLiteFile):
             return self._conn.execute(sql, params).fetchall()
 
     def _read_run(self, row: Sequence[Any]) -> RunRecord:
-        run = _run_from_row(row)
+        run = run_from_row(row)
         if is_lost(run, self._host, time.time()):
             run.state = RunState.LOST
         return run
 
-    def runs(self, limit: int = 20) -> list[RunRecord]:
-        """The ``limit`` most recent runs, newest first."""
-        rows = self._fetch(f"{_SELECT_RUN} ORDER BY created DESC, id DESC LIMIT ?", (limit,))
-        return [self._read_run(r) for r in rows]
+    def runs(
+        self,
+        limit: int = 20,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        states: Iterable[RunState] | None = None,
+    ) -> list[RunRecord]:
+        """The ``limit`` most recent runs, newest first, of those that pass every filter given.
+
+        Args:
+            limit: at most this many runs.
+            task: the root task's full name (``env.task``), or its name alone (``task``).
+            since: created at or after this time (epoch seconds).
+            labels: every one of these labels, with these values.
+            states: in one of these states, as a reader sees them (``LOST`` for a run whose process is gone).
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if task is not None:
+            where.append("(task = ? OR substr(task, -?) = ?)")
+            params += [task, len(task) + 1, "." + task]
+        if since is not None:
+            where.append("created >= ?")
+            params.append(since)
+        for key, value in (labels or {}).items():
+            where.append("json_extract(labels_json, ?) = ?")
+            params += [f'$."{key}"', value]
+        wanted = None if states is None else frozenset(states)
+        if wanted is not None:
+            # LOST is decided on read; a lost run is stored as queued or running.
+            stored = {RunState.QUEUED, RunState.RUNNING} if RunState.LOST in wanted else set()
+            stored |= wanted - {RunState.LOST}
+            where.append(f"state IN ({', '.join('?' * len(stored))})")
+            params += [s.value for s in stored]
+        sql = _SELECT_RUN + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, id DESC"
+        if wanted is None:
+            rows = self._fetch(f"{sql} LIMIT ?", (*params, limit))
+            return [self._read_run(r) for r in rows]
+        found: list[RunRecord] = []
+        for row in self._fetch(sql, params):
+            run = self._read_run(row)
+            if run.state in wanted:
+                found.append(run)
+                if len(found) == limit:
+                    break
+        return found
+
+    def recovery(self, run_id: str) -> dict[str, Recovered]:
+        """The actions of run ``run_id`` (exact id) that succeeded with recorded outputs, by action id: what a
+        rerun with ``--recover`` may reuse."""
+        rows = self._fetch(
+            "SELECT id, inputs_digest, outputs FROM actions WHERE run_id = ? AND state IN (?, ?, ?) "
+            "AND outputs IS NOT NULL AND inputs_digest IS NOT NULL",
+            (run_id, ActionState.SUCCEEDED.value, ActionState.CACHED.value, ActionState.RECOVERED.value),
+        )
+        return {aid: Recovered(run_id, digest, bytes(data)) for aid, digest, data in rows}
 
     def run_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids of up to ``limit`` runs whose id starts with ``prefix`` (to explain an ambiguous prefix)."""
@@ -399,7 +252,7 @@ class RecordStore(SQLiteFile):
         """
         rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ?", (run_id,))
         rows.sort(key=lambda r: natural_key(r[1]))
-        actions = [_action_from_row(r) for r in rows]
+        actions = [action_from_row(r) for r in rows]
         lost = self._lost_run(run_id) if any(not a.state.done for a in actions) else None
         if lost is not None:
             seen = self.last_seen(lost)
@@ -411,7 +264,7 @@ class RecordStore(SQLiteFile):
         rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ? AND id = ?", (run_id, action_id))
         if not rows:
             return None
-        action = _action_from_row(rows[0])
+        action = action_from_row(rows[0])
         lost = None if action.state.done else self._lost_run(run_id)
         return action if lost is None else as_lost(action, self.last_seen(lost))
 

@@ -3,8 +3,8 @@
 A frame is an 8-byte big-endian length followed by one serialized
 :class:`~flytelike._proto.worker.v1.worker_pb2.WorkerMessage`. Anything else (a length past :data:`MAX_FRAME`,
 bytes that are not a message, a message with no body, a stream that ends inside a frame) is a
-:class:`FrameError`, never a hang. This module imports only the standard library and the generated messages:
-the controller's backends import it, and it must not bring the SDK with it.
+:class:`FrameError`, never a hang. This module imports only the standard library, the generated messages and the
+error classes: the controller's backends import it, and it must not bring the SDK with it.
 
 Example:
     >>> from flytelike._proto.worker.v1 import worker_pb2
@@ -24,12 +24,15 @@ from types import TracebackType
 from google.protobuf.message import DecodeError
 
 from flytelike._proto.worker.v1 import worker_pb2
+from flytelike.errors import OutOfMemoryError, TaskFailedError, TaskTimeoutError
 
 __all__ = [
     "HEADER",
+    "INLINE_BYTES",
     "MAX_FRAME",
     "Decoder",
     "FrameError",
+    "call_error",
     "decode",
     "encode",
     "error",
@@ -41,6 +44,10 @@ __all__ = [
 HEADER = struct.Struct(">Q")
 MAX_FRAME = 2**31 - 1
 """The largest frame body: protobuf's own limit for one serialized message."""
+
+INLINE_BYTES = 1 << 20
+"""Literal maps up to this size travel inside a message to or from a task elsewhere; larger ones as a store object
+(gRPC's own limit on a message is 4 MiB)."""
 
 Message = worker_pb2.WorkerMessage
 Kind = worker_pb2.Error.Kind
@@ -160,3 +167,24 @@ def error(kind: Kind.ValueType, exc: BaseException, tb: TracebackType | None = N
         message=str(exc),
         traceback="".join(traceback.format_exception(cls, exc, tb or exc.__traceback__)),
     )
+
+
+def call_error(failure: Exception) -> worker_pb2.Error:
+    """A call's failure as structured fields: the failed task, action and attempt when it is a task failure."""
+    if isinstance(failure, OutOfMemoryError):
+        kind = Kind.OOM
+    elif isinstance(failure, TaskTimeoutError):
+        kind = Kind.TIMEOUT
+    elif isinstance(failure, TaskFailedError):
+        kind = Kind.USER
+    else:
+        kind = Kind.SYSTEM
+    out = error(kind, failure)
+    if isinstance(failure, TaskFailedError):
+        out.task, out.action_id, out.attempt, out.cause_type = (
+            failure.task,
+            failure.action,
+            failure.attempt,
+            failure.cause_type,
+        )
+    return out

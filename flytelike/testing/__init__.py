@@ -3,8 +3,8 @@
 Nothing here is needed to run tasks; it exists so that the out-of-process path (code bundle, blob store,
 entrypoint, controller) can be exercised and tried without a cluster or a cloud account.
 
-The Kubernetes emulator (:class:`KubernetesEmulator`) needs the ``emulators`` extra (aiohttp); it is imported on
-first use, so importing this package does not import aiohttp.
+The emulators (:class:`KubernetesEmulator`, :class:`BatchEmulator`) need the ``emulators`` extra (aiohttp, moto);
+each is imported on first use, so importing this package imports neither.
 """
 
 from __future__ import annotations
@@ -13,14 +13,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from flytelike.testing._launcher import Launched, Launcher, LaunchInput, ProcessExit
+from flytelike.testing._subprocess import SubprocessBackend
 
 if TYPE_CHECKING:
+    from flytelike.testing.batch import BatchEmulator
     from flytelike.testing.kubernetes import KubernetesEmulator
 
-__all__ = ["KubernetesEmulator", "LaunchInput", "Launched", "Launcher", "ProcessExit"]
+__all__ = [
+    "BatchEmulator",
+    "KubernetesEmulator",
+    "LaunchInput",
+    "Launched",
+    "Launcher",
+    "ProcessExit",
+    "SubprocessBackend",
+]
 
 # name -> the module that defines it, imported when the name is first used (aiohttp is heavy and optional).
-_LAZY = {"KubernetesEmulator": "flytelike.testing.kubernetes"}
+_LAZY = {"BatchEmulator": "flytelike.testing.batch", "KubernetesEmulator": "flytelike.testing.kubernetes"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ import anyio.abc
 from flytelike._backends.local._places import Places
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._worker import _frames
-from flytelike.errors import BackendError, OutOfMemoryError, TaskFailedError, TaskTimeoutError
+from flytelike.errors import BackendError
 
 __all__ = ["ChildCall", "JobCalls", "OnCall", "Place", "ProtocolError"]
 
@@ -175,7 +175,7 @@ class JobCalls:
     @staticmethod
     def _refused(submit: worker_pb2.SubmitChild) -> worker_pb2.ChildResult:
         error = BackendError(f"task {submit.task} was called, but this job takes no calls")
-        return worker_pb2.ChildResult(call=submit.call, error=child_error(error))
+        return worker_pb2.ChildResult(call=submit.call, error=_frames.call_error(error))
 
     async def _serve(
         self, submit: worker_pb2.SubmitChild, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -194,26 +194,10 @@ class JobCalls:
                     outputs = await self._on_call(child)
                     reply = worker_pb2.ChildResult(call=call, outputs=outputs)
                 except Exception as e:
-                    reply = worker_pb2.ChildResult(call=call, error=child_error(e))
+                    reply = worker_pb2.ChildResult(call=call, error=_frames.call_error(e))
         finally:
             del self._scopes[call]
             self._place.call_ended()
         await self._place.resume()
         if reply is not None:  # None: the worker cancelled the call and waits for no answer
             self._send(Message(child_result=reply))
-
-
-def child_error(error: Exception) -> worker_pb2.Error:
-    """A call's failure as structured fields: the failed task, action and attempt when it is a task failure."""
-    if isinstance(error, OutOfMemoryError):
-        kind = Kind.OOM
-    elif isinstance(error, TaskTimeoutError):
-        kind = Kind.TIMEOUT
-    elif isinstance(error, TaskFailedError):
-        kind = Kind.USER
-    else:
-        kind = Kind.SYSTEM
-    out = _frames.error(kind, error)
-    if isinstance(error, TaskFailedError):
-        out.task, out.action_id, out.attempt, out.cause_type = error.task, error.action, error.attempt, error.cause_type
-    return out

@@ -6,7 +6,9 @@ and past the limit SIGKILLs the whole tree. Address space is not limited: a task
 large sparse file, and only the memory it really uses counts.
 
 Descendants are found by scanning ``/proc``; a process seen once is not read again unless its pid disappears, so a
-poll costs one directory listing plus the processes of the tree.
+poll costs one directory listing plus the processes of the tree. Where there is no ``/proc`` (macOS, the BSDs) the
+same facts come from psutil (imported only then): the process table, each process's parent and session, and its
+resident memory. There the peak is the largest sum a poll saw, as no high-water mark is kept by the system.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-__all__ = ["MemoryWatch", "MemoryWatcher", "reset_peak"]
+from flytelike.errors import BackendError
+
+__all__ = ["MemoryWatch", "MemoryWatcher", "ProcProcesses", "Processes", "PsutilProcesses", "processes", "reset_peak"]
 
 POLL_SECONDS = 0.02
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -44,11 +49,105 @@ def reset_peak(pid: int) -> None:
         f.write("5")
 
 
+class Processes(Protocol):
+    """Where the watcher reads the process table and memory from."""
+
+    def pids(self) -> set[int]:
+        """Every process's pid; raises OSError if the table cannot be read."""
+        ...
+
+    def stat(self, pid: int) -> tuple[int, int] | None:
+        """``(parent pid, session id)`` of a process, or None if it is gone."""
+        ...
+
+    def rss(self, pid: int) -> int:
+        """Resident memory in bytes (0 if the process is gone)."""
+        ...
+
+    def rss_and_peak(self, pid: int) -> tuple[int, int]:
+        """Resident memory and its high-water mark, in bytes; raises OSError if the process is gone."""
+        ...
+
+    def reset_peak(self, pid: int) -> None:
+        """Start the high-water mark afresh (for the job about to start)."""
+        ...
+
+
+class ProcProcesses:
+    """Linux's ``/proc``: no dependency, and a kernel-kept peak (VmHWM)."""
+
+    def pids(self) -> set[int]:
+        return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+
+    def stat(self, pid: int) -> tuple[int, int] | None:
+        return _stat(pid)
+
+    def rss(self, pid: int) -> int:
+        return _rss(pid)
+
+    def rss_and_peak(self, pid: int) -> tuple[int, int]:
+        return _rss_and_peak(pid)
+
+    def reset_peak(self, pid: int) -> None:
+        reset_peak(pid)
+
+
+class PsutilProcesses:
+    """psutil, for systems without ``/proc``; the peak is the largest resident memory a poll saw."""
+
+    def __init__(self) -> None:
+        try:
+            # Only systems without /proc need it, and only once a task has a memory limit: imported here so that
+            # neither start-up nor Linux pays for it.
+            import psutil
+        except ImportError:
+            raise BackendError(
+                "memory limits of process-isolated tasks need psutil on a system without /proc: "
+                "pip install psutil (or drop the task's memory limit)"
+            ) from None
+        self._psutil: Any = psutil
+
+    def pids(self) -> set[int]:
+        return set(self._psutil.pids())
+
+    def stat(self, pid: int) -> tuple[int, int] | None:
+        try:
+            return self._psutil.Process(pid).ppid(), os.getsid(pid)
+        except (self._psutil.Error, OSError):
+            return None
+
+    def rss(self, pid: int) -> int:
+        try:
+            return int(self._psutil.Process(pid).memory_info().rss)
+        except self._psutil.Error:
+            return 0
+
+    def rss_and_peak(self, pid: int) -> tuple[int, int]:
+        try:
+            rss = int(self._psutil.Process(pid).memory_info().rss)
+        except self._psutil.Error as e:
+            raise ProcessLookupError(pid) from e
+        return rss, rss
+
+    def reset_peak(self, pid: int) -> None:
+        """Nothing to reset: the peak is only what the polls saw, and each watch starts its own."""
+
+
+def _has_proc() -> bool:
+    return os.path.isdir("/proc/self")
+
+
+def processes() -> Processes:
+    """``/proc`` where the system has it, else psutil."""
+    return ProcProcesses() if _has_proc() else PsutilProcesses()
+
+
 class MemoryWatcher:
     """The thread that watches the jobs with a memory limit; started on the first watch, stopped by close()."""
 
-    def __init__(self, interval: float = POLL_SECONDS) -> None:
+    def __init__(self, interval: float = POLL_SECONDS, *, source: Processes | None = None) -> None:
         self._interval = interval
+        self._source = source  # chosen on the first watch: a pool whose tasks set no limit never needs one
         self._watches: set[MemoryWatch] = set()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -56,8 +155,15 @@ class MemoryWatcher:
         self._procs: dict[int, tuple[int, int]] = {}  # pid -> (ppid, session), for every process seen
 
     def watch(self, pid: int, limit: int, *, kill: bool = True) -> MemoryWatch:
-        """Watch a worker's tree; past ``limit`` it is killed, unless ``kill`` is False (the peak is only kept)."""
-        reset_peak(pid)
+        """Watch a worker's tree; past ``limit`` it is killed, unless ``kill`` is False (the peak is only kept).
+
+        Raises:
+            BackendError: the system has no ``/proc`` and psutil is not installed.
+        """
+        source = self._source
+        if source is None:
+            source = self._source = processes()
+        source.reset_peak(pid)
         watch = MemoryWatch(pid, limit, kill)
         with self._changed:
             self._watches.add(watch)
@@ -95,15 +201,17 @@ class MemoryWatcher:
                 self._changed.wait(self._interval)
 
     def _scan(self) -> None:
+        source = self._source
+        assert source is not None  # set by the first watch, before the thread starts
         try:
-            pids = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+            pids = source.pids()
         except OSError:
             return
         known = self._procs
         for gone in known.keys() - pids:
             del known[gone]
         for pid in pids - known.keys():
-            stat = _stat(pid)
+            stat = source.stat(pid)
             if stat is not None:
                 known[pid] = stat
 
@@ -124,13 +232,15 @@ class MemoryWatcher:
         return found
 
     def _check(self, watch: MemoryWatch) -> None:
+        source = self._source
+        assert source is not None
         try:
-            rss, hwm = _rss_and_peak(watch.pid)
+            rss, hwm = source.rss_and_peak(watch.pid)
         except (OSError, KeyError, ValueError):
             return  # the worker is gone; the pool reports why
         tree = self._descendants(watch.pid)
         watch.tree = tree
-        total = rss + sum(_rss(pid) for pid in tree)
+        total = rss + sum(source.rss(pid) for pid in tree)
         watch.peak = max(watch.peak, total, hwm)
         if watch.kill and watch.peak > watch.limit and not watch.killed:
             watch.killed = True

@@ -8,6 +8,7 @@ from flytelike._storage._blobs._layout import (
     bundle_key,
     data_key,
     inputs_key,
+    is_immutable,
     key_digest,
     validate_key,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "bundle_key",
     "data_key",
     "inputs_key",
+    "is_immutable",
     "key_digest",
     "open_store",
     "validate_key",

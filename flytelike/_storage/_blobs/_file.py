@@ -20,7 +20,7 @@ from typing import BinaryIO, Self, TypeVar
 
 import anyio.to_thread
 
-from flytelike._storage._blobs._layout import TEMP_PREFIX, key_digest, validate_key
+from flytelike._storage._blobs._layout import TEMP_PREFIX, is_immutable, key_digest, validate_key
 from flytelike._storage._blobs._protocol import PathLike, expected_digest, mismatch
 from flytelike.errors import BlobNotFoundError, StoreError
 
@@ -81,6 +81,7 @@ class FileStore:
     async def put(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         named = key_digest(key)
+        immutable = is_immutable(key)
         if named is not None:
             actual = hashlib.sha256(data).hexdigest()
             if actual != named:
@@ -88,7 +89,7 @@ class FileStore:
         view = memoryview(data)
 
         def write() -> bool:
-            if named is not None and path.is_file():
+            if immutable and path.is_file():
                 self.requests["stat"] += 1
                 return False  # written once: the same digest is the same content
             self.requests["write"] += 1
@@ -101,10 +102,11 @@ class FileStore:
     async def put_file(self, key: str, path: PathLike) -> bool:
         target = self._path(key)
         named = key_digest(key)
+        immutable = is_immutable(key)
         source = Path(path)
 
         def write() -> bool:
-            if named is not None and target.is_file():
+            if immutable and target.is_file():
                 self.requests["stat"] += 1
                 return False
             self.requests["write"] += 1

@@ -8,8 +8,11 @@ root directory, ``s3://`` under its prefix)::
     runs/<run>/<action>/<attempt>/outputs.pb | error.pb | metrics.json | logs
     data/sha256/<hex>                                    offloaded File/Dir contents and large literals
 
-Content-addressed keys (``bundles/...``, ``data/...``) name the sha256 of their content: stores write them once and
-verify them on every read. Each attempt has its own prefix, so a zombie attempt never overwrites a later one.
+Content-addressed keys (``data/...``) name the sha256 of their content: stores write them once and verify them on
+every read. Bundle keys (``bundles/...``) are immutable too (written once), but name the bundle's digest, the sha256
+of its manifest (known before any archive is written, and independent of the compressor): the archive is verified
+against it, file by file, when it is extracted. Each attempt has its own prefix, so a zombie attempt never
+overwrites a later one.
 
 Example:
     >>> attempt_prefix("r1", "a0.2", 3).outputs
@@ -32,6 +35,7 @@ __all__ = [
     "bundle_key",
     "data_key",
     "inputs_key",
+    "is_immutable",
     "key_digest",
     "validate_key",
 ]
@@ -41,7 +45,8 @@ MAX_KEY_BYTES = 1024
 # Stores write an object beside its final name and rename it; no key may name one of those files.
 TEMP_PREFIX = ".fl-tmp-"
 _HEX = re.compile(r"[0-9a-f]{64}")
-_CONTENT = re.compile(r"(?:bundles/sha256/(?P<bundle>[0-9a-f]{64})\.tar\.gz|data/sha256/(?P<data>[0-9a-f]{64}))")
+_CONTENT = re.compile(r"data/sha256/(?P<data>[0-9a-f]{64})")
+_BUNDLE = re.compile(r"bundles/sha256/[0-9a-f]{64}\.tar\.gz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ACCEPTED = "a relative path of names joined by '/', e.g. 'runs/r1/a0/inputs.pb'"
 
@@ -145,8 +150,11 @@ def attempt_prefix(run: str, action: str, attempt: int) -> AttemptKeys:
 
 
 def key_digest(key: str) -> str | None:
-    """The sha256 hex that a content-addressed key names, or None for any other key."""
+    """The sha256 hex of the content that a content-addressed (``data/``) key names, or None for any other key."""
     m = _CONTENT.fullmatch(key)
-    if m is None:
-        return None
-    return m.group("bundle") or m.group("data")
+    return None if m is None else m.group("data")
+
+
+def is_immutable(key: str) -> bool:
+    """Whether ``key`` is written once (a content-addressed object or a bundle): a second put is a no-op."""
+    return _CONTENT.fullmatch(key) is not None or _BUNDLE.fullmatch(key) is not None

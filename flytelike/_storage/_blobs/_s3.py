@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from flytelike._storage._blobs._file import CHUNK, PartialFile
-from flytelike._storage._blobs._layout import key_digest, validate_key
+from flytelike._storage._blobs._layout import is_immutable, key_digest, validate_key
 from flytelike._storage._blobs._protocol import PathLike, expected_digest, mismatch
 from flytelike._storage._blobs._s3_calls import S3Options, aws, first_error, retryable, snake, translate
 from flytelike.errors import BlobNotFoundError, StoreError
@@ -240,8 +240,8 @@ class S3Store:
             actual = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
             if actual != named:
                 raise mismatch(self.url(key), key, expected=named, actual=actual, what="the data to store")
-            if await self._stored(key):
-                return False
+        if is_immutable(key) and await self._stored(key):
+            return False
         view = memoryview(data)
 
         async def read(offset: int, size: int) -> bytes:
@@ -266,7 +266,7 @@ class S3Store:
                 key=key,
                 cause=str(e.strerror or e),
             ) from e
-        if named is not None and await self._stored(key):
+        if is_immutable(key) and await self._stored(key):
             return False
         fd = await anyio.to_thread.run_sync(os.open, source, os.O_RDONLY)
         try:

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/core/v1/literals.proto\x12\x11\x66lytelike.core.v1\x1a\x1d\x66lytelike/core/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x04\n\x07Literal\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x13\n\tstr_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x15\n\x0b\x62ytes_value\x18\x05 \x01(\x0cH\x00\x12\x35\n\x0e\x64\x61tetime_value\x18\x06 \x01(\x0b\x32\x1b.flytelike.core.v1.DateTimeH\x00\x12\x34\n\x0ftimedelta_value\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x14\n\nenum_value\x18\x08 \x01(\tH\x00\x12:\n\nlist_value\x18\t \x01(\x0b\x32$.flytelike.core.v1.LiteralCollectionH\x00\x12\x33\n\ndict_value\x18\n \x01(\x0b\x32\x1d.flytelike.core.v1.LiteralMapH\x00\x12-\n\nblob_value\x18\x0b \x01(\x0b\x32\x17.flytelike.core.v1.BlobH\x00\x12\x31\n\x0crecord_value\x18\x0c \x01(\x0b\x32\x19.flytelike.core.v1.RecordH\x00\x12\x34\n\x0bunion_value\x18\r \x01(\x0b\x32\x1d.flytelike.core.v1.UnionValueH\x00\x12\x32\n\nnone_value\x18\x0e \x01(\x0b\x32\x1c.flytelike.core.v1.NoneValueH\x00\x42\x07\n\x05value\"o\n\x08\x44\x61teTime\x12+\n\x07instant\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12utc_offset_seconds\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x15\n\x13_utc_offset_seconds\"A\n\x11LiteralCollection\x12,\n\x08literals\x18\x01 \x03(\x0b\x32\x1a.flytelike.core.v1.Literal\"\x98\x01\n\nLiteralMap\x12=\n\x08literals\x18\x01 \x03(\x0b\x32+.flytelike.core.v1.LiteralMap.LiteralsEntry\x1aK\n\rLiteralsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal:\x02\x38\x01\"N\n\x04\x42lob\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12)\n\x04type\x18\x02 \x01(\x0b\x32\x1b.flytelike.core.v1.BlobType\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"\x8a\x01\n\x06Record\x12\x35\n\x06\x66ields\x18\x01 \x03(\x0b\x32%.flytelike.core.v1.Record.FieldsEntry\x1aI\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal:\x02\x38\x01\"D\n\nUnionValue\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal\"\x0b\n\tNoneValueb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n flytelike/core/v1/literals.proto\x12\x11\x66lytelike.core.v1\x1a\x1d\x66lytelike/core/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x04\n\x07Literal\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x13\n\tstr_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x15\n\x0b\x62ytes_value\x18\x05 \x01(\x0cH\x00\x12\x35\n\x0e\x64\x61tetime_value\x18\x06 \x01(\x0b\x32\x1b.flytelike.core.v1.DateTimeH\x00\x12\x34\n\x0ftimedelta_value\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x14\n\nenum_value\x18\x08 \x01(\tH\x00\x12:\n\nlist_value\x18\t \x01(\x0b\x32$.flytelike.core.v1.LiteralCollectionH\x00\x12\x33\n\ndict_value\x18\n \x01(\x0b\x32\x1d.flytelike.core.v1.LiteralMapH\x00\x12-\n\nblob_value\x18\x0b \x01(\x0b\x32\x17.flytelike.core.v1.BlobH\x00\x12\x31\n\x0crecord_value\x18\x0c \x01(\x0b\x32\x19.flytelike.core.v1.RecordH\x00\x12\x34\n\x0bunion_value\x18\r \x01(\x0b\x32\x1d.flytelike.core.v1.UnionValueH\x00\x12\x32\n\nnone_value\x18\x0e \x01(\x0b\x32\x1c.flytelike.core.v1.NoneValueH\x00\x42\x07\n\x05value\"o\n\x08\x44\x61teTime\x12+\n\x07instant\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12utc_offset_seconds\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x15\n\x13_utc_offset_seconds\"A\n\x11LiteralCollection\x12,\n\x08literals\x18\x01 \x03(\x0b\x32\x1a.flytelike.core.v1.Literal\"\x98\x01\n\nLiteralMap\x12=\n\x08literals\x18\x01 \x03(\x0b\x32+.flytelike.core.v1.LiteralMap.LiteralsEntry\x1aK\n\rLiteralsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal:\x02\x38\x01\"\\\n\x04\x42lob\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12)\n\x04type\x18\x02 \x01(\x0b\x32\x1b.flytelike.core.v1.BlobType\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x8a\x01\n\x06Record\x12\x35\n\x06\x66ields\x18\x01 \x03(\x0b\x32%.flytelike.core.v1.Record.FieldsEntry\x1aI\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal:\x02\x38\x01\"D\n\nUnionValue\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.flytelike.core.v1.Literal\"\x0b\n\tNoneValueb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,13 +49,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LITERALMAP_LITERALSENTRY']._serialized_start=988
   _globals['_LITERALMAP_LITERALSENTRY']._serialized_end=1063
   _globals['_BLOB']._serialized_start=1065
-  _globals['_BLOB']._serialized_end=1143
-  _globals['_RECORD']._serialized_start=1146
-  _globals['_RECORD']._serialized_end=1284
-  _globals['_RECORD_FIELDSENTRY']._serialized_start=1211
-  _globals['_RECORD_FIELDSENTRY']._serialized_end=1284
-  _globals['_UNIONVALUE']._serialized_start=1286
-  _globals['_UNIONVALUE']._serialized_end=1354
-  _globals['_NONEVALUE']._serialized_start=1356
-  _globals['_NONEVALUE']._serialized_end=1367
+  _globals['_BLOB']._serialized_end=1157
+  _globals['_RECORD']._serialized_start=1160
+  _globals['_RECORD']._serialized_end=1298
+  _globals['_RECORD_FIELDSENTRY']._serialized_start=1225
+  _globals['_RECORD_FIELDSENTRY']._serialized_end=1298
+  _globals['_UNIONVALUE']._serialized_start=1300
+  _globals['_UNIONVALUE']._serialized_end=1368
+  _globals['_NONEVALUE']._serialized_start=1370
+  _globals['_NONEVALUE']._serialized_end=1381
 # @@protoc_insertion_point(module_scope)

@@ -227,12 +227,17 @@ class Blob(_message.Message):
     URI_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     uri: _builtins.str
     """Where the content is: the object for a file, the prefix for a directory."""
     digest: _builtins.str
     """The content's digest, "sha256:<hex>": of the file's bytes, or for a directory of its sorted list of
     (relative path, file digest). Set when a local path is encoded, so that caches and stores key content,
     not names ("in.txt" and "./in.txt", or a file changed in place). Empty for remote data not read here.
+    """
+    name: _builtins.str
+    """The file's or directory's own name (its last path component), kept when the content travels by reference
+    (uri is then the store object named by the digest), so it arrives under the name it left with.
     """
     @_builtins.property
     def type(self) -> _types_pb2.BlobType:
@@ -244,10 +249,11 @@ class Blob(_message.Message):
         uri: _builtins.str = ...,
         type: _types_pb2.BlobType | None = ...,
         digest: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "type", b"type", "uri", b"uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "name", b"name", "type", b"type", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -276,9 +276,12 @@ class ChildResult(_message.Message):
     CALL_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OUTPUTS_URI_FIELD_NUMBER: _builtins.int
     call: _builtins.int
     outputs: _builtins.bytes
     """a serialized flytelike.core.v1.LiteralMap"""
+    outputs_uri: _builtins.str
+    """where such bytes are stored (outputs too large to send inline)"""
     @_builtins.property
     def error(self) -> Global___Error: ...
     def __init__(
@@ -287,12 +290,13 @@ class ChildResult(_message.Message):
         call: _builtins.int = ...,
         outputs: _builtins.bytes = ...,
         error: Global___Error | None = ...,
+        outputs_uri: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "outputs", b"outputs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "outputs", b"outputs", "outputs_uri", b"outputs_uri"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "error", b"error", "outcome", b"outcome", "outputs", b"outputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "error", b"error", "outcome", b"outcome", "outputs", b"outputs", "outputs_uri", b"outputs_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["outputs", "error"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["outputs", "error", "outputs_uri"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 

@@ -1,0 +1,124 @@
+"""The commented configuration file ``flytelike config init`` writes: every setting, its meaning and its default.
+
+Every line that sets something is commented out, so the file as written changes nothing; uncommenting a line (and
+its table's header) sets that key. The settings come from the schema (:class:`~flytelike._config.Settings`), so a
+new setting appears here by itself; its description must be added to ``DESCRIPTIONS`` (a test checks that each
+one has one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DESCRIPTIONS", "EXAMPLES", "config_template"]
+
+DESCRIPTIONS: dict[str, str] = {
+    "home": "Where run records (runs.sqlite3) and the output cache (cache.sqlite3) are kept. The config file of\n"
+    "the home is always the one FLYTELIKE_HOME (or ~/.flytelike) names; this only moves records and cache.",
+    "local": "How runs on this machine treat Resources.",
+    "local.resources": "check: fail memory that can never fit and warn for cpu/GPUs; strict: fail those too;\n"
+    "ignore: run everything anyway.",
+    "local.workers": "Warm worker processes for fl.Local(process=True) tasks (at least 1; more than the machine\n"
+    "holds, one per core and 256 MiB each, is lowered to that). Default: one per core.",
+    "accelerators": "Devices added to the catalog, or more partitions/aliases for a known one: one table\n"
+    "each, with name, device_class, max_quantity, partitions, aliases.",
+    "store": "The blob store that carries code, inputs and outputs to tasks running elsewhere.",
+    "store.url": 'file:///absolute/path or s3://bucket/prefix; empty ("") means file://$FLYTELIKE_HOME/store.',
+    "store.endpoint_url": "An S3-compatible server (MinIO, Ceph, moto) for s3:// URLs. Default: none (AWS).",
+    "controller": "How tasks running elsewhere reach the process that runs their run.",
+    "controller.bind": "Where the controller listens when a task runs off this process tree: HOST or HOST:PORT\n"
+    "(no port: any free one).",
+    "controller.address": "The HOST:PORT tasks are told to call back on, when it is not the bound one (a tunnel,\n"
+    'a NAT); "" means the bound address.',
+    "controller.token": "Set by the controller in a task's environment (the run's own credential); never set by\nhand.",
+    "kubernetes": "Where and how tasks run as pods.",
+    "kubernetes.kubeconfig": 'The kubeconfig file; "" means KUBECONFIG or ~/.kube/config, else the in-cluster\n'
+    "service account.",
+    "kubernetes.context": 'The kubeconfig context; "" means its current one.',
+    "kubernetes.namespace": "Namespace of the pods (a task's fl.Kubernetes(namespace=) wins).",
+    "kubernetes.image": "Image of pods whose task names none (it needs Python and flytelike).",
+    "kubernetes.entrypoint": "The command before the entrypoint's arguments.",
+    "kubernetes.service_account": 'Service account of the pods; "" means the namespace\'s default.',
+    "kubernetes.gpu_product_label": "The node label that selects a GPU type.",
+    "kubernetes.tpu_accelerator_label": "The node label that selects a TPU type.",
+    "kubernetes.tpu_topology_label": "The node label that selects a TPU slice topology.",
+    "kubernetes.mig_strategy": "single: a MIG profile as a node label; mixed: nvidia.com/mig-<profile> resources.",
+    "kubernetes.pending_timeout": "Seconds a pod may stay unschedulable before the attempt fails (an INFRA failure).",
+    "kubernetes.image_pull_grace": "Seconds of ImagePullBackOff before the attempt fails (a USER failure).",
+}
+
+# Shown for settings whose default cannot be written in TOML (none), as an example of a value.
+EXAMPLES: dict[str, Any] = {
+    "local.workers": 4,
+    "store.endpoint_url": "http://127.0.0.1:9000",
+}
+
+_DEFAULT_HOME = "~/.flytelike"
+_ACCELERATOR_EXAMPLE = """\
+# [[accelerators]]
+# name = "RTX6000"
+# device_class = "nvidia-gpu"
+# max_quantity = 4
+# partitions = []
+# aliases = ["RTX 6000 Ada"]
+"""
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    # A JSON string is a valid TOML basic string (the same escapes).
+    return json.dumps(str(value))
+
+
+def _comment(text: str) -> str:
+    return "".join(f"# {line}\n" for line in text.splitlines())
+
+
+def _key(name: str, field: dataclasses.Field[Any], default: Any) -> str:
+    """One key: its description, then the key commented out with its default (or an example value)."""
+    key = field.name
+    out = _comment(DESCRIPTIONS.get(name, ""))
+    if default is None:
+        out += f"# {key} = {_toml(EXAMPLES[name])}  # an example; not set by default\n"
+    else:
+        out += f"# {key} = {_toml(default)}\n"
+    return out
+
+
+def config_template(settings_cls: type) -> str:
+    """The commented TOML file for ``settings_cls`` (:class:`~flytelike._config.Settings`)."""
+    head = (
+        "# flytelike configuration. Every line that sets something is commented out and shows the default:\n"
+        "# uncomment a key (and the [table] line above it) to change it. Later sources win over this file:\n"
+        "# ./flytelike.toml, then FLYTELIKE_* environment variables (FLYTELIKE_LOCAL__RESOURCES=strict), then\n"
+        "# command-line flags. `flytelike config show` prints each setting's value and where it came from.\n"
+    )
+    scalars: list[str] = []
+    tables: list[str] = []
+    for f in dataclasses.fields(settings_cls):
+        if not f.init:
+            continue
+        if f.name == "accelerators":
+            tables.append(_comment(DESCRIPTIONS[f.name]) + _ACCELERATOR_EXAMPLE)
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            lines = _comment(DESCRIPTIONS.get(f.name, "")) + f"# [{f.name}]\n"
+            for sub in dataclasses.fields(default):
+                lines += _key(f"{f.name}.{sub.name}", sub, getattr(default, sub.name))
+            tables.append(lines)
+        elif f.name == "home":
+            scalars.append(_comment(DESCRIPTIONS["home"]) + f"# home = {_toml(_DEFAULT_HOME)}\n")
+        else:
+            scalars.append(_key(f.name, f, default))
+    return head + "\n" + "\n".join(scalars + tables)
