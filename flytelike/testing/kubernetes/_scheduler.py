@@ -18,7 +18,7 @@ from flytelike.testing.kubernetes._client import ApiClient, HttpError, Informer
 from flytelike.testing.kubernetes._fit import NodeFit, unschedulable_message
 from flytelike.testing.kubernetes._status import now
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "post_event"]
 
 JSON = dict[str, Any]
 NAME: Final = "default-scheduler"

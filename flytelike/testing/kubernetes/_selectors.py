@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from flytelike.testing.kubernetes._status import bad_request
 
-__all__ = ["FIELDS", "FieldSelector", "LabelSelector"]
+__all__ = ["FIELDS", "FieldSelector", "LabelSelector", "selects"]
 
 JSON = dict[str, Any]
 

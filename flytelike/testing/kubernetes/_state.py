@@ -11,11 +11,11 @@ from aiohttp import web
 
 from flytelike.testing.kubernetes._faults import COMPONENT_AGENT, Counters, Faults
 from flytelike.testing.kubernetes._selectors import FieldSelector, LabelSelector, selects
-from flytelike.testing.kubernetes._status import ApiError, bad_request, not_found
+from flytelike.testing.kubernetes._status import bad_request, not_found
 from flytelike.testing.kubernetes._store import Store
 from flytelike.testing.kubernetes._watch import WatchSettings, list_response, watch_response
 
-__all__ = ["ServerConfig", "ServerState"]
+__all__ = ["ServerConfig", "ServerState", "read_json", "success"]
 
 JSON = dict[str, Any]
 
@@ -94,7 +94,3 @@ def success(code: int = 200, **details: Any) -> web.Response:
     if details:
         body["details"] = details
     return web.json_response(body, status=code)
-
-
-def api_error_response(error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.code, headers=error.headers)
