@@ -17,9 +17,8 @@ import textwrap
 import time
 from pathlib import Path
 
-import anyio
-
 import _common
+import anyio
 from _common import Row
 
 TASKS = 200
@@ -54,7 +53,10 @@ async def _measure(file: Path) -> tuple[dict[str, int], float, int]:
     module = load_file(file)
     async with KubernetesEmulator() as cluster:
         settings = load_settings(
-            kubernetes={"kubeconfig": str(cluster.kubeconfig_path), "entrypoint": [sys.executable, "-m", "flytelike.entry"]}
+            kubernetes={
+                "kubeconfig": str(cluster.kubeconfig_path),
+                "entrypoint": [sys.executable, "-m", "flytelike.entry"],
+            }
         )
         started = time.perf_counter()
         async with Runtime(settings=settings, platform="kubernetes") as runtime:

@@ -28,7 +28,7 @@ from flytelike._context import TaskContext
 from flytelike._context import current_group as _current_group
 from flytelike._context import reset_submitter as _reset_submitter
 from flytelike._context import set_submitter as _set_submitter
-from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Values
+from flytelike._executor import ActionRecord, AttemptInput, AttemptResult, ExecTask, Stream, Values
 from flytelike._loader import tasks_in
 from flytelike._platforms import Platform
 from flytelike._proto.core.v1 import tasks_pb2
@@ -103,7 +103,7 @@ class TaskIndex:
         context = self.context
         if context is None:
             return resolved
-        cache = resolved.cache
+        cache = resolved.cache if context.cache else None
         if context.overwrite_cache and cache is not None:
             cache = dataclasses.replace(cache, behavior="override")
         # The run's env vars are defaults: a task's own win.
@@ -152,13 +152,9 @@ class Submitter:
         self.index = index
         self.loop_thread = loop_thread
 
-    def log(self, text: str) -> None:
+    def log(self, text: str, stream: Stream = "out") -> None:
         """Keep what the action printed (flytelike._capture calls it)."""
-        logs = self.action.logs
-        if logs is None:
-            self.action.logs = [text]
-        else:
-            logs.append(text)
+        self.run.logs.append(self.action.id, self.attempt, text, stream)
 
     def submit(self, task: Task[..., Any], values: Mapping[str, Any]) -> Awaitable[Any]:
         if threading.get_ident() != self.loop_thread:

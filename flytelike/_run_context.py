@@ -56,6 +56,7 @@ class RunContext:
         labels: recorded on the run (``flytelike runs show``), for people and tools to find it by.
         env_vars: environment variables for every task, under the tasks' own ``env_vars``.
         overwrite_cache: every cached task runs and overwrites its cached result (``Cache(behavior="override")``).
+        cache: False: no task of the run reads or writes the cache (a test that must run every task).
         record_outputs: keep every action's outputs in the run records, so that a rerun can recover them
             (``flytelike run`` does; it costs an encoding per action, so the library's default is off).
         rerun_of: the earlier run this run repeats (recorded on the run).
@@ -70,6 +71,7 @@ class RunContext:
     record_outputs: bool = False
     rerun_of: str | None = None
     recover: bool = False
+    cache: bool = True
 
     @classmethod
     def build(
@@ -82,6 +84,7 @@ class RunContext:
         record_outputs: bool = False,
         rerun_of: str | None = None,
         recover: bool = False,
+        cache: bool = True,
     ) -> RunContext:
         """Checked values; errors name ``with_context.<argument>``."""
         if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
@@ -93,7 +96,7 @@ class RunContext:
             )
         if not isinstance(overwrite_cache, bool):
             raise SpecError("with_context.overwrite_cache", overwrite_cache, "must be True or False", accepted="True")
-        for where, flag in (("record_outputs", record_outputs), ("recover", recover)):
+        for where, flag in (("record_outputs", record_outputs), ("recover", recover), ("cache", cache)):
             if not isinstance(flag, bool):
                 raise SpecError(f"with_context.{where}", flag, "must be True or False", accepted="True")
         if recover and not rerun_of:
@@ -108,6 +111,7 @@ class RunContext:
             record_outputs=record_outputs,
             rerun_of=rerun_of,
             recover=recover,
+            cache=cache,
         )
 
     def merged(self, over: RunContext) -> RunContext:
@@ -120,4 +124,5 @@ class RunContext:
             record_outputs=over.record_outputs or self.record_outputs,
             rerun_of=over.rerun_of or self.rerun_of,
             recover=over.recover or self.recover,
+            cache=over.cache and self.cache,
         )

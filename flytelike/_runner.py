@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from flytelike._platforms import Platform
 from flytelike._run_context import RunContext
 from flytelike._runtime import RunHandle, Runtime
 from flytelike._task import Task
+from flytelike.errors import FlytelikeError
 
 __all__ = ["RunHandle", "Runner", "run", "run_async"]
 
@@ -78,6 +80,7 @@ class Runner:
         labels: Mapping[str, str] | None = None,
         env_vars: Mapping[str, str] | None = None,
         overwrite_cache: bool = False,
+        cache: bool = True,
     ) -> Runner:
         """A runner like this one whose runs have run-scoped defaults (Flyte's ``with_runcontext``).
 
@@ -86,6 +89,7 @@ class Runner:
             labels: recorded on each run (``flytelike runs show``).
             env_vars: environment variables for every task of the run; a task's own ``env_vars`` win.
             overwrite_cache: every cached task runs and overwrites its cached result.
+            cache: False: no task reads or writes the cache (tests that must run every task).
 
         Returns:
             A new Runner (this one is unchanged); calling ``with_context`` on it again merges with these.
@@ -100,7 +104,9 @@ class Runner:
             >>> handle.outputs, handle.id.startswith("nightly-")
             ('full', True)
         """
-        added = RunContext.build(name=name, labels=labels, env_vars=env_vars, overwrite_cache=overwrite_cache)
+        added = RunContext.build(
+            name=name, labels=labels, env_vars=env_vars, overwrite_cache=overwrite_cache, cache=cache
+        )
         return Runner(
             platform=self.platform,
             local_resources=self._runtime_args["local_resources"],
@@ -122,8 +128,20 @@ class Runner:
             handle.cancel()
 
     def run(self, task: Task[..., Any], /, *args: Any, **inputs: Any) -> RunHandle:
-        """Run ``task`` to completion and return its handle; raises the task's error if it failed."""
-        return anyio.run(lambda: self.run_async(task, *args, **inputs))
+        """Run ``task`` to completion and return its handle; raises the task's error if it failed.
+
+        Raises:
+            FlytelikeError: called inside a running event loop (an async function or test): await ``run_async``
+                there.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(lambda: self.run_async(task, *args, **inputs))
+        raise FlytelikeError(
+            "fl.run() was called inside a running event loop (an async function or an async test), which it would "
+            "block: use `await fl.run_async(task, ...)` (or `await runner.run_async(...)`) there"
+        )
 
     async def run_async(self, task: Task[..., Any], /, *args: Any, **inputs: Any) -> RunHandle:
         """As :meth:`run`, from inside an event loop."""

@@ -45,6 +45,7 @@ from google.protobuf.message import DecodeError
 
 from flytelike._backends import BackendInput, load_backend
 from flytelike._backends._remote import RemoteServices
+from flytelike._capture import echo
 from flytelike._config import ResourcePolicy, Settings, load_settings
 from flytelike._executor import (
     Backend,
@@ -63,7 +64,7 @@ from flytelike._proto.core.v1 import literals_pb2, tasks_pb2
 from flytelike._reachable import reachable_tasks
 from flytelike._run_context import RunContext
 from flytelike._run_handle import RunHandle
-from flytelike._storage import CacheStore, KeyLock, RecordStore, has_blobs, pin_local
+from flytelike._storage import CacheStore, KeyLock, LogSpool, RecordStore, has_blobs, pin_local
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
 
@@ -352,6 +353,7 @@ class Runtime:
             rerun_of=context.rerun_of,
         )
         run = self._executor.new_run(record, record_outputs=context.record_outputs, recovery=recovery)
+        run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions, echo=echo)
         handle = RunHandle(run, task.full_name)
         self._runs.add(run)
         # The bytes recorded for a rerun are the root's literal inputs too: they are not encoded twice.
@@ -399,6 +401,8 @@ class Runtime:
         )
         await self._remote.run_bundle(record.id, spec.bundle.removeprefix("sha256:"), spec.module)
         run = self._executor.new_run(record)
+        # Its tasks' output is kept for `flytelike logs`, not echoed: no one here printed it.
+        run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions)
         handle = RunHandle(run, task.name)
         self._runs.add(run)
         self._tg.start_soon(self._execute, handle, task, Values(data=spec.inputs), None)
@@ -408,7 +412,13 @@ class Runtime:
         assert self._executor is not None
         run = handle.run
         try:
-            outputs = await self._executor.execute(run, task, inputs)
+            try:
+                outputs = await self._executor.execute(run, task, inputs)
+            finally:
+                # Before the handle says the run ended: its output is on disk once fl.run returns.
+                if isinstance(run.logs, LogSpool):
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(run.logs.close)
             if result is None:  # a run from a template: its outputs stay literal bytes
                 value = outputs.data()
             else:

@@ -35,6 +35,8 @@ from flytelike._executor import (
     Backend,
     Encoder,
     ExecTask,
+    LogSink,
+    TailOnly,
     Values,
 )
 from flytelike._invoke import Invoker, TaskIndex
@@ -107,6 +109,11 @@ class DirectRun:
     id: str = "contract-run"
     children: list[str] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, ActionRecord] = field(default_factory=dict)
+    logs: LogSink = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logs = TailOnly(self.actions)
 
     def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
         return self.call(parent, task, inputs, None, action_id=action_id)
@@ -129,7 +136,7 @@ class DirectRun:
         self.children.append(child)
 
         async def attempt() -> Any:
-            record = ActionRecord(self.id, child, parent.id, task.name, task.version)
+            record = self.actions[child] = ActionRecord(self.id, child, parent.id, task.name, task.version)
             result = await self.backend.run_attempt(AttemptInput(self, record, task, inputs, 1, task.memory))
             return result.outputs if convert is None else convert(result.outputs)
 
@@ -158,6 +165,7 @@ class Harness:
         task = self.task(name)
         record = ActionRecord("contract-run", "0", None, task.name, task.version)
         run = DirectRun(self.backend)
+        run.actions["0"] = record
         self.last_run = run
         result = await self.backend.run_attempt(AttemptInput(run, record, task, self.inputs(name, **values), 1, memory))
         return result, record

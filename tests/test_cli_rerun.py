@@ -176,7 +176,7 @@ def test_recover_reuses_what_succeeded_and_runs_only_the_rest(project: Project) 
         "0.1": ("succeeded", None),
         "0.2": ("recovered", first.id),
     }
-    assert "0.0 rerun.step recovered" in recovered.stderr
+    assert "4 actions (2 recovered, 2 succeeded)" in recovered.stderr  # the plain view's summary
     shown = invoke("runs", "show", second.id).output
     assert "recovered 2 action(s)" in shown
     assert any(line.split()[:3] == ["0.2", "rerun.step", "recovered"] for line in shown.splitlines())

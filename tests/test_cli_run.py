@@ -359,9 +359,13 @@ def test_the_command_in_a_subprocess(tasks_file: Path, isolated_config: Path) ->
     assert ok.returncode == 0, ok.stderr
     doc = json.loads(ok.stdout)
     assert doc["outputs"] == [0, 1]
-    # Not a terminal: progress as plain lines on stderr, one per state change.
-    assert f"0 {env_of(tasks_file)}.numbers succeeded" in ok.stderr
-    assert f"0.1 {env_of(tasks_file)}.square succeeded" in ok.stderr
+    # Not a terminal: progress as plain lines on stderr, the run's start and its summary; with -v, every change.
+    assert f"{env_of(tasks_file)}.numbers started" in ok.stderr
+    assert "succeeded in" in ok.stderr
+    assert "3 actions (3 succeeded)" in ok.stderr
+    verbose = subprocess_run("-v", tasks_file, "numbers", "--n", "2", home=isolated_config)
+    assert f"0 {env_of(tasks_file)}.numbers succeeded" in verbose.stderr
+    assert f"0.1 {env_of(tasks_file)}.square succeeded" in verbose.stderr
 
     failed = subprocess_run("--no-progress", tasks_file, "breaks", home=isolated_config)
     assert failed.returncode == 1

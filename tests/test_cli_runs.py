@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from flytelike._cli._runs import _error_summary, logs, runs
+from flytelike._cli._logs import logs
+from flytelike._cli._runs import _error_summary, runs
 from flytelike._config import load_settings
 from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState

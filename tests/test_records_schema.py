@@ -142,7 +142,7 @@ def test_a_schema_1_file_opens_and_is_migrated(db: Path) -> None:
         assert store.events("old1") == [event(1, run_id="old1")]
 
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == _records.SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _records.SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with RecordStore(db) as store:  # opening a migrated file again changes nothing
         assert store.run("old1") == again
@@ -150,8 +150,9 @@ def test_a_schema_1_file_opens_and_is_migrated(db: Path) -> None:
 
 def test_migration_2_appends_to_migration_1() -> None:
     # Migrations are append-only: the first one is what files in the wild were made by.
-    assert len(_records._MIGRATIONS) == 4
+    assert len(_records._MIGRATIONS) == 5
     assert _records._MIGRATIONS[0][0].startswith("CREATE TABLE runs (")
     assert any("CREATE TABLE events" in s for s in _records._MIGRATIONS[1])
     assert any("group_name" in s for s in _records._MIGRATIONS[2])
     assert any("recovered_from" in s for s in _records._MIGRATIONS[3])
+    assert any("log_path" in s for s in _records._MIGRATIONS[4])

@@ -89,8 +89,9 @@ def test_help_does_not_import_the_runtime(argv: list[str], isolated_config: Path
 
 # What the hello run must not load: the worker pool and the worker protocol are for tasks with
 # fl.Local(process=True); the Kubernetes and Batch classes for tasks that name those platforms; the template view
-# for `flytelike show`.
+# for `flytelike show`; rich for the live view, which only a terminal gets.
 NOT_FOR_HELLO = [
+    "rich",
     "flytelike._backends.local._process_pool",
     "flytelike._backends.local._connection",
     "flytelike._backends.local._memory",
@@ -105,9 +106,12 @@ NOT_FOR_HELLO = [
 ]
 
 
-def test_the_hello_run_imports_neither_the_worker_pool_nor_unused_platforms(isolated_config: Path) -> None:
+@pytest.mark.parametrize("progress", ["--no-progress", "--progress"])
+def test_the_hello_run_imports_neither_the_worker_pool_nor_unused_platforms(
+    progress: str, isolated_config: Path
+) -> None:
     code = (
-        "sys.argv = ['flytelike', 'run', '--no-progress', 'examples/hello.py', 'main']\n"
+        f"sys.argv = ['flytelike', 'run', '{progress}', 'examples/hello.py', 'main']\n"
         "from flytelike._cli import main\n"
         "main()\n"
     )

@@ -20,7 +20,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("flytelike._cli._run", "run", "Run a task of a Python file."),
     "runs": ("flytelike._cli._runs", "runs", "List earlier runs; `runs show RUN` for one run's action tree."),
     "rerun": ("flytelike._cli._rerun", "rerun", "Run an earlier run's task again; --recover reuses what succeeded."),
-    "logs": ("flytelike._cli._runs", "logs", "Print what a run's tasks wrote to stdout and stderr."),
+    "logs": ("flytelike._cli._logs", "logs", "Print what a run's tasks wrote to stdout and stderr."),
     "serialize": ("flytelike._cli._serialize", "serialize", "Write protobuf task templates of a file's tasks."),
     "show": ("flytelike._cli._serialize", "show", "Print one task's template."),
     "bundle": ("flytelike._cli._bundle", "bundle", "Show what of a project would ship as its code bundle."),

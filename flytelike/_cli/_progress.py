@@ -1,28 +1,35 @@
-"""Progress of a running run on stderr: a live action tree on a terminal, plain lines otherwise.
+"""Progress of a running run on stderr when it is not a terminal (a log file, a pipe, CI): plain lines.
 
-Both follow the run's events (the same events a watch of a remote run streams): the plain view prints one line per
-transition, the live view redraws the tree when something changed. Large fan-outs are folded: siblings running the
-same task show as one line with counts per state, so a 10,000-way ``asyncio.gather`` stays a few lines tall.
+The view follows the run's events (the same events a watch of a remote run streams). How much it says depends on
+the verbosity ``flytelike run`` was given:
+
+- ``normal`` (the default): one line when the run starts, one per action that failed or timed out (with the first
+  line of its error), and a summary of the action states when it ends;
+- ``verbose`` (``-v``): one line per state change of every action, as well;
+- ``quiet`` (``-q``): only the failures.
+
+On a terminal the live action tree of :mod:`flytelike._cli._live` is shown instead.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, TextIO
-
-import anyio
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from flytelike._executor import ActionRecord, ActionState, Event
 
 if TYPE_CHECKING:
     from flytelike._runtime import RunHandle
 
-__all__ = ["live_view", "plain_view"]
+__all__ = ["VERBOSITIES", "Verbosity", "plain_view", "state_counts"]
 
-_FOLD = 4
-_PLAIN_LINES = 200
+Verbosity = Literal["quiet", "normal", "verbose"]
+VERBOSITIES: tuple[Verbosity, ...] = ("quiet", "normal", "verbose")
+
+_FAILED = frozenset({ActionState.FAILED, ActionState.TIMED_OUT})
 
 
 def _dur(r: ActionRecord) -> str:
@@ -30,91 +37,59 @@ def _dur(r: ActionRecord) -> str:
     return "" if d is None else f"{d:.2f}s"
 
 
-def _tree(run: RunHandle, width: int) -> list[str]:
-    children: dict[str | None, list[ActionRecord]] = defaultdict(list)
-    for r in list(run.actions().values()):
-        children[r.parent].append(r)
-    lines: list[str] = []
-
-    def walk(parent: str | None, depth: int) -> None:
-        kids = children.get(parent, [])
-        by_task: dict[str, list[ActionRecord]] = defaultdict(list)
-        labelled: dict[str, list[ActionRecord]] = defaultdict(list)
-        for k in kids:
-            (by_task[k.task] if k.group_name is None else labelled[k.group_name]).append(k)
-        for name, members in labelled.items():  # an fl.group: always one folded node
-            counts = Counter(r.state.value for r in members)
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            lines.append(f"{'  ' * depth}group {name} x{len(members)}: {summary}"[:width])
-        for task, group in by_task.items():
-            pad = "  " * depth
-            if len(group) > _FOLD:
-                counts = Counter(r.state.value for r in group)
-                summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                lines.append(f"{pad}{task} x{len(group)}: {summary}"[:width])
-                continue
-            for r in group:
-                attempts = f" attempt {r.attempts}" if r.attempts > 1 else ""
-                lines.append(f"{pad}{r.id:<8} {r.task:<30} {r.state.value:<10} {_dur(r):>8}{attempts}"[:width])
-                walk(r.id, depth + 1)
-
-    walk(None, 0)
-    return lines
+def _first_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    # A traceback's last line is the exception; anything else is best told by its first line.
+    return lines[-1].strip() if lines[0].startswith("Traceback") else lines[0].strip()
 
 
-async def live_view(run: RunHandle, stream: TextIO = sys.stderr) -> None:
-    """Redraw the action tree in place, at most five times a second and only after a change, until cancelled."""
-    drawn = 0
-    changed = anyio.Event()
-
-    async def watch() -> None:
-        nonlocal changed
-        async for _ in run.events():
-            changed.set()
-
-    def draw() -> None:
-        nonlocal drawn
-        lines = _tree(run, 110)[:40]
-        stream.write(("\x1b[1A\x1b[2K" * drawn) + "".join(line + "\n" for line in lines))
-        stream.flush()
-        drawn = len(lines)
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            while True:
-                await changed.wait()
-                changed = anyio.Event()
-                draw()
-                await anyio.sleep(0.2)
-    finally:
-        draw()
+def state_counts(records: Iterable[ActionRecord]) -> str:
+    """``3 succeeded, 1 failed``: how many actions are in each state, most frequent first."""
+    counts = Counter(r.state.value for r in records)
+    return ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-async def plain_view(run: RunHandle, stream: TextIO = sys.stderr) -> None:
-    """One line per action state change (up to a limit, then a periodic summary), for logs and pipes."""
-    printed = 0
+async def plain_view(run: RunHandle, stream: TextIO | None = None, verbosity: Verbosity = "normal") -> None:
+    """Print the run's progress as plain lines to ``stream`` (default: stderr) until it ends or is cancelled."""
+    stream = stream or sys.stderr
     start = time.monotonic()
-    last_summary = start
     actions = run.actions()
+    talk = verbosity != "quiet"
+
+    def stamp() -> str:
+        return f"[{time.monotonic() - start:7.2f}s]"
 
     def emit(event: Event) -> None:
-        nonlocal printed, last_summary
-        if event.state == ActionState.QUEUED:
+        state = ActionState(event.state)
+        if state is ActionState.QUEUED:
             return
-        if printed < _PLAIN_LINES:
-            record = actions.get(event.action)
-            task = record.task if record is not None else "?"
-            took = _dur(record) if record is not None and ActionState(event.state).done else ""
-            stream.write(f"[{time.monotonic() - start:7.2f}s] {event.action} {task} {event.state} {took}\n")
-            printed += 1
+        record = actions.get(event.action)
+        task = record.task if record is not None else "?"
+        if state in _FAILED:
+            error = _first_line(record.error) if record is not None else ""
+            stream.write(f"{stamp()} {event.action} {task} {state.value}: {error}\n")
+        elif verbosity == "verbose":
+            took = _dur(record) if record is not None and state.done else ""
+            why = f" ({event.reason})" if event.reason else ""
+            stream.write(f"{stamp()} {event.action} {task} {state.value}{why} {took}".rstrip() + "\n")
+        else:
             return
-        now = time.monotonic()
-        if now - last_summary > 5:
-            counts = Counter(r.state.value for r in list(actions.values()))
-            stream.write(f"[{now - start:7.2f}s] " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n")
-            last_summary = now
-
-    async for event in run.events():
-        emit(event)
         stream.flush()
+
+    events = run.events()
+    if talk:
+        stream.write(f"run {run.id}: {run.task} started (flytelike runs show {run.id})\n")
+        stream.flush()
+    try:
+        async for event in events:
+            emit(event)
+    finally:
+        if talk:
+            records = list(actions.values())
+            elapsed = time.monotonic() - start
+            stream.write(
+                f"run {run.id} {run.state} in {elapsed:.2f}s: {len(records):,} actions ({state_counts(records)})\n"
+            )
+            stream.flush()

@@ -25,7 +25,6 @@ import click
 
 from flytelike._cli._completion import complete_run_ids
 from flytelike._cli._params import as_default, from_json, label_option, name_option, task_command
-from flytelike._cli._progress import live_view, plain_view
 from flytelike._cli._run import (
     _exit,
     _fail,
@@ -33,6 +32,7 @@ from flytelike._cli._run import (
     _nothing,
     _showwarning,
     _stop_like_ctrl_c,
+    _view,
     admission_hint,
 )
 from flytelike._cli._runs import _run_records
@@ -150,7 +150,7 @@ def rerun(
         labels = {**json.loads(earlier.labels_json or "{}"), **label}
         context = RunContext.build(name=name, labels=labels, record_outputs=True, rerun_of=earlier.id, recover=recover)
         platform = with_ or (earlier.platform if earlier.platform != "local" else None)
-        view = (live_view if sys.stderr.isatty() else plain_view) if progress else None
+        view = _view(progress, verbose=False, quiet=False)
         runner = Runner(platform=platform, progress=view, context=context)
         handle = runner.run(task, **values)
     except click.ClickException as e:

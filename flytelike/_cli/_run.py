@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ import click
 
 from flytelike._cli._completion import TaskInputsCompletion, complete_task_inputs, complete_task_names
 from flytelike._cli._params import inputs_from_file, label_option, name_option, reject_unknown_option, task_command
-from flytelike._cli._progress import live_view, plain_view
+from flytelike._cli._progress import Verbosity, plain_view
 from flytelike._files import Dir, File
 from flytelike._loader import find_task, load_file
 from flytelike._run_context import RunContext
@@ -132,6 +133,21 @@ def _nothing() -> None:
     """Nothing to restore."""
 
 
+def _view(progress: bool, verbose: bool, quiet: bool) -> Any:
+    """The progress view for these flags: the live tree on a terminal, plain lines elsewhere, or none."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet cannot be given together")
+    if not progress:
+        return None
+    if sys.stderr.isatty() and not quiet:
+        # Imported here: rich costs a run's start-up a fifth, and runs to a pipe or a file do not use it.
+        from flytelike._cli._live import live_view
+
+        return live_view
+    verbosity: Verbosity = "quiet" if quiet else "verbose" if verbose else "normal"
+    return functools.partial(plain_view, verbosity=verbosity)
+
+
 def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     click.echo(f"Warning: {message}", err=True)
 
@@ -156,6 +172,8 @@ def _showwarning(message: Warning | str, category: type[Warning], *_: Any, **__:
 )
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", help="How to print outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show the action tree while it runs (stderr).")
+@click.option("-v", "--verbose", is_flag=True, help="Not on a terminal: a line for every state change of every action.")
+@click.option("-q", "--quiet", is_flag=True, help="Only failures on stderr (no live tree, start line or summary).")
 @name_option
 @label_option
 @click.option(
@@ -171,6 +189,8 @@ def run(
     local_resources: str | None,
     output: str,
     progress: bool,
+    verbose: bool,
+    quiet: bool,
     name: str | None,
     label: dict[str, str],
     inputs_file: str | None,
@@ -208,9 +228,7 @@ def run(
         )
         if not isinstance(values, dict):  # --help was printed
             return
-        view = None
-        if progress:
-            view = live_view if sys.stderr.isatty() else plain_view
+        view = _view(progress, verbose, quiet)
         # Outputs are recorded so that `flytelike rerun --recover` can reuse what succeeded.
         context = RunContext.build(name=name, labels=label, record_outputs=True)
         runner = Runner(platform=with_, local_resources=local_resources, progress=view, context=context)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""``flytelike runs``, ``flytelike runs show RUN`` and ``flytelike logs RUN [ACTION]``: earlier runs, from the records.
+"""``flytelike runs`` and ``flytelike runs show RUN``: earlier runs, from the records.
 
 Thin shells over :class:`~flytelike._storage.RecordStore`; the store is found through the settings
 (``Settings.db_path``), like everything else that depends on ``$FLYTELIKE_HOME``. Output is plain text (or JSON
@@ -31,7 +31,7 @@ from flytelike._policies import parse_duration
 from flytelike._storage import RecordStore
 from flytelike.errors import FlytelikeError, SpecError
 
-__all__ = ["logs", "runs"]
+__all__ = ["runs"]
 
 # Exit code for "no such run/action", the same as click's usage errors: the argument was wrong.
 _NOT_FOUND = 2
@@ -403,26 +403,3 @@ def show(run_id: str, show_all: bool, output: str) -> None:
             click.echo(errors[i])
         for note in notes.get(i, ()):
             click.echo(note)
-
-
-@click.command()
-@click.argument("run_id", metavar="RUN")
-@click.argument("action_id", metavar="[ACTION]", required=False)
-def logs(run_id: str, action_id: str | None) -> None:
-    """Print what a run's tasks printed (stdout and stderr, as captured).
-
-    RUN is a run id or a unique prefix of one. Without ACTION, every action that printed anything is shown under a
-    header line `== ACTION TASK ==`.
-    """
-    with _run_records(run_id) as (store, run):
-        if action_id is None:
-            text = store.logs(run.id)
-        else:
-            action = store.action(run.id, action_id)
-            if action is None:
-                _fail(f"run {run.id} has no action {action_id!r} (see `flytelike runs show {run.id}`)")
-            text = "".join(action.logs or ())
-    if not text:
-        click.echo("(no output captured)", err=True)
-        return
-    click.echo(text, nl=not text.endswith("\n"))

@@ -2,6 +2,7 @@
 
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._executor import Executor, ExecutorInput
+from flytelike._executor._logs import STREAMS, TAIL_CHARS, LogSink, Stream, TailOnly, keep_tail
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import (
     AdmitInput,
@@ -17,6 +18,8 @@ from flytelike._executor._run import Run, RunInput
 from flytelike._executor._values import Encoder, Values
 
 __all__ = [
+    "STREAMS",
+    "TAIL_CHARS",
     "ActionRecord",
     "ActionState",
     "AdmitInput",
@@ -31,6 +34,7 @@ __all__ = [
     "ExecutorInput",
     "FailureKind",
     "Lease",
+    "LogSink",
     "Recorder",
     "Recovered",
     "Run",
@@ -38,5 +42,8 @@ __all__ = [
     "RunRecord",
     "RunState",
     "Spawner",
+    "Stream",
+    "TailOnly",
     "Values",
+    "keep_tail",
 ]

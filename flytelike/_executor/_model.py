@@ -185,7 +185,9 @@ class ActionRecord:
     error_type: str | None = None
     platform: str = "local"
     cache_key: str | None = None
-    # None until the action first prints: most never do, and a list per action weighs on memory and the collector.
+    # The last characters the action printed (at most twice TAIL_CHARS, see flytelike._executor._logs): the whole
+    # output is in the run's log files. None until the action first prints: most never do, and a list per action
+    # weighs on memory and the collector.
     logs: list[str] | None = None
     failure_kind: str | None = None  # a FailureKind value (user, system, oom, timeout, infra) when it failed
     group_name: str | None = None  # the fl.group it was started in
@@ -194,6 +196,7 @@ class ActionRecord:
     inputs_digest: str | None = None
     outputs: bytes | None = None
     recovered_from: str | None = None  # the run whose recorded outputs it reused (state RECOVERED)
+    log_path: str | None = None  # the folder of its attempts' log files (<attempt>.log), once one was written
 
     @property
     def duration(self) -> float | None:

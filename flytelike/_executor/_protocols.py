@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
 
 from flytelike._executor._events import Event
+from flytelike._executor._logs import LogSink
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord
 from flytelike._executor._values import Encoder, Values
 
@@ -29,9 +30,11 @@ __all__ = [
 
 
 class Spawner(Protocol):
-    """The part of a run that backends see: its id, and starting child actions of a running action."""
+    """The part of a run that backends see: its id, where attempts' output goes, and starting child actions of a
+    running action."""
 
     id: str
+    logs: LogSink
 
     def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
         """Start a child action of ``parent`` and return an awaitable of its output Values.
@@ -71,7 +74,7 @@ class AttemptInput(NamedTuple):
 
     Attributes:
         run: the run, to start child actions with.
-        action: the action's record (a backend may set ``peak_memory``, ``cpu_time`` and append to ``logs``).
+        action: the action's record (a backend may set ``peak_memory`` and ``cpu_time``; output goes to ``run.logs``).
         task: the task, compiled from its template.
         inputs: literal bytes, plus the Python values when they come from this process.
         attempt: 1 for the first attempt.

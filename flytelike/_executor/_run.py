@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from flytelike._executor._cache_key import cache_key, recovery_digest
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
+from flytelike._executor._logs import LogSink, TailOnly
 from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
@@ -108,6 +109,8 @@ class Run:
         self._keep = spec.record_outputs or self._recovery is not None
         self._record_outputs = spec.record_outputs
         self.actions: dict[str, ActionRecord] = {}
+        # What the run's attempts print; the runtime replaces it with a spool to files.
+        self.logs: LogSink = TailOnly(self.actions)
         self._live: dict[str, _Live] = {}
         self._dirty: dict[str, ActionRecord] = {}
         self._seq = 0

@@ -68,6 +68,7 @@ ACTION_COLUMNS = (
     "inputs_digest",
     "outputs",
     "recovered_from",
+    "log_path",
 )
 # In Event field order.
 EVENT_COLUMNS = ("run_id", "seq", "action", "state", "attempt", "time", "kind", "reason")
@@ -148,6 +149,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE actions ADD COLUMN outputs BLOB",
         "ALTER TABLE actions ADD COLUMN recovered_from TEXT",
     ),
+    (
+        # Output moved to log files (flytelike._storage._spool); `logs` keeps only a tail of it.
+        "ALTER TABLE actions ADD COLUMN log_path TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -203,6 +208,7 @@ def action_row(a: ActionRecord) -> tuple[Any, ...]:
         a.inputs_digest,
         a.outputs,
         a.recovered_from,
+        a.log_path,
     )
 
 
@@ -249,13 +255,14 @@ def action_from_row(row: Sequence[Any]) -> ActionRecord:
         error_type=row[16],
         platform=row[17],
         cache_key=row[18],
-        # Logs were joined on write; they come back as one chunk (or none), which is all readers need.
+        # The tail was joined on write; it comes back as one chunk (or none), which is all readers need.
         logs=[row[19]] if row[19] else None,
         failure_kind=row[20],
         group_name=row[21],
         inputs_digest=row[22],
         outputs=row[23],
         recovered_from=row[24],
+        log_path=row[25],
     )
 
 

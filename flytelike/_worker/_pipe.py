@@ -4,7 +4,8 @@ The parent (:mod:`flytelike._backends.local._process_pool`) writes frames of the
 (:mod:`flytelike._worker._frames`) to this process's stdin and reads frames from its stdout. At start-up both
 descriptors are moved off fds 0 and 1, which then point at ``/dev/null``: fds 0, 1 and 2 belong to the task, and a
 task that prints or reads input must never corrupt the protocol. During a job fds 1 and 2 point at ``LOG_PATH``,
-so that output written by C code is captured too; the whole output comes back in ``Done.logs``.
+so that output written by C code is captured too; it goes to the parent in ``Logs`` frames while the job runs
+and the rest in ``Done.logs``.
 
 The worker sends ``Ready`` once, then answers each ``Start`` with exactly one ``Done``; the end of its input means
 stop. While a job that takes calls runs, its task's calls go out as ``SubmitChild`` and come back as
@@ -29,6 +30,8 @@ import re
 import resource
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -54,6 +57,8 @@ _TEMPLATES_KEPT = 256
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _RSS_SLACK = 1 << 20
 _TASKS_PRUNED_AT = 1024
+_STREAM_EVERY = 0.1  # seconds between Logs frames of a running job
+_FRAME_BYTES = 1 << 20  # most output in one Logs frame
 
 
 class _Peak:
@@ -155,29 +160,68 @@ def _affinity(cpus: tuple[int, ...]) -> Iterator[None]:
 
 class _Log:
     """The task's output: fds 1 and 2 point at the log file for the worker's life; a job's output is what was
-    appended while it ran. The file is emptied between jobs once it has grown large."""
+    appended while it ran. The file is emptied between jobs once it has grown large.
 
-    def __init__(self, fd: int) -> None:
+    While a job runs, a thread sends what it printed as ``Logs`` frames every 0.1 s, so the parent shows and keeps
+    it as it is written; the ``Done`` carries only the rest. A job shorter than that sends no ``Logs`` at all.
+    """
+
+    def __init__(self, fd: int, channel: Channel | None = None) -> None:
         self.fd = fd
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        self._channel = channel
+        self._lock = threading.Lock()
+        self._running = threading.Condition(self._lock)
+        self._live = False  # a job runs
+        self._sent = 0  # the offset up to which its output went out in Logs frames
+        if channel is not None:
+            threading.Thread(target=self._stream, name="flytelike-logs", daemon=True).start()
 
     def start(self) -> int:
         _flush()
         size = os.fstat(self.fd).st_size
         if size > _MAX_LOG_BYTES:
             os.ftruncate(self.fd, 0)
-            return 0
+            size = 0
+        with self._running:
+            self._live, self._sent = True, size
+            self._running.notify()
         return size
 
     def since(self, start: int) -> str:
         _flush()
+        with self._lock:
+            self._live = False
+            start = max(start, self._sent)
         end = os.fstat(self.fd).st_size
         if end <= start:
             return ""
         first = max(start, end - _MAX_LOG_BYTES)
         text = os.pread(self.fd, end - first, first).decode("utf-8", errors="replace")
         return f"[... first {first - start} bytes of output dropped ...]\n{text}" if first > start else text
+
+    def _stream(self) -> None:
+        assert self._channel is not None
+        while True:
+            with self._running:
+                while not self._live:
+                    self._running.wait()
+            time.sleep(_STREAM_EVERY)
+            with self._lock:
+                # Under the lock: since() waits, so every Logs frame of a job goes out before its Done.
+                while self._live:
+                    end = os.fstat(self.fd).st_size
+                    if end <= self._sent:
+                        break
+                    data = os.pread(self.fd, min(end - self._sent, _FRAME_BYTES), self._sent)
+                    if not data:
+                        break
+                    try:
+                        self._channel.send(Message(logs=worker_pb2.Logs(data=data)))
+                    except OSError:  # the parent is gone
+                        return
+                    self._sent += len(data)
 
 
 def _flush() -> None:
@@ -328,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
     channel = Channel(requests, replies)
-    worker = _Worker(_Log(log_fd), channel)
+    worker = _Worker(_Log(log_fd, channel), channel)
     channel.send(Message(ready=worker_pb2.Ready(pid=os.getpid())))
     with contextlib.suppress(OSError):  # the parent is gone
         start = channel.next_start()

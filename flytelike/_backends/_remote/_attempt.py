@@ -143,9 +143,7 @@ async def read_attempt(
     metrics = await _optional(store.get(launch.keys.metrics))
     if not logs_seen and not services.streamed_logs(run, action, attempt.attempt):
         logs = await _optional(store.get(launch.keys.logs))
-        text = logs.decode("utf-8", "replace") if logs is not None else output
-        if text:
-            action.logs = [*(action.logs or ()), text]
+        run.logs.append(action.id, attempt.attempt, logs if logs is not None else output, "all")
     outputs = await _optional(store.get(launch.keys.outputs))
     error = await _optional(store.get(launch.keys.error)) if outputs is None else None
     peak, cpu = _metrics(metrics)

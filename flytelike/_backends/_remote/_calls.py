@@ -76,16 +76,11 @@ class RunCalls:
             return worker_pb2.ChildResult(call=child.call, error=_frames.call_error(e))
 
     def logs(self, action_id: str, attempt: int, data: bytes) -> None:
-        found = self._actions.get(action_id)
-        if found is None or not data:
+        if action_id not in self._actions or not data:
             return
-        action = found[0]
         self._streamed.add((action_id, attempt))
-        text = data.decode("utf-8", "replace")
-        if action.logs is None:
-            action.logs = [text]
-        else:
-            action.logs.append(text)
+        # The task's process sends stdout and stderr as one stream, interleaved as written.
+        self._run.logs.append(action_id, attempt, data, "all")
 
     def heartbeat(self, action_id: str, attempt: int) -> None:
         key = (action_id, attempt)

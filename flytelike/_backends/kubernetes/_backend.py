@@ -302,11 +302,11 @@ class KubernetesBackend:
                 pull_since = None
             if seen.state == "running" and not following and not launch.calls_back:
                 following = True
-                tg.start_soon(self._stream_logs, namespace, name, logs, action)
+                tg.start_soon(self._stream_logs, namespace, name, logs, attempt)
             with anyio.move_on_after(timeout):
                 await changed.wait()
 
-    async def _stream_logs(self, namespace: str, name: str, logs: list[str], action: ActionRecord) -> None:
+    async def _stream_logs(self, namespace: str, name: str, logs: list[str], attempt: AttemptInput) -> None:
         assert self.api is not None
         try:
             response = await self.api.logs(namespace, name, CONTAINER, follow=True)
@@ -314,12 +314,9 @@ class KubernetesBackend:
             return
         try:
             async for chunk in response.content.iter_any():
-                text = chunk.decode("utf-8", "replace")
-                logs.append(text)
-                if action.logs is None:
-                    action.logs = [text]
-                else:
-                    action.logs.append(text)
+                logs.append(chunk.decode("utf-8", "replace"))
+                # The container's stdout and stderr come as one stream, interleaved as written.
+                attempt.run.logs.append(attempt.action.id, attempt.attempt, chunk, "all")
         except Exception:  # the stream was cut (the pod ended or the connection dropped): what came is kept
             return
         finally:

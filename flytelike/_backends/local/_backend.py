@@ -127,6 +127,12 @@ class LocalBackend:
         return self._in_worker(attempt)
 
     async def logs(self, action: ActionRecord, attempt: int) -> str:
+        folder = action.log_path
+        if folder is not None:
+            path = Path(folder) / f"{attempt}.log"
+            data = await anyio.to_thread.run_sync(_read_or_none, path)
+            if data is not None:
+                return data.decode("utf-8", errors="replace")
         return "".join(action.logs or ())
 
     async def start_pool(self) -> ProcessPool:
@@ -170,22 +176,29 @@ class LocalBackend:
             cuda_visible_devices=",".join(map(str, sorted(gpus))) if self.capacity.gpus else None,
             env=parts.env,
         )
+        # The worker writes stdout and stderr to one file: its output is one stream, interleaved as written. It
+        # comes as the job runs, and the rest with its end.
+        sink = attempt.run.logs
+        streamed: list[int] = []
+
+        def on_logs(data: bytes) -> None:
+            streamed.append(len(data))
+            sink.append(action.id, attempt.attempt, data, "all")
+
         try:
-            result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task))
+            result = await pool.run(job, on_call=self._calls_from(attempt.run, action, task), on_logs=on_logs)
         except TaskProcessError as e:
-            if e.logs:
-                action.logs = [*(action.logs or ()), e.logs]
+            sink.append(action.id, attempt.attempt, e.logs, "all")
             raise TaskCodeError(e.type_name, e.message, e.traceback_text) from None
         except (OutOfMemoryError, BackendError) as e:
-            logs = getattr(e, "logs", "")
-            if logs:
-                action.logs = [*(action.logs or ()), logs]
+            # A worker that died mid-job leaves the tail of its log file, which repeats what was streamed.
+            if not streamed:
+                sink.append(action.id, attempt.attempt, getattr(e, "logs", ""), "all")
             raise
         finally:
             self._free_cpus |= cpus
             self._free_gpus |= gpus
-        if result.logs:
-            action.logs = [*(action.logs or ()), result.logs]
+        sink.append(action.id, attempt.attempt, result.logs, "all")
         return AttemptResult(Values(data=result.outputs), peak_memory=result.peak_memory, cpu_time=result.cpu_time)
 
     def _calls_from(self, run: Spawner, action: ActionRecord, caller: ExecTask) -> OnCall:
@@ -207,6 +220,13 @@ class LocalBackend:
         taken = set(sorted(free)[:n])
         free -= taken
         return taken
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 WORKER_MEMORY = 256 * 1024**2

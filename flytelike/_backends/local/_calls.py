@@ -116,12 +116,17 @@ class JobCalls:
         send: writes one message to the worker.
         on_call: runs a call; ``None`` refuses every call (the job was started without calls).
         place: the job's place in the pool, given up while calls are outstanding.
+        on_logs: takes what the job printed as it comes (``Logs`` frames); ``None`` drops it (the rest of the output
+            still comes with the ``Done``).
     """
 
-    def __init__(self, send: Send, on_call: OnCall | None, place: Place) -> None:
+    def __init__(
+        self, send: Send, on_call: OnCall | None, place: Place, on_logs: Callable[[bytes], None] | None = None
+    ) -> None:
         self._send = send
         self._on_call = on_call
         self._place = place
+        self._on_logs = on_logs
         self._scopes: dict[int, anyio.CancelScope] = {}
 
     async def until_done(self, receive: Receive) -> worker_pb2.Done | None:
@@ -169,7 +174,10 @@ class JobCalls:
             scope = self._scopes.get(message.cancel_child.call)
             if scope is not None:
                 scope.cancel()
-        elif which not in ("logs", "heartbeat"):
+        elif which == "logs":
+            if self._on_logs is not None:
+                self._on_logs(message.logs.data)
+        elif which != "heartbeat":
             raise ProtocolError(f"the worker sent {which!r} while running a job")
 
     @staticmethod

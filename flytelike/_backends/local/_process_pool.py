@@ -6,8 +6,8 @@ round trip over a pipe. Each worker (``python -m flytelike._worker``) reads fram
 on its stdout; no pickle crosses the pipe: the job carries the task's template and its inputs as literal bytes,
 the answer the outputs as literal bytes or a structured error. The worker moves both pipes off fds 0 and 1 first,
 so the task's own stdin/stdout/stderr never touch the protocol. Output of a job (including C-level writes) goes to
-a per-worker log file in a directory the pool owns, which the worker returns with its answer and which the pool
-reads itself when a worker dies mid-job.
+a per-worker log file in a directory the pool owns; the worker sends it in ``Logs`` frames while the job runs
+(``on_logs``) and the rest with its answer, and the pool reads the file itself when a worker dies mid-job.
 
 While a job runs, its task may call other tasks: the worker sends ``SubmitChild``, which the pool serves with the
 job's ``on_call`` while it waits for the job's ``Done`` (see :mod:`flytelike._backends.local._calls`). A job
@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import anyio
@@ -163,13 +163,17 @@ class ProcessPool:
                 folder, self._dir = self._dir, None
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
 
-    async def run(self, job: ProcessJob, on_call: OnCall | None = None) -> ProcessResult:
+    async def run(
+        self, job: ProcessJob, on_call: OnCall | None = None, on_logs: Callable[[bytes], None] | None = None
+    ) -> ProcessResult:
         """Run ``job`` on a free worker and return what it produced.
 
         Args:
             job: what to run.
             on_call: serves the tasks the job's task calls (it returns the child's serialized outputs, or raises);
                 the calls are cancelled with the job. Without it, calls inside the task are plain function calls.
+            on_logs: takes the job's output while it runs (a job of more than 0.1 s); the result's ``logs`` (or
+                the error's) hold the rest.
 
         Raises:
             TaskProcessError: the task raised.
@@ -215,7 +219,7 @@ class ProcessPool:
             keep = False
             self._begin(worker, job, place)
             try:
-                done, peak_seen = await self._exchange(worker, job, on_call, place)
+                done, peak_seen = await self._exchange(worker, job, on_call, place, on_logs)
                 # A MemoryError can leave the worker's heap fragmented and large: start the next job afresh.
                 keep = not (done.WhichOneof("outcome") == "error" and done.error.kind == Kind.OOM)
             finally:
@@ -382,9 +386,14 @@ class ProcessPool:
         return worker
 
     async def _exchange(
-        self, worker: Worker, job: ProcessJob, on_call: OnCall | None, place: Place
+        self,
+        worker: Worker,
+        job: ProcessJob,
+        on_call: OnCall | None,
+        place: Place,
+        on_logs: Callable[[bytes], None] | None = None,
     ) -> tuple[worker_pb2.Done, int]:
-        calls = JobCalls(worker.send, on_call, place)
+        calls = JobCalls(worker.send, on_call, place, on_logs)
         watch: MemoryWatch | None = None
         group = worker.cgroup if job.memory_limit else None
         oom_kills = 0
