@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from kubernetes.aio import client, config
 
+from flytelike._backends.kubernetes._emulated import registration_path, running_emulator
 from flytelike._cli import cli
 from flytelike.testing.kubernetes import NodeSpec, load_nodes
 
@@ -80,7 +81,7 @@ def test_importing_the_cli_and_testing_does_not_load_aiohttp() -> None:
     assert done.stdout.strip() == "False"
 
 
-async def test_the_cli_serves_until_sigterm(tmp_path: Path) -> None:
+async def test_the_cli_serves_until_sigterm(tmp_path: Path, isolated_config: Path) -> None:
     path = tmp_path / "nodes.yaml"
     path.write_text(NODES)
     command = [
@@ -105,6 +106,11 @@ async def test_the_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert "NOT a real cluster" in text
         kubeconfig = next(line.split("=", 1)[1] for line in text.splitlines() if "export KUBECONFIG=" in line)
         assert f"export FLYTELIKE_KUBERNETES__KUBECONFIG={kubeconfig}" in text
+        # Registered under FLYTELIKE_HOME, so the backend finds it with no cluster configured.
+        found = running_emulator(isolated_config)
+        assert found is not None
+        assert found.kubeconfig == kubeconfig
+        assert found.entrypoint == (sys.executable, "-m", "flytelike.entry")
         api = await config.new_client_from_config(kubeconfig)
         async with api:
             nodes = await client.CoreV1Api(api).list_node()
@@ -113,3 +119,4 @@ async def test_the_cli_serves_until_sigterm(tmp_path: Path) -> None:
         with anyio.fail_after(10):
             assert await process.wait() == 0
     assert not Path(kubeconfig).exists()  # the emulator cleaned up after itself
+    assert not registration_path(isolated_config).exists()
