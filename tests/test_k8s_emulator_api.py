@@ -264,3 +264,34 @@ def test_the_manifests_used_here_pass_the_strict_schema() -> None:
     bad["spec"]["containers"][0]["cpus"] = 2
     with pytest.raises(kubernetes_validate.ValidationError, match="cpus"):
         validate(bad)
+
+
+async def test_the_stricter_checks_can_be_relaxed_to_the_real_servers() -> None:
+    async with KubernetesEmulator(strict_names=False, strict_fields=False) as k8s:
+        long = "a" * 100  # a DNS subdomain of up to 253 characters is a valid pod name
+        status, body, _ = await raw(k8s, "POST", "/api/v1/namespaces/default/pods", manifest(long, nodeName="n"))
+        assert (status, body["metadata"]["name"]) == (201, long)
+        pod = manifest("b", nodeName="n")
+        pod["spec"]["unknownField"] = 1
+        status, body, headers = await raw(k8s, "POST", "/api/v1/namespaces/default/pods", pod)
+        assert status == 201
+        assert "unknownField" not in body["spec"]
+        assert headers["Warning"] == '299 - "unknown field "spec.unknownField""'
+
+
+async def test_logs_of_a_pod_with_two_containers_need_a_container_name(v1: client.CoreV1Api) -> None:
+    pod = manifest("two", nodeName="nowhere")
+    pod["spec"]["containers"].append({"name": "side", "image": "busybox:1", "command": ["true"]})
+    await v1.create_namespaced_pod("default", pod)
+    with pytest.raises(ApiException) as error:
+        await v1.read_namespaced_pod_log("two", "default")
+    assert (
+        status_of(error.value)["message"]
+        == "a container name must be specified for pod two, choose one of: [main side]"
+    )
+    with pytest.raises(ApiException) as error:
+        await v1.read_namespaced_pod_log("two", "default", container="main")
+    assert status_of(error.value)["message"] == 'container "main" in pod "two" is waiting to start: ContainerCreating'
+    with pytest.raises(ApiException) as error:
+        await v1.read_namespaced_pod_log("two", "default", container="nope")
+    assert status_of(error.value)["message"] == "container nope is not valid for pod two"
