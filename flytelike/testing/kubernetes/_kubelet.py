@@ -13,7 +13,7 @@ import socket
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import anyio
 import anyio.abc
@@ -164,7 +164,9 @@ class Kubelet:
         await response.prepare(request)
         path = worker.log_path(container)
         with contextlib.suppress(ConnectionError):
-            async with await anyio.open_file(path, "rb") as source:
+            # Opened and closed on the loop (a local file: no wait), not in a worker thread: a request cancelled
+            # because its client went away would lose a file opened or closed there, and leave it open.
+            with open(path, "rb") as source:
                 await self._stream(response, source, process, follow=follow, tail=tail, limit=limit)
             await response.write_eof()
         return response
@@ -172,7 +174,7 @@ class Kubelet:
     @staticmethod
     async def _stream(
         response: web.StreamResponse,
-        source: anyio.AsyncFile[bytes],
+        source: BinaryIO,
         process: Launched,
         *,
         follow: bool,
@@ -181,19 +183,19 @@ class Kubelet:
     ) -> None:
         sent = 0
         if tail is not None:
-            lines = (await source.read()).splitlines(keepends=True)
+            lines = (await anyio.to_thread.run_sync(source.read)).splitlines(keepends=True)
             first = b"".join(lines[-tail:] if tail > 0 else [])
             await response.write(first[:limit] if limit is not None else first)
             sent += len(first)
         while limit is None or sent < limit:
-            chunk = await source.read(_CHUNK if limit is None else min(_CHUNK, limit - sent))
+            chunk = await anyio.to_thread.run_sync(source.read, _CHUNK if limit is None else min(_CHUNK, limit - sent))
             if chunk:
                 await response.write(chunk)
                 sent += len(chunk)
                 continue
             if not follow or process.exit is not None:
                 # Ended: what it wrote before ending is in the file now; send the rest, then stop.
-                rest = await source.read() if process.exit is not None else b""
+                rest = await anyio.to_thread.run_sync(source.read) if process.exit is not None else b""
                 if rest:
                     await response.write(rest if limit is None else rest[: limit - sent])
                 break
