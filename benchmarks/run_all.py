@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 
 import _common
+import bench_commands
 import bench_first_record
 import bench_local
 import bench_memory
 import bench_process
 import bench_startup
 
-MODULES = [bench_local, bench_startup, bench_process, bench_memory, bench_first_record]
+MODULES = [bench_local, bench_startup, bench_process, bench_memory, bench_first_record, bench_commands]
 
 
 def main() -> None:

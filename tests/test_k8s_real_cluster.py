@@ -1,6 +1,7 @@
 """The Kubernetes backend on a real cluster: runs only when asked for, and is skipped with the reason otherwise.
 
-    FLYTELIKE_REAL_K8S=1 KUBECONFIG=~/.kube/config FLYTELIKE_STORE__URL=s3://bucket/prefix pytest tests/test_k8s_real_cluster.py
+    FLYTELIKE_REAL_K8S=1 KUBECONFIG=~/.kube/config FLYTELIKE_STORE__URL=s3://bucket/prefix \\
+        pytest tests/test_k8s_real_cluster.py
 
 The cluster's pods must reach the store and this machine's controller (``[controller] bind`` / ``address``), and
 ``[kubernetes] image`` must have flytelike installed (see docs/kubernetes.md).

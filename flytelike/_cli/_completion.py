@@ -14,15 +14,13 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
-from flytelike._config import load_settings
+from flytelike._cli._run_ids import complete_run_ids
 from flytelike._loader import find_task, load_file, tasks_in
-from flytelike._storage import RecordStore
 from flytelike._task import Task
 
 __all__ = ["TaskInputsCompletion", "complete_run_ids", "complete_task_inputs", "complete_task_names", "completion"]
 
 _SHELLS = ("bash", "zsh", "fish")
-_RUN_IDS = 50  # the most recent runs offered
 
 
 def _tasks(ctx: click.Context) -> dict[str, Task[..., Any]]:
@@ -73,19 +71,6 @@ class TaskInputsCompletion(click.Command):
         if ctx.params.get("task"):
             return complete_task_inputs(ctx, None, incomplete)
         return super().shell_complete(ctx, incomplete)
-
-
-def complete_run_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    """Ids of recent runs from the records, newest first, with their task and state."""
-    try:
-        path = load_settings().db_path
-        if not path.exists():  # completing never creates an empty records file
-            return []
-        with RecordStore(path) as store:
-            runs = store.runs(limit=_RUN_IDS)
-    except Exception:
-        return []
-    return [CompletionItem(r.id, help=f"{r.task} {r.state.value}") for r in runs if r.id.startswith(incomplete)]
 
 
 @click.command()

@@ -10,11 +10,16 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import anyio
 import click
+
+from flytelike._backends.kubernetes._emulated import register, unregister
+from flytelike._config import load_settings
+from flytelike.errors import FlytelikeError
 
 if TYPE_CHECKING:
     from flytelike.testing.kubernetes import KubernetesEmulator, NodeSpec
@@ -57,28 +62,42 @@ def _describe(node: NodeSpec) -> str:
     return f"{node.name} ({amounts}{'; ' + ', '.join(extras) if extras else ''})"
 
 
-async def _serve(emulator: KubernetesEmulator, nodes: tuple[NodeSpec, ...]) -> None:
+async def _serve(emulator: KubernetesEmulator, nodes: tuple[NodeSpec, ...], home: Path) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emulator as k8s:
             path = k8s.kubeconfig_path
-            lines = [
-                "flytelike Kubernetes emulator: NOT a real cluster. Pods' commands run as local processes;",
-                "images are neither pulled nor run, and there is no pod networking.",
-                f"API server:  {k8s.url}",
-                "nodes:       " + "\n             ".join(_describe(n) for n in nodes),
-                f"kubeconfig:  {path}",
-                "",
-                "To use it:",
-                f"  export KUBECONFIG={path}",
-                f"  export FLYTELIKE_KUBERNETES__KUBECONFIG={path}",
-                "",
-                "Running until Ctrl-C (or SIGTERM).",
-            ]
-            click.echo("\n".join(lines))
-            sys.stdout.flush()
-            async for signum in signals:
-                click.echo(f"{signal.Signals(signum).name}: stopping the emulator (its pods are killed).")
-                break
+            # Pods run the entrypoint with this interpreter, which has flytelike (a cluster's image would).
+            entrypoint = (sys.executable, "-m", "flytelike.entry")
+            registration = await anyio.to_thread.run_sync(register, home, path, entrypoint)
+            try:
+                await _announce(k8s.url, path, nodes, registration, signals)
+            finally:
+                await anyio.to_thread.run_sync(unregister, registration)
+
+
+async def _announce(
+    url: str, path: Path, nodes: tuple[NodeSpec, ...], registration: Path, signals: AsyncIterator[int]
+) -> None:
+    lines = [
+        "flytelike Kubernetes emulator: NOT a real cluster. Pods' commands run as local processes;",
+        "images are neither pulled nor run, and there is no pod networking.",
+        f"API server:  {url}",
+        "nodes:       " + "\n             ".join(_describe(n) for n in nodes),
+        f"kubeconfig:  {path}",
+        "",
+        "To use it:",
+        f"  export KUBECONFIG={path}",
+        f"  export FLYTELIKE_KUBERNETES__KUBECONFIG={path}",
+        "",
+        f"flytelike run --with kubernetes finds it while it runs, with nothing set (registered in {registration}).",
+        "",
+        "Running until Ctrl-C (or SIGTERM).",
+    ]
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+    async for signum in signals:
+        click.echo(f"{signal.Signals(signum).name}: stopping the emulator (its pods are killed).")
+        break
 
 
 @click.command(short_help="A Kubernetes API server, scheduler and kubelet here.")
@@ -112,15 +131,16 @@ def kubernetes(
     from flytelike.testing.kubernetes import DEFAULT_NODES, KubernetesEmulator, load_nodes
 
     try:
+        home = load_settings().home
         nodes = load_nodes(nodes_file) if nodes_file is not None else DEFAULT_NODES
         k8s = KubernetesEmulator(
             nodes=nodes, fail_rate=fail_rate, port=port, token=token, missing_images=missing_images
         )
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, FlytelikeError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_USAGE)
     try:
-        anyio.run(_serve, k8s, nodes)
+        anyio.run(_serve, k8s, nodes, home)
     except OSError as error:
         click.echo(f"Error: cannot start the emulator: {error}", err=True)
         sys.exit(1)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shlex
 import signal
+import sys
 import threading
 from types import FrameType
 
 import click
 
+from flytelike._backends.batch._emulated import BatchEmulatorInfo, register, unregister
+from flytelike._config import load_settings
 from flytelike.testing import BatchEmulator
 
 __all__ = ["batch"]
@@ -56,11 +59,25 @@ def batch(port: int, fail_rate: float, throttle_rate: float, max_vcpus: int) -> 
             if throttle_rate:
                 emulator.faults.throttle(rate=throttle_rate)
             _describe(emulator, fail_rate, throttle_rate)
+            # `flytelike run --with batch` finds this emulator by itself while it runs (when nothing else is set).
+            registration = register(
+                load_settings().home,
+                BatchEmulatorInfo(
+                    endpoint_url=emulator.endpoint_url,
+                    region=emulator.region,
+                    queue=emulator.queue,
+                    access_key_id=emulator.access_key_id,
+                    secret_access_key=emulator.secret_access_key,
+                    entrypoint=(sys.executable, "-m", "flytelike.entry"),
+                ),
+            )
             try:
                 while not stopped.wait(0.5):
                     pass
             except KeyboardInterrupt:
                 pass
+            finally:
+                unregister(registration)
             click.echo("stopping the emulator: running jobs are killed, its state is dropped", err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -79,7 +96,7 @@ def _describe(emulator: BatchEmulator, fail_rate: float, throttle_rate: float) -
     click.echo(f"bucket    {emulator.bucket}", err=True)
     if fail_rate or throttle_rate:
         click.echo(f"faults    {fail_rate:.0%} of requests fail (500), {throttle_rate:.0%} are throttled", err=True)
-    click.echo("In the shell that runs flytelike:", err=True)
+    click.echo("`flytelike run --with batch ...` in another terminal uses it; or, in any shell:", err=True)
     for name, value in emulator.environment().items():
         click.echo(f"export {name}={shlex.quote(value)}")
     click.echo("Ctrl-C to stop.", err=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from flytelike._cli._labels import parse_label
 from flytelike._files import Dir, File
 from flytelike._interface import Param
 from flytelike._policies import parse_duration
@@ -362,23 +363,6 @@ def task_command(name: str, inputs: tuple[Param, ...], task: str, doc: str | Non
 
 
 # --- the run's own options ---------------------------------------------------------------------------------------
-
-
-def parse_label(text: str) -> tuple[str, str]:
-    """``key=value`` as a label, checked as run labels are.
-
-    Raises:
-        click.BadParameter: not ``key=value``, or a key or value that is not a valid label.
-    """
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not KEY=VALUE; accepted: e.g. team=ml")
-    try:
-        RunContext.build(labels={key: value})
-    except SpecError as e:
-        accepted = f"; accepted: {e.accepted}" if e.accepted else ""
-        raise click.BadParameter(f"{text!r}: {e.problem} ({e.field}={e.value!r}){accepted}") from None
-    return key, value
 
 
 def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:

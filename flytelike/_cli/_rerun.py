@@ -23,7 +23,6 @@ from typing import Any
 
 import click
 
-from flytelike._cli._completion import complete_run_ids
 from flytelike._cli._params import as_default, from_json, label_option, name_option, task_command
 from flytelike._cli._run import (
     _exit,
@@ -35,6 +34,7 @@ from flytelike._cli._run import (
     _view,
     admission_hint,
 )
+from flytelike._cli._run_ids import complete_run_ids
 from flytelike._cli._runs import _run_records
 from flytelike._executor import RunRecord
 from flytelike._loader import find_task, load_file

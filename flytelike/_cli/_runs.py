@@ -23,11 +23,11 @@ from typing import Any, NoReturn
 
 import click
 
-from flytelike._cli._completion import complete_run_ids
-from flytelike._cli._params import parse_label
+from flytelike._cli._labels import parse_label
+from flytelike._cli._run_ids import complete_run_ids
 from flytelike._config import load_settings
+from flytelike._durations import parse_duration
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
-from flytelike._policies import parse_duration
 from flytelike._storage import RecordStore
 from flytelike.errors import FlytelikeError, SpecError
 

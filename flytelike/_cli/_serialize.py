@@ -1,7 +1,9 @@
-"""``flytelike serialize FILE [-o DIR]`` and ``flytelike show FILE TASK --as template [-o json|yaml]``.
+"""``flytelike serialize FILE [-o DIR]`` and ``flytelike show FILE TASK --as template|kubernetes|batch [-o json|yaml]``.
 
 Both load the user's file the way ``flytelike run`` does and build each task's protobuf TaskTemplate; nothing is
 run. Output is deterministic: the same definitions give byte-identical files on every run and machine.
+``--as kubernetes`` prints the pod it would run as; ``--as batch`` the AWS Batch request bodies
+(RegisterJobDefinition, SubmitJob) of the task's first attempt. Nothing is sent.
 """
 
 from __future__ import annotations
@@ -105,10 +107,12 @@ def serialize(file: str, output_dir: str) -> None:
 @click.option(
     "--as",
     "as_",
-    type=click.Choice(["template", "kubernetes"]),
+    type=click.Choice(["template", "kubernetes", "batch"]),
     default="template",
     show_default=True,
-    help="What to show: the protobuf task template, or the pod it would run as (kubernetes).",
+    help="What to show: the protobuf task template, the pod it would run as (kubernetes), or the AWS Batch "
+    "requests (jobDefinition, submitJob) of its first attempt, for an EC2 queue (Fargate when the task sets "
+    "ephemeral_storage); nothing is sent.",
 )
 @click.option(
     "-o",
@@ -125,6 +129,7 @@ def show(file: str, task: str, as_: str, output: str) -> None:
     flytelike show examples/train.py train
     flytelike show examples/train.py train -o yaml
     flytelike show examples/train.py train --as kubernetes -o yaml
+    flytelike show examples/train.py train --as batch
     """
     module = _load(file)
     try:
@@ -142,7 +147,28 @@ def show(file: str, task: str, as_: str, output: str) -> None:
             click.echo(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), nl=False)
         return
     template = _template(found)
+    if as_ == "batch":
+        _show_batch(template, output)
+        return
     if output == "json":
         click.echo(template_json(template), nl=False)
         return
     click.echo(yaml.safe_dump(describe_template(template), sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _show_batch(template: tasks_pb2.TaskTemplate, output: str) -> None:
+    # Imported here: the Batch request mapping (and the executor's task model) only matter to this choice.
+    from flytelike._backends.batch import Compute, show_requests
+    from flytelike._executor import ExecTask
+
+    task = ExecTask.from_template(template)
+    platform = template.platform.batch if template.platform.WhichOneof("kind") == "batch" else None
+    compute: Compute = "FARGATE" if platform is not None and platform.HasField("ephemeral_storage_gib") else "EC2"
+    try:
+        requests = show_requests(task, load_settings(), compute)
+    except FlytelikeError as e:
+        _fail(str(e))
+    if output == "json":
+        click.echo(json.dumps(requests, indent=2, sort_keys=True))
+        return
+    click.echo(yaml.safe_dump(requests, sort_keys=False, allow_unicode=True), nl=False)

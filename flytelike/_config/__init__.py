@@ -35,6 +35,7 @@ from flytelike.errors import ConfigError, SpecError
 
 __all__ = [
     "AcceleratorEntry",
+    "BatchSettings",
     "ControllerSettings",
     "KubernetesSettings",
     "LocalSettings",
@@ -229,6 +230,62 @@ class RemoteSettings:
     tls_ca: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """How tasks run as AWS Batch jobs (``[batch]``; see ``docs/batch.md``).
+
+    ``queue``: the job queue (name or ARN) of tasks whose ``fl.Batch`` names none. ``job_role`` and
+    ``execution_role``: IAM role ARNs (jobRoleArn, executionRoleArn; Fargate needs the latter). ``region`` and
+    ``endpoint_url``: where the Batch and CloudWatch Logs clients go (None: as botocore finds them).
+    ``runnable_timeout``: seconds a job may stay RUNNABLE before its attempt fails as INFRA (default 30 min).
+    ``poll_interval_min`` / ``poll_interval_max``: bounds in seconds of the shared DescribeJobs poll, fast while
+    jobs start or end, slow while all wait in RUNNABLE. ``calls_per_second``: the one budget of every Batch and
+    Logs call of a backend. ``entrypoint``: the command before ``flytelike-entry``'s arguments. ``image``: the
+    image of tasks whose template names none. ``log_group``: the CloudWatch Logs group of the jobs' streams.
+    """
+
+    queue: str = ""
+    job_role: str = ""
+    execution_role: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    runnable_timeout: float = 1800.0
+    poll_interval_min: float = 1.0
+    poll_interval_max: float = 15.0
+    calls_per_second: float = 10.0
+    entrypoint: tuple[str, ...] = ("flytelike-entry",)
+    image: str = ""
+    log_group: str = "/aws/batch/job"
+
+    def __post_init__(self) -> None:
+        for name in ("runnable_timeout", "poll_interval_min", "poll_interval_max", "calls_per_second"):
+            if not getattr(self, name) > 0:
+                raise SpecError(f"BatchSettings.{name}", getattr(self, name), "must be above 0", accepted="e.g. 10")
+        if self.poll_interval_max < self.poll_interval_min:
+            raise SpecError(
+                "BatchSettings.poll_interval_max",
+                self.poll_interval_max,
+                f"is below poll_interval_min ({self.poll_interval_min})",
+                accepted=f">= {self.poll_interval_min}",
+            )
+        if not self.entrypoint or not all(self.entrypoint):
+            raise SpecError(
+                "BatchSettings.entrypoint",
+                list(self.entrypoint),
+                "must name a program (and its first arguments), none of them empty",
+                accepted="['flytelike-entry'] or ['python', '-m', 'flytelike.entry']",
+            )
+        if self.endpoint_url is not None:
+            endpoint = urlsplit(self.endpoint_url)
+            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+                raise SpecError(
+                    "BatchSettings.endpoint_url",
+                    self.endpoint_url,
+                    "is not an http:// or https:// URL",
+                    accepted="e.g. 'http://127.0.0.1:5000'",
+                )
+
+
 def _check_host_port(setting: str, value: str, *, require_port: bool) -> None:
     accepted = "HOST:PORT, e.g. '127.0.0.1:4170' or '[::1]:4170'" if require_port else "HOST or HOST:PORT"
     host, port = value, ""
@@ -269,6 +326,7 @@ class Settings:
         kubernetes: pods (``[kubernetes]``).
         serve: the control plane (``[serve]``).
         remote: the control plane ``--remote`` commands use (``[remote]``).
+        batch: how tasks run as AWS Batch jobs (``[batch]``).
         catalog: the device catalog of these settings: the built-in devices plus ``accelerators``.
     """
 
@@ -280,6 +338,7 @@ class Settings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

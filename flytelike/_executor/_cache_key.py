@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flytelike._executor._model import ExecTask
+from flytelike._executor._exec_task import ExecTask
 from flytelike._proto.core.v1 import literals_pb2
 
 __all__ = ["cache_key", "recovery_digest"]

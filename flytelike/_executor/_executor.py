@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import anyio
 
 from flytelike._executor._events import Event
-from flytelike._executor._model import ExecTask, Recovered, RunRecord, RunState
+from flytelike._executor._exec_task import ExecTask
+from flytelike._executor._model import Recovered, RunRecord, RunState
 from flytelike._executor._protocols import Backend, CacheStore, Recorder
 from flytelike._executor._run import Run, RunInput
 from flytelike._executor._values import Values

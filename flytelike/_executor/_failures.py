@@ -12,7 +12,8 @@ import sys
 import traceback
 
 from flytelike._executor._events import FailureKind
-from flytelike._executor._model import ActionRecord, ExecTask
+from flytelike._executor._exec_task import ExecTask
+from flytelike._executor._model import ActionRecord
 from flytelike.errors import (
     BackendError,
     OutOfMemoryError,

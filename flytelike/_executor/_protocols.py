@@ -12,8 +12,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
 
 from flytelike._executor._events import Event
+from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._logs import LogSink
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, RunRecord
+from flytelike._executor._model import ActionRecord, ActionState, RunRecord
 from flytelike._executor._values import Encoder, Values
 
 __all__ = [

@@ -20,9 +20,10 @@ from google.protobuf.message import DecodeError
 
 from flytelike._executor._cache_key import cache_key, recovery_digest
 from flytelike._executor._events import Event, FailureKind
+from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._logs import LogSink, TailOnly
-from flytelike._executor._model import ActionRecord, ActionState, ExecTask, Recovered, RunRecord, RunState
+from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
@@ -35,7 +36,7 @@ from flytelike.errors import (
 __all__ = ["Run", "RunInput"]
 
 _QUEUED, _WAITING, _RUNNING = ActionState.QUEUED, ActionState.WAITING, ActionState.RUNNING
-_REPORTABLE = frozenset({ActionState.WAITING, ActionState.INITIALIZING, ActionState.RUNNING})
+_REPORTABLE = frozenset({_QUEUED, ActionState.WAITING, ActionState.INITIALIZING, _RUNNING})
 _SUCCEEDED, _CACHED, _FAILED = ActionState.SUCCEEDED, ActionState.CACHED, ActionState.FAILED
 _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, ActionState.TIMED_OUT
 _RECOVERED = ActionState.RECOVERED
@@ -388,6 +389,9 @@ class Run:
         memory = task.memory_limit or task.memory
         reserved = task.memory
         user_left, system_left = task.retries, self._system_retries
+        # A backend whose platform reports its own states (queued, waiting, initializing, running) through
+        # report() says so; the others are running as soon as their attempt starts.
+        reports_states = getattr(backend, "reports_states", False)
         attempt = 0
         while True:
             attempt += 1
@@ -399,7 +403,8 @@ class Run:
                 )
             if record.started is None:
                 record.started = time.time()
-            self._emit(record, _RUNNING)
+            if not reports_states:
+                self._emit(record, _RUNNING)
             try:
                 if task.timeout is None:
                     result = await backend.run_attempt(AttemptInput(self, record, task, inputs, attempt, memory))
@@ -466,7 +471,7 @@ class Run:
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
 
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
-        """A backend's word on a running attempt: WAITING (with the platform's reason), INITIALIZING or RUNNING.
+        """A backend's word on a running attempt: QUEUED, WAITING (with the platform's reason), INITIALIZING or RUNNING.
 
         Only an action that is running an attempt changes; a report arriving after the attempt ended is dropped.
         """

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from flytelike._backends._once import Once
 from flytelike._config import Settings
 from flytelike._executor import ActionRecord, ExecTask, Spawner
 from flytelike._storage import BlobStore, bundle_key, data_key, open_store
@@ -54,7 +55,7 @@ class RemoteServices:
         self._store: BlobStore | None = None
         self._server: ActionServer | None = None
         self._lock = anyio.Lock()
-        self._bundles: dict[str, BundleRef] = {}
+        self._bundles: Once[BundleRef] = Once()
         self._templates: dict[str, str] = {}
         self._runs: dict[str, tuple[RunCalls, str]] = {}
         self._run_bundles: dict[str, BundleRef] = {}
@@ -124,10 +125,13 @@ class RemoteServices:
         return await self.bundle(code_file)
 
     async def bundle(self, code_file: str) -> BundleRef:
-        """The bundle of the project holding ``code_file``, uploaded unless the store has its digest."""
-        found = self._bundles.get(code_file)
-        if found is not None:
-            return found
+        """The bundle of the project holding ``code_file``, uploaded unless the store has its digest.
+
+        Built once per file: the first attempts of a fan-out all wait for the one build and upload.
+        """
+        return await self._bundles.get(code_file, lambda: self._build(code_file))
+
+    async def _build(self, code_file: str) -> BundleRef:
         # Imported here, like the local backend's worker pool: bundling (pathspec, tarfile, gzip) costs the start-up
         # of every run, most of which never bundle anything.
         from flytelike._bundle import build_bundle
@@ -146,9 +150,7 @@ class RemoteServices:
             finally:
                 path.unlink(missing_ok=True)
             self.uploads += 1
-        found = BundleRef(store.url(key), hex_, module_path(bundle.root, code_file))
-        self._bundles[code_file] = found
-        return found
+        return BundleRef(store.url(key), hex_, module_path(bundle.root, code_file))
 
     async def template(self, task: ExecTask) -> str:
         """The URL of the task's serialized template in the store (content-addressed, written once)."""

@@ -53,6 +53,20 @@ class _NoLease:
         pass
 
 
+class _Follow:
+    """The container's log followed into the run's log sink, once the pod runs (one request for the whole pod)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.ended = anyio.Event()
+
+    async def drained(self) -> None:
+        """Wait (briefly) for the followed log to end, which it does soon after the container does."""
+        if self.started:
+            with anyio.move_on_after(2.0):
+                await self.ended.wait()
+
+
 def _failure(message: str, kind: str, *, retryable: bool = True) -> BackendError:
     error = BackendError(message)
     error.failure_kind = kind  # type: ignore[attr-defined]
@@ -252,8 +266,7 @@ class KubernetesBackend:
         waiting_since: float | None = None
         pull_since: float | None = None
         reported: tuple[str, str] | None = None
-        following = False
-        logs: list[str] = []
+        follow = _Follow()
         while True:
             changed = watch.changed(name)
             pod = watch.pods.get(name)
@@ -262,16 +275,11 @@ class KubernetesBackend:
             seen = observe(pod, container=CONTAINER) if pod is not None else Observation("queued")
             now = time.monotonic()
             if seen.state == "failed":
-                return await self._failed(attempt, launch, seen, namespace, name, logs, following)
+                return await self._failed(attempt, launch, seen, namespace, name, follow)
             if seen.state == "ended":
-                await self._logs_after(namespace, name, logs, following, launch)
+                await follow.drained()
                 return await read_attempt(
-                    self._remote,
-                    attempt,
-                    launch,
-                    exit_code=seen.exit_code,
-                    output="".join(logs),
-                    logs_seen=following or bool(logs),
+                    self._remote, attempt, launch, exit_code=seen.exit_code, logs_seen=follow.started
                 )
             state = {"waiting": ActionState.WAITING, "initializing": ActionState.INITIALIZING}.get(
                 seen.state, ActionState.RUNNING if seen.state == "running" else None
@@ -300,40 +308,28 @@ class KubernetesBackend:
                 timeout = min(timeout, left)
             else:
                 pull_since = None
-            if seen.state == "running" and not following and not launch.calls_back:
-                following = True
-                tg.start_soon(self._stream_logs, namespace, name, logs, attempt)
+            if seen.state == "running" and not follow.started and not launch.calls_back:
+                follow.started = True
+                tg.start_soon(self._stream_logs, namespace, name, follow, attempt)
             with anyio.move_on_after(timeout):
                 await changed.wait()
 
-    async def _stream_logs(self, namespace: str, name: str, logs: list[str], attempt: AttemptInput) -> None:
+    async def _stream_logs(self, namespace: str, name: str, follow: _Follow, attempt: AttemptInput) -> None:
         assert self.api is not None
         try:
             response = await self.api.logs(namespace, name, CONTAINER, follow=True)
         except BackendError:
+            follow.ended.set()
             return
         try:
             async for chunk in response.content.iter_any():
-                logs.append(chunk.decode("utf-8", "replace"))
                 # The container's stdout and stderr come as one stream, interleaved as written.
                 attempt.run.logs.append(attempt.action.id, attempt.attempt, chunk, "all")
-        except Exception:  # the stream was cut (the pod ended or the connection dropped): what came is kept
-            return
+        except Exception:
+            pass
         finally:
             response.release()
-
-    async def _logs_after(
-        self, namespace: str, name: str, logs: list[str], following: bool, launch: EntryLaunch
-    ) -> None:
-        """Wait briefly for the followed log to drain; nothing is read again."""
-        if not following:
-            return
-        with anyio.move_on_after(2.0):
-            while True:
-                size = len(logs)
-                await anyio.sleep(0.05)
-                if len(logs) == size:
-                    return
+            follow.ended.set()
 
     async def _failed(
         self,
@@ -342,19 +338,12 @@ class KubernetesBackend:
         seen: Observation,
         namespace: str,
         name: str,
-        logs: list[str],
-        following: bool,
+        follow: _Follow,
     ) -> AttemptResult:
         if seen.failure == "oom":
-            await self._logs_after(namespace, name, logs, following, launch)
+            await follow.drained()
             return await read_attempt(
-                self._remote,
-                attempt,
-                launch,
-                exit_code=seen.exit_code,
-                oom_killed=True,
-                output="".join(logs),
-                logs_seen=following or bool(logs),
+                self._remote, attempt, launch, exit_code=seen.exit_code, oom_killed=True, logs_seen=follow.started
             )
         where = f"pod {namespace}/{name}"
         if seen.failure == "timeout":

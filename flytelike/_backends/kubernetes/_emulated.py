@@ -1,18 +1,16 @@
-"""Where a running ``flytelike emulator kubernetes`` says it is, so ``--with kubernetes`` finds it with nothing set.
-
-The emulator writes ``$FLYTELIKE_HOME/emulators/kubernetes.json`` while it runs (its kubeconfig, the command its
-pods run the entrypoint with, and its process id) and removes it when it stops. The backend uses it only when no
-cluster is configured at all, and only while that process is alive.
-"""
+"""A running ``flytelike emulator kubernetes``, as the backend finds it (see :mod:`flytelike._backends._emulators`)."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from flytelike._backends import _emulators
+
 __all__ = ["Emulator", "register", "registration_path", "running_emulator", "unregister"]
+
+KIND = "kubernetes"
+unregister = _emulators.unregister
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,47 +23,21 @@ class Emulator:
 
 
 def registration_path(home: Path) -> Path:
-    return home / "emulators" / "kubernetes.json"
+    return _emulators.registration_path(home, KIND)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def register(home: Path, kubeconfig: Path, entrypoint: tuple[str, ...]) -> Path:
+    """Say that an emulator runs in this process; :func:`unregister` the returned path when it stops."""
+    return _emulators.register(home, KIND, {"kubeconfig": str(kubeconfig), "entrypoint": list(entrypoint)})
 
 
 def running_emulator(home: Path | None) -> Emulator | None:
     """The emulator registered under ``home``, if its process is alive and its kubeconfig exists."""
-    if home is None:
+    details = _emulators.running(home, KIND)
+    if details is None:
         return None
     try:
-        data = json.loads(registration_path(home).read_text())
-        found = Emulator(str(data["kubeconfig"]), tuple(str(a) for a in data["entrypoint"]), int(data["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        found = Emulator(str(details["kubeconfig"]), tuple(str(a) for a in details["entrypoint"]), int(details["pid"]))
+    except (KeyError, TypeError, ValueError):
         return None
-    if not _alive(found.pid) or not Path(found.kubeconfig).is_file():
-        return None
-    return found
-
-
-def register(home: Path, kubeconfig: Path, entrypoint: tuple[str, ...]) -> Path:
-    """Say that an emulator runs in this process (see the module's docstring); remove the file when it stops."""
-    path = registration_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"kubeconfig": str(kubeconfig), "entrypoint": list(entrypoint), "pid": os.getpid()}))
-    os.replace(tmp, path)
-    return path
-
-
-def unregister(path: Path) -> None:
-    """Remove the registration, if it is still this process's."""
-    try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError, AttributeError):
-        pass
+    return found if Path(found.kubeconfig).is_file() else None

@@ -1,6 +1,6 @@
 """An AWS Batch emulator on moto: Batch, S3 and CloudWatch Logs on a loopback port, jobs run as local processes.
 
-See ``docs/emulators-batch.md``. moto is loaded only when an emulator starts.
+See ``docs/emulators.md``. moto is loaded only when an emulator starts.
 """
 
 from flytelike.testing.batch._emulator import BatchEmulator

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import copy
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -26,6 +26,7 @@ from flytelike.testing.kubernetes._watch import WatchSettings
 __all__ = ["KubernetesEmulator"]
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 class KubernetesEmulator:
@@ -111,18 +112,34 @@ class KubernetesEmulator:
             stack.callback(shutil.rmtree, self._dir, True)
             self.url = await self._server.start(port=self._port)
             stack.push_async_callback(self._server.close)
-            self.kubeconfig_path = self._write_kubeconfig(self._dir / "kubeconfig")
-            tasks = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tasks.cancel_scope.cancel)
+            self.kubeconfig_path = self._dir / "kubeconfig"
+            await anyio.Path(self.kubeconfig_path).write_text(self._kubeconfig(), encoding="utf-8")
             kubelet = Kubelet(self.url, self._nodes, token=self._token, missing_images=self._missing)
-            tasks.start_soon(kubelet.run)
-            tasks.start_soon(Scheduler(self.url, token=self._token).run)
-            await kubelet.ready.wait()
+            scheduler = Scheduler(self.url, token=self._token)
+            # A task of its own rather than a task group held open across __aenter__/__aexit__: test frameworks
+            # (pytest-asyncio's fixtures) enter and leave a context manager from different tasks. It is cancelled
+            # and awaited on exit.
+            components = asyncio.get_running_loop().create_task(self._components(kubelet, scheduler))
+            stack.push_async_callback(_cancel_and_wait, components)
+            ready = asyncio.ensure_future(kubelet.ready.wait())
+            await asyncio.wait({components, ready}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+            if components.done():
+                components.result()  # raises why the kubelet or scheduler could not start
+                raise RuntimeError("the emulator's kubelet and scheduler ended while starting")
         except BaseException:
             await stack.aclose()
             raise
         self._stack = stack
         return self
+
+    @staticmethod
+    async def _components(kubelet: Kubelet, scheduler: Scheduler) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(kubelet.run)
+            tasks.start_soon(scheduler.run)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -131,7 +148,7 @@ class KubernetesEmulator:
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
-    def _write_kubeconfig(self, path: Path) -> Path:
+    def _kubeconfig(self) -> str:
         user: JSON = {"token": self._token} if self._token is not None else {}
         config = {
             "apiVersion": "v1",
@@ -150,14 +167,13 @@ class KubernetesEmulator:
             ],
             "current-context": "flytelike-emulator",
         }
-        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        return path
+        return yaml.safe_dump(config, sort_keys=False)
 
     # --- helpers for tests -------------------------------------------------------------------------------------
 
     def pods(self, namespace: str | None = None) -> list[JSON]:
         """The pods as stored (copies), oldest first."""
-        return self._server.state.store.list("Pod", namespace)
+        return self._server.state.store.listing("Pod", namespace)
 
     def pod(self, name: str, namespace: str = "default") -> JSON | None:
         """One pod as stored (a copy), or None."""
@@ -165,14 +181,14 @@ class KubernetesEmulator:
 
     def events(self, namespace: str | None = None) -> list[JSON]:
         """The events recorded (scheduler and kubelet), oldest first."""
-        return self._server.state.store.list("Event", namespace)
+        return self._server.state.store.listing("Event", namespace)
 
     def nodes(self) -> list[JSON]:
         """The registered nodes."""
-        return self._server.state.store.list("Node")
+        return self._server.state.store.listing("Node")
 
     def secrets(self, namespace: str | None = None) -> list[JSON]:
-        return self._server.state.store.list("Secret", namespace)
+        return self._server.state.store.listing("Secret", namespace)
 
     @property
     def resource_version(self) -> int:
@@ -187,21 +203,51 @@ class KubernetesEmulator:
         """Forget the change history, as an etcd compaction does: any watch resumed from before now gets 410."""
         self._server.state.store.expire_history()
 
-    async def wait_for_pod(
-        self, name: str, predicate: Any, *, namespace: str = "default", timeout: float = 10.0
-    ) -> JSON:
-        """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
+    async def wait_until(self, predicate: Callable[[], T | None], *, timeout: float = 10.0) -> T:
+        """Wait until ``predicate()`` returns something true (checked after every change); returns it.
 
         Raises:
-            TimeoutError: it did not hold within ``timeout`` seconds, with the pod's last state.
+            TimeoutError: it did not within ``timeout`` seconds.
         """
         store = self._server.state.store
         with anyio.move_on_after(timeout):
             while True:
-                pod = store.find("Pod", namespace, name)
-                if predicate(pod):
-                    return copy.deepcopy(pod) if pod is not None else {}
-                await store.wait_for_change(store.resource_version)
-        raise TimeoutError(
-            f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {store.find('Pod', namespace, name)}"
-        )
+                seen = store.resource_version
+                result = predicate()
+                if result:
+                    return result
+                await store.wait_for_change(seen)
+        raise TimeoutError(f"the condition waited for did not hold within {timeout}s")
+
+    async def wait_for_pod(
+        self,
+        name: str,
+        predicate: Callable[[JSON | None], object],
+        *,
+        namespace: str = "default",
+        timeout: float = 10.0,
+    ) -> JSON:
+        """Wait until ``predicate(pod)`` holds for the stored pod (None while it does not exist); returns the pod.
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds, naming the pod and its last state.
+        """
+        store = self._server.state.store
+
+        def check() -> JSON | None:
+            pod = store.find("Pod", namespace, name)
+            return (pod or {"metadata": {"name": name}}) if predicate(pod) else None
+
+        try:
+            return await self.wait_until(check, timeout=timeout)
+        except TimeoutError:
+            last = store.find("Pod", namespace, name)
+            raise TimeoutError(
+                f"pod {namespace}/{name} did not reach the state waited for in {timeout}s: {last}"
+            ) from None
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

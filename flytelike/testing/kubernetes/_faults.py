@@ -141,6 +141,14 @@ def middleware(faults: Faults, counters: Counters, token: str | None) -> Callabl
             return await handler(request)
         except ApiError as error:
             return web.json_response(error.body(), status=error.code, headers=error.headers)
+        except web.HTTPNotFound:
+            missing = ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.json_response(missing.body(), status=404)
+        except web.HTTPMethodNotAllowed:
+            refused = ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+            return web.json_response(refused.body(), status=405)
         except web.HTTPException:
             raise
         except Exception as error:

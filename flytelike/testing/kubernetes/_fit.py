@@ -80,7 +80,7 @@ def _untolerated(taints: list[JSON], tolerations: list[JSON]) -> JSON | None:
 def _expression_matches(labels: Mapping[str, str], expression: JSON) -> bool:
     key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
     present = key in labels
-    value = labels.get(key, "")
+    value = labels.get(str(key), "")
     if operator == "In":
         return present and value in values
     if operator == "NotIn":

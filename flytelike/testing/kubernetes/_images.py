@@ -25,10 +25,15 @@ def image_problem(image: str) -> str | None:
     prefix = f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": '
     m = _REFERENCE.fullmatch(image)
     if m is None:
-        if _REFERENCE.fullmatch(image.lower()):
-            repository = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
-            name = repository if "/" in repository else f"library/{repository}"
-            return prefix + f"invalid reference format: repository name ({name}) must be lowercase"
+        lowered = _REFERENCE.fullmatch(image.lower())
+        if lowered is not None:
+            # Valid but for upper case: the runtime names the repository, as normalised for Docker Hub.
+            first, _, rest = image[: len(lowered["name"])].partition("/")
+            if rest and ("." in first or ":" in first or first == "localhost"):
+                remote = rest  # the path after a registry's domain
+            else:
+                remote = f"{first}/{rest}" if rest else f"library/{first}"
+            return prefix + f"invalid reference format: repository name ({remote}) must be lowercase"
         return prefix + "invalid reference format"
     if len(m["name"]) > _NAME_MAX:
         return prefix + "repository name must not be more than 255 characters"

@@ -13,13 +13,13 @@ import socket
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import anyio
 import anyio.abc
 from aiohttp import web
 
-from flytelike.testing._launcher import Launcher
+from flytelike.testing._launcher import Launched, Launcher
 from flytelike.testing.kubernetes._client import ApiClient, HttpError, Informer
 from flytelike.testing.kubernetes._nodes import NodeSpec
 from flytelike.testing.kubernetes._pod_worker import PodWorker
@@ -98,12 +98,12 @@ class Kubelet:
         worker = self._workers.get(key)
         if worker is not None and worker.pod["metadata"]["uid"] != pod["metadata"]["uid"]:
             worker.scope.cancel()  # a new pod of the same name: the old one is gone
-            self._forget(key)
+            await self._forget(key)
             worker = None
         if type_ == "DELETED":
             if worker is not None:
                 worker.scope.cancel()
-                self._forget(key)
+                await self._forget(key)
             return
         if pod["spec"].get("nodeName") not in self._names:
             return
@@ -128,9 +128,9 @@ class Kubelet:
             if worker.done.is_set():
                 await self._delete_for_good(pod)
 
-    def _forget(self, key: tuple[str, str]) -> None:
+    async def _forget(self, key: tuple[str, str]) -> None:
         worker = self._workers.pop(key)
-        shutil.rmtree(worker.log_dir, ignore_errors=True)
+        await anyio.to_thread.run_sync(shutil.rmtree, worker.log_dir, True)
 
     async def _delete_for_good(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -163,25 +163,40 @@ class Kubelet:
         response.enable_chunked_encoding()
         await response.prepare(request)
         path = worker.log_path(container)
-        sent = 0
-        with contextlib.suppress(ConnectionError), open(path, "rb") as source:
-            if tail is not None:
-                lines = source.read().splitlines(keepends=True)
-                first = b"".join(lines[-tail:] if tail > 0 else [])
-                await response.write(first[:limit] if limit is not None else first)
-                sent += len(first)
-            while limit is None or sent < limit:
-                chunk = source.read(_CHUNK if limit is None else min(_CHUNK, limit - sent))
-                if chunk:
-                    await response.write(chunk)
-                    sent += len(chunk)
-                    continue
-                if not follow or process.exit is not None:
-                    # Ended: what it wrote before ending is in the file now; send the rest, then stop.
-                    rest = source.read() if process.exit is not None else b""
-                    if rest:
-                        await response.write(rest if limit is None else rest[: limit - sent])
-                    break
-                await anyio.sleep(_FOLLOW_POLL)
+        with contextlib.suppress(ConnectionError):
+            # Opened and closed on the loop (a local file: no wait), not in a worker thread: a request cancelled
+            # because its client went away would lose a file opened or closed there, and leave it open.
+            with open(path, "rb") as source:
+                await self._stream(response, source, process, follow=follow, tail=tail, limit=limit)
             await response.write_eof()
         return response
+
+    @staticmethod
+    async def _stream(
+        response: web.StreamResponse,
+        source: BinaryIO,
+        process: Launched,
+        *,
+        follow: bool,
+        tail: int | None,
+        limit: int | None,
+    ) -> None:
+        sent = 0
+        if tail is not None:
+            lines = (await anyio.to_thread.run_sync(source.read)).splitlines(keepends=True)
+            first = b"".join(lines[-tail:] if tail > 0 else [])
+            await response.write(first[:limit] if limit is not None else first)
+            sent += len(first)
+        while limit is None or sent < limit:
+            chunk = await anyio.to_thread.run_sync(source.read, _CHUNK if limit is None else min(_CHUNK, limit - sent))
+            if chunk:
+                await response.write(chunk)
+                sent += len(chunk)
+                continue
+            if not follow or process.exit is not None:
+                # Ended: what it wrote before ending is in the file now; send the rest, then stop.
+                rest = await anyio.to_thread.run_sync(source.read) if process.exit is not None else b""
+                if rest:
+                    await response.write(rest if limit is None else rest[: limit - sent])
+                break
+            await anyio.sleep(_FOLLOW_POLL)

@@ -97,7 +97,7 @@ def label_value(value: str) -> list[str]:
 
 def labels(values: dict[str, str], field: str) -> list[Cause]:
     """The causes for every bad key and value of a label map at ``field``."""
-    causes = []
+    causes: list[Cause] = []
     for key, value in values.items():
         causes.extend(invalid(field, key, p) for p in label_key(key))
         if isinstance(value, str):

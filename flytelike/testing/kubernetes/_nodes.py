@@ -12,6 +12,7 @@ A nodes file is a list (or ``{"nodes": [...]}``) of entries such as::
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,18 @@ class NodeSpec:
                 "conditions": [ready],
                 "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": self.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
-                "nodeInfo": {"kubeletVersion": "v1.37.0-flytelike-emulator", "operatingSystem": "linux"},
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": "",
+                    "containerRuntimeVersion": "flytelike-emulator://local-processes",
+                    "kernelVersion": platform.release(),
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": "v1.37.0-flytelike-emulator",
+                    "machineID": "",
+                    "operatingSystem": "linux",
+                    "osImage": "the machine running the emulator",
+                    "systemUUID": "",
+                },
             },
         }
 

@@ -30,7 +30,7 @@ _PULL_BACKOFF: Final = 0.5
 _log = logging.getLogger(__name__)
 
 
-class _Gone(Exception):
+class _GoneError(Exception):
     """The pod no longer exists on the API server."""
 
 
@@ -83,7 +83,7 @@ class PodWorker:
         with self.scope:
             try:
                 await self._lifecycle()
-            except* _Gone:
+            except* _GoneError:
                 pass
             except* (HttpError, aiohttp.ClientError, OSError) as group:
                 # One pod's trouble with the API server must not stop the kubelet's other pods.
@@ -187,7 +187,10 @@ class PodWorker:
             await self._event("Warning", "InspectFailed", problem)
             await anyio.sleep_forever()
         if image in self._missing:
-            message = f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found'
+            message = (
+                f'Failed to pull image "{image}": rpc error: code = NotFound '
+                f'desc = failed to pull and unpack image "{image}": not found'
+            )
             self._states[name] = {"waiting": {"reason": "ErrImagePull", "message": message}}
             await self._update()
             await self._event("Warning", "Failed", message)
@@ -233,7 +236,7 @@ class PodWorker:
     def status(self) -> JSON:
         """The pod status as the kubelet reports it."""
         running = self._phase == "Running" and all("running" in s for s in self._states.values())
-        conditions = [
+        conditions: list[JSON] = [
             {"type": "PodReadyToStartContainers", "status": "True"},
             {"type": "Initialized", "status": "True"},
             {"type": "Ready", "status": "True" if running else "False"},
@@ -277,7 +280,7 @@ class PodWorker:
             await self._client.request("PUT", f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status", body=body)
         except HttpError as error:
             if error.status == 404:
-                raise _Gone from None
+                raise _GoneError from None
             _log.warning("status of pod %s/%s: %s", self.namespace, self.name, error)
 
 

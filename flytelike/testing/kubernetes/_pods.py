@@ -20,7 +20,7 @@ from flytelike.testing.kubernetes._status import (
     unprocessable,
 )
 
-__all__ = ["decode", "default_pod", "parse_quantity", "qos_class", "validate_pod"]
+__all__ = ["QUANTITY_PATTERN", "decode", "default_pod", "parse_quantity", "qos_class", "requests_of", "validate_pod"]
 
 JSON = dict[str, Any]
 

@@ -105,7 +105,8 @@ class PodsApi:
             raise conflict(
                 "Pod",
                 name,
-                f"Precondition failed: UID in precondition: {precondition['uid']}, UID in object meta: {pod['metadata']['uid']}",
+                f"Precondition failed: UID in precondition: {precondition['uid']}, "
+                f"UID in object meta: {pod['metadata']['uid']}",
             )
         meta = pod["metadata"]
         running = pod["spec"].get("nodeName") and pod.get("status", {}).get("phase") not in _TERMINAL
@@ -129,10 +130,10 @@ class PodsApi:
         )
         deleted = [
             state.store.delete("Pod", namespace, pod["metadata"]["name"])
-            for pod in state.store.list("Pod", namespace)
+            for pod in state.store.listing("Pod", namespace)
             if predicate(pod)
         ]
-        body = {
+        body: JSON = {
             "kind": "PodList",
             "apiVersion": "v1",
             "metadata": {"resourceVersion": str(state.store.resource_version)},

@@ -18,7 +18,7 @@ from flytelike.testing.kubernetes._client import ApiClient, HttpError, Informer
 from flytelike.testing.kubernetes._fit import NodeFit, unschedulable_message
 from flytelike.testing.kubernetes._status import now
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "post_event"]
 
 JSON = dict[str, Any]
 NAME: Final = "default-scheduler"
@@ -82,6 +82,7 @@ class Scheduler:
             elif pod["spec"].get("schedulerName", NAME) == NAME and not pod["metadata"].get("deletionTimestamp"):
                 pending.append((key, pod))
         self._assumed = {k: v for k, v in self._assumed.items() if k in self._pods.objects}
+        self._reported = {k: v for k, v in self._reported.items() if k in self._pods.objects}
         fits = [NodeFit(n, bound[n["metadata"]["name"]]) for n in nodes]
         for key, pod in pending:
             failures = {fit.name: fit.reasons(pod) for fit in fits}

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 
-__all__ = ["SchemaProblems", "check"]
+__all__ = ["SchemaProblems", "check", "preload_schema"]
 
 _SCHEMA_DIR: Final = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 _REF_PREFIX: Final = "#/$defs/"
@@ -47,6 +47,11 @@ def _definitions() -> dict[str, Any]:
     with open(versions[-1] / "_definitions.json", encoding="utf-8") as f:
         defs: dict[str, Any] = json.load(f)["$defs"]
     return defs
+
+
+def preload_schema() -> None:
+    """Read the schema now (it is read on first use otherwise)."""
+    _definitions()
 
 
 def check(obj: object, definition: str) -> SchemaProblems:
@@ -88,11 +93,9 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _walk(value: object, schema: dict[str, Any], path: str, problems: SchemaProblems) -> None:
     schema = _resolve(schema)
-    if "oneOf" in schema:
-        # Only quantities and int-or-strings use oneOf in the core API, and they hold scalars.
-        types = {t for option in schema["oneOf"] for t in _types(option)}
-    else:
-        types = set(_types(schema))
+    # Only quantities and int-or-strings use oneOf in the core API, and they hold scalars.
+    options = schema.get("oneOf", [schema])
+    types = {t for option in options for t in _types(option)}
     actual = _json_type(value)
     if types and actual not in types and not (actual == "integer" and "number" in types):
         if actual != "null":

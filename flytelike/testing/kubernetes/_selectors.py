@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from flytelike.testing.kubernetes._status import bad_request
 
-__all__ = ["FIELDS", "FieldSelector", "LabelSelector"]
+__all__ = ["FIELDS", "FieldSelector", "LabelSelector", "selects"]
 
 JSON = dict[str, Any]
 
@@ -149,12 +149,11 @@ class FieldSelector:
             return cls()
         terms = []
         for part in _split(text):
-            for op, equal in (("!=", False), ("==", True), ("=", True)):
-                if op in part:
-                    field, value = part.split(op, 1)
-                    break
-            else:
+            op = next((o for o in ("!=", "==", "=") if o in part), None)
+            if op is None:
                 raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
+            field, value = part.split(op, 1)
+            equal = op != "!="
             field = field.strip()
             if field not in FIELDS[kind]:
                 known = ", ".join(f'"{f}"' for f in FIELDS[kind])

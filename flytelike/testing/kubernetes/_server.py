@@ -10,12 +10,14 @@ import socket
 from typing import Any, Final
 
 import aiohttp
+import anyio
 from aiohttp import web
 
 from flytelike.testing.kubernetes import _names
 from flytelike.testing.kubernetes._faults import Counters, Faults, middleware
 from flytelike.testing.kubernetes._pods import decode
 from flytelike.testing.kubernetes._pods_api import PodsApi
+from flytelike.testing.kubernetes._schema import preload_schema
 from flytelike.testing.kubernetes._state import ServerConfig, ServerState, read_json
 from flytelike.testing.kubernetes._status import (
     Cause,
@@ -81,6 +83,7 @@ class ApiServer:
         app = web.Application(middlewares=[middleware(self.state.faults, self.state.counters, self._token)])
         PodsApi(self.state).routes(app)
         self._routes(app)
+        await anyio.to_thread.run_sync(preload_schema)  # 2 MB of JSON: read once, not in a request handler
         self.state.session = aiohttp.ClientSession()
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
         await runner.setup()
@@ -107,6 +110,8 @@ class ApiServer:
         r.add_get("/api/v1", self.api_resources)
         r.add_get("/apis", self.api_groups)
         r.add_get("/version", self.version)
+        r.add_get("/version/", self.version)
+        r.add_get("/api/", self.api_versions)
         r.add_get("/emulator/counters", self.counters)
         r.add_get("/api/v1/namespaces", self.namespaces)
         r.add_get("/api/v1/namespaces/{name}", self.namespace)

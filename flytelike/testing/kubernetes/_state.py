@@ -9,13 +9,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from flytelike.testing.kubernetes._faults import Counters, Faults
+from flytelike.testing.kubernetes._faults import COMPONENT_AGENT, Counters, Faults
 from flytelike.testing.kubernetes._selectors import FieldSelector, LabelSelector, selects
-from flytelike.testing.kubernetes._status import ApiError, bad_request, not_found
+from flytelike.testing.kubernetes._status import bad_request, not_found
 from flytelike.testing.kubernetes._store import Store
 from flytelike.testing.kubernetes._watch import WatchSettings, list_response, watch_response
 
-__all__ = ["ServerConfig", "ServerState"]
+__all__ = ["ServerConfig", "ServerState", "read_json", "success"]
 
 JSON = dict[str, Any]
 
@@ -69,9 +69,16 @@ class ServerState:
         )
         if query.get("watch", "").lower() in ("1", "true"):
             return await watch_response(
-                request, self.store, kind, namespace, predicate, faults=self.faults, settings=self.config.watch
+                request,
+                self.store,
+                kind,
+                namespace,
+                predicate,
+                # The emulator's own components see no injected faults, so a forced 410 always reaches the client.
+                faults=None if request.headers.get("User-Agent", "").startswith(COMPONENT_AGENT) else self.faults,
+                settings=self.config.watch,
             )
-        return list_response(self.store, kind, namespace, predicate)
+        return list_response(request, self.store, kind, namespace, predicate)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -87,7 +94,3 @@ def success(code: int = 200, **details: Any) -> web.Response:
     if details:
         body["details"] = details
     return web.json_response(body, status=code)
-
-
-def api_error_response(error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.code, headers=error.headers)

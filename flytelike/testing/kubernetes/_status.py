@@ -7,7 +7,23 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ApiError", "Cause", "now"]
+__all__ = [
+    "ApiError",
+    "Cause",
+    "already_exists",
+    "bad_request",
+    "conflict",
+    "duplicate",
+    "expired",
+    "forbidden",
+    "invalid",
+    "not_found",
+    "not_supported",
+    "now",
+    "required",
+    "resource_of",
+    "unprocessable",
+]
 
 JSON = dict[str, Any]
 

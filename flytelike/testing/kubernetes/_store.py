@@ -54,6 +54,11 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
+    @property
+    def compacted(self) -> int:
+        """The newest resourceVersion whose change has left the history."""
+        return self._compacted
+
     def get(self, kind: str, namespace: str, name: str) -> JSON:
         """A copy of the object; raises 404 NotFound."""
         obj = self._objects.get(kind, {}).get((namespace, name))
@@ -65,7 +70,7 @@ class Store:
         obj = self._objects.get(kind, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: str, namespace: str | None = None) -> list[JSON]:
+    def listing(self, kind: str, namespace: str | None = None) -> list[JSON]:
         """Copies of the objects of ``kind`` (in ``namespace``, or all), oldest first."""
         return [
             copy.deepcopy(o)
@@ -82,9 +87,9 @@ class Store:
             raise already_exists(kind, meta["name"])
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now()
-        meta.setdefault("generation", 1) if kind == "Pod" else None
-        stored = self._write(kind, key, obj, "ADDED", None)
-        return stored
+        if kind == "Pod":
+            meta.setdefault("generation", 1)
+        return self._write(kind, key, obj, "ADDED", None)
 
     def update(self, kind: str, obj: JSON) -> JSON:
         """Replace an existing object (same uid), bumping its resourceVersion."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +39,32 @@ def _in(namespace: str | None, obj: JSON) -> bool:
     return namespace is None or obj["metadata"].get("namespace") == namespace
 
 
-def list_response(store: Store, kind: str, namespace: str | None, predicate: Predicate) -> web.Response:
-    items = [o for o in store.list(kind, namespace) if predicate(o)]
-    body = {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {"resourceVersion": str(store.resource_version)}}
-    body["items"] = items
+def list_response(
+    request: web.Request, store: Store, kind: str, namespace: str | None, predicate: Predicate
+) -> web.Response:
+    """A ``*List``, paginated by ``limit`` and ``continue`` (the token holds the offset and the version listed)."""
+    items = [o for o in store.listing(kind, namespace) if predicate(o)]
+    rv = store.resource_version
+    start = 0
+    token = request.query.get("continue")
+    if token:
+        try:
+            rv, start = (int(part) for part in base64.urlsafe_b64decode(token.encode()).decode().split(":"))
+        except ValueError:
+            raise bad_request(f"invalid continue token: {token!r}") from None
+        if rv < store.compacted:
+            raise expired(rv, store.compacted + 1)
+    try:
+        limit = int(request.query.get("limit") or 0)
+    except ValueError:
+        raise bad_request(f"limit must be a whole number, not {request.query['limit']!r}") from None
+    end = start + limit if limit > 0 else len(items)
+    metadata: JSON = {"resourceVersion": str(rv)}
+    if end < len(items):
+        metadata["continue"] = base64.urlsafe_b64encode(f"{rv}:{end}".encode()).decode()
+        metadata["remainingItemCount"] = len(items) - end
+    body: JSON = {"kind": f"{kind}List", "apiVersion": "v1", "metadata": metadata}
+    body["items"] = items[start:end]
     return web.json_response(body)
 
 
@@ -62,7 +86,7 @@ async def watch_response(
     namespace: str | None,
     predicate: Predicate,
     *,
-    faults: Faults,
+    faults: Faults | None,
     settings: WatchSettings,
 ) -> web.StreamResponse:
     """Stream watch events: initial ADDED events unless resuming, then changes, bookmarks, and 410 when too old."""
@@ -83,11 +107,11 @@ async def watch_response(
         nonlocal sent
         await response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
         sent += 1
-        drop = faults.drop_watch_every
+        drop = faults.drop_watch_every if faults is not None else 0
         return not (drop and type_ != "ERROR" and sent % drop == 0)
 
     try:
-        if faults.expire_next_watch:
+        if faults is not None and faults.expire_next_watch:
             faults.expire_next_watch = False
             oldest = store.resource_version
             await send("ERROR", expired(start or 0, oldest).body())
@@ -95,7 +119,7 @@ async def watch_response(
         with anyio.move_on_after(timeout):
             last = store.resource_version
             if start is None:
-                for obj in store.list(kind, namespace):
+                for obj in store.listing(kind, namespace):
                     if predicate(obj) and not await send("ADDED", obj):
                         return await _end(response)
             else:
@@ -127,8 +151,6 @@ async def watch_response(
 
 
 async def _end(response: web.StreamResponse) -> web.StreamResponse:
-    try:
+    with contextlib.suppress(ConnectionResetError, ConnectionError):
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
-        pass
     return response
