@@ -8,11 +8,15 @@ tests use the real runtime.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from flytelike._config import load_settings
 from flytelike._proto.core.v1 import tasks_pb2
@@ -22,6 +26,39 @@ from flytelike._remote._run_client import RunClient
 from flytelike._remote._source import RunReports
 
 TOKEN = "server-token-for-tests"
+
+# Read at import, before the fixtures clear FLYTELIKE_* variables: a PostgreSQL server the storage tests may create
+# databases on, e.g. postgresql://flytelike@127.0.0.1:55432/postgres.
+POSTGRES = os.environ.get("FLYTELIKE_TEST_POSTGRES", "")
+DATABASES = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not POSTGRES, reason="no PostgreSQL: set FLYTELIKE_TEST_POSTGRES=postgresql://user@host:port/postgres"
+        ),
+    ),
+]
+
+
+@asynccontextmanager
+async def fresh_database(kind: str, home: Path) -> AsyncIterator[str]:
+    """The ``[serve] database`` of a new, empty database of ``kind``, dropped afterwards (PostgreSQL)."""
+    if kind == "sqlite":
+        yield str(home / "server.sqlite3")
+        return
+    import asyncpg
+
+    name = f"flytelike_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES.replace("postgresql://", "postgres://", 1))
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 class FakeRunSource:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
+from serve_support import (
+    DATABASES,
+    TOKEN,
+    FakeRunSource,
+    bundle_bytes,
+    create_request,
+    fresh_database,
+    serving,
+    upload_bundle,
+)
 
 from flytelike._remote._run_client import RunClient
 from flytelike.errors import BackendError
@@ -18,9 +28,21 @@ def bundle() -> tuple[str, bytes]:
     return bundle_bytes()
 
 
-async def test_create_run_twice_with_one_request_id_makes_one_run(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
+@pytest.fixture(params=DATABASES)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each test on SQLite, and on PostgreSQL when one is reachable."""
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+async def test_create_run_twice_with_one_request_id_makes_one_run(
+    tmp_path: Path, bundle: tuple[str, bytes], database: str
+) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         request = create_request(bundle[0], request_id=str(uuid.uuid4()))
         first, second = await client.create_run(request), await client.create_run(request)
@@ -33,10 +55,13 @@ async def test_create_run_twice_with_one_request_id_makes_one_run(tmp_path: Path
 
 
 async def test_concurrent_create_runs_with_one_request_id_start_one_run(
-    tmp_path: Path, bundle: tuple[str, bytes]
+    tmp_path: Path, bundle: tuple[str, bytes], database: str
 ) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         request = create_request(bundle[0], request_id="same")
         ids: list[str] = []
@@ -51,17 +76,23 @@ async def test_concurrent_create_runs_with_one_request_id_start_one_run(
         assert source.started == ids[:1]
 
 
-async def test_a_run_without_its_bundle_is_refused(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
-    async with serving(tmp_path / "srv", FakeRunSource()) as plane, RunClient(plane.address, token=TOKEN) as client:
+async def test_a_run_without_its_bundle_is_refused(tmp_path: Path, bundle: tuple[str, bytes], database: str) -> None:
+    async with (
+        serving(tmp_path / "srv", FakeRunSource(), database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         with pytest.raises(BackendError, match=r"FAILED_PRECONDITION.*upload it first"):
             await client.create_run(create_request(bundle[0], request_id="x"))
 
 
 async def test_watch_cut_and_resumed_with_its_cursor_misses_and_repeats_nothing(
-    tmp_path: Path, bundle: tuple[str, bytes]
+    tmp_path: Path, bundle: tuple[str, bytes], database: str
 ) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         run = (await client.create_run(create_request(bundle[0], request_id="w"))).run
         for state in ("queued", "running"):
@@ -97,10 +128,13 @@ async def test_watch_cut_and_resumed_with_its_cursor_misses_and_repeats_nothing(
 
 
 async def test_a_watch_replays_then_says_synced_then_streams_live_events(
-    tmp_path: Path, bundle: tuple[str, bytes]
+    tmp_path: Path, bundle: tuple[str, bytes], database: str
 ) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         run = (await client.create_run(create_request(bundle[0], request_id="live"))).run
         source.emit(run.id, "0", "queued")
@@ -120,9 +154,12 @@ async def test_a_watch_replays_then_says_synced_then_streams_live_events(
             await client.outputs(run.id)
 
 
-async def test_outputs_logs_and_filters(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
+async def test_outputs_logs_and_filters(tmp_path: Path, bundle: tuple[str, bytes], database: str) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         a = (await client.create_run(create_request(bundle[0], request_id="a", labels={"team": "ml"}))).run
         b = (await client.create_run(create_request(bundle[0], request_id="b"))).run
@@ -149,9 +186,12 @@ async def test_outputs_logs_and_filters(tmp_path: Path, bundle: tuple[str, bytes
         assert b"".join([c.data async for c in client.tail_logs(a.id, "0", after_offset=6)]) == b"world\n"
 
 
-async def test_abort_is_recorded_then_carried_out(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
+async def test_abort_is_recorded_then_carried_out(tmp_path: Path, bundle: tuple[str, bytes], database: str) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+    async with (
+        serving(tmp_path / "srv", source, database=database) as plane,
+        RunClient(plane.address, token=TOKEN) as client,
+    ):
         await upload_bundle(client, *bundle, tmp_path)
         run = (await client.create_run(create_request(bundle[0], request_id="ab"))).run
         assert await client.abort(run.id, reason="stop")
@@ -164,9 +204,11 @@ async def test_abort_is_recorded_then_carried_out(tmp_path: Path, bundle: tuple[
 
 
 @pytest.mark.slow
-async def test_fifty_clients_create_and_watch_runs_at_once(tmp_path: Path, bundle: tuple[str, bytes]) -> None:
+async def test_fifty_clients_create_and_watch_runs_at_once(
+    tmp_path: Path, bundle: tuple[str, bytes], database: str
+) -> None:
     source = FakeRunSource()
-    async with serving(tmp_path / "srv", source) as plane:
+    async with serving(tmp_path / "srv", source, database=database) as plane:
         async with RunClient(plane.address, token=TOKEN) as setup:
             await upload_bundle(setup, *bundle, tmp_path)
         counts: dict[str, int] = {}
