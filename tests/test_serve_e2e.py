@@ -63,12 +63,15 @@ class Server:
         return self.process.wait(timeout=30)
 
 
-def _start(home: Path, log: Path) -> Server:
+SUBPROCESS = '["subprocess=flytelike.testing:SubprocessBackend.from_input"]'
+
+
+def _start(home: Path, log: Path, *, backends: str = SUBPROCESS) -> Server:
     env = {
         **os.environ,
         "FLYTELIKE_HOME": str(home),
         "FLYTELIKE_SERVE__TOKEN": TOKEN,
-        "FLYTELIKE_SERVE__BACKENDS": '["subprocess=flytelike.testing:SubprocessBackend.from_input"]',
+        "FLYTELIKE_SERVE__BACKENDS": backends,
     }
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -95,6 +98,36 @@ def server(tmp_path: Path) -> Iterator[Server]:
         if srv.process.poll() is None:
             srv.process.kill()
             srv.process.wait()
+
+
+@pytest.fixture
+def kubernetes_server(tmp_path: Path) -> Iterator[Server]:
+    """A server whose tasks run as pods on a Kubernetes emulator, which it finds as `--with kubernetes` does."""
+    home = tmp_path / "server-home"
+    log = tmp_path / "emulator.log"
+    env = {**os.environ, "FLYTELIKE_HOME": str(home)}
+    with log.open("ab") as out:
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "flytelike", "emulator", "kubernetes"], env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "registered in" not in log.read_text():
+            assert emulator.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        srv = _start(home, tmp_path / "serve.log", backends='["kubernetes"]')
+        try:
+            yield srv
+        finally:
+            if srv.process.poll() is None:
+                srv.stop()
+    finally:
+        emulator.send_signal(signal.SIGINT)
+        try:
+            emulator.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait()
 
 
 @pytest.fixture
@@ -200,3 +233,14 @@ def test_fl_remote_runs_a_task_and_follows_its_events(server: Server, project: P
         assert logs == "square 1\n"
     finally:
         sys.modules.pop(module.__name__, None)
+
+
+def test_run_remote_on_the_kubernetes_emulator(kubernetes_server: Server, project: Path) -> None:
+    done = _cli(kubernetes_server, project, "run", "--remote", "-v", "e2e_tasks.py", "total", "--n", "3")
+    assert done.returncode == 0, done.stderr + kubernetes_server.log.read_text()
+    assert done.stdout.strip() == "5"
+    assert any(" 0.2 " in line and "succeeded" in line for line in done.stderr.splitlines()), done.stderr
+    run_id = json.loads(_cli(kubernetes_server, project, "runs", "--remote", "-o", "json").stdout)[0]["id"]
+    shown = json.loads(_cli(kubernetes_server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
+    assert {a["state"] for a in shown["actions"]} == {"succeeded"}
+    assert len(shown["actions"]) == 4

@@ -1,7 +1,8 @@
 """``flytelike run --remote``: bundle, upload what the server lacks, create the run, show it live from its watch.
 
 Exit status as for a local run: 0 succeeded, 1 the run failed (or was aborted or lost), 2 it was refused before it
-started. Ctrl-C detaches: the run goes on on the server (``flytelike abort RUN`` stops it).
+started. Ctrl-C asks (on a terminal) whether to abort the run on the server; otherwise, or when the answer is no,
+it detaches: the run goes on on the server (``flytelike abort RUN`` stops it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ async def _run(
     platform: str | None,
     view: View | None,
     output: str,
+    started: dict[str, str],
 ) -> int:
     settings = load_settings()
     async with client_for(endpoint, settings) as client:
@@ -58,6 +60,7 @@ async def _run(
         )
         created = await client.create_run(request)
         run = RemoteRun(client, created.run, task, created.run_token)
+        started["run"] = run.id
         if detach:
             click.echo(run.id)
             return 0
@@ -96,6 +99,7 @@ def run_remote(
     output: str,
 ) -> None:
     """Run ``task`` on the control plane and exit with the status its end calls for."""
+    started: dict[str, str] = {}
     try:
         code = anyio.run(
             lambda: _run(
@@ -108,12 +112,34 @@ def run_remote(
                 platform=platform,
                 view=cast(View | None, view),
                 output=output,
+                started=started,
             )
         )
     except KeyboardInterrupt:
-        click.echo("Detached: the run goes on on the server (flytelike abort RUN stops it).", err=True)
+        _interrupted(endpoint, started.get("run"))
         sys.exit(130)
     except FlytelikeError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _interrupted(endpoint: str | None, run_id: str | None) -> None:
+    if run_id is None:
+        click.echo("Error: cancelled before the run was created", err=True)
+        return
+    ask = sys.stdin.isatty() and sys.stderr.isatty()
+    if ask and click.confirm(f"\nAbort run {run_id} on the server?", default=False, err=True):
+        try:
+            recorded = anyio.run(_abort, endpoint, run_id)
+        except FlytelikeError as e:
+            click.echo(f"Error: {e}", err=True)
+            return
+        click.echo(f"abort of run {run_id} recorded" if recorded else f"run {run_id} had already ended", err=True)
+        return
+    click.echo(f"Detached: run {run_id} goes on on the server (flytelike abort {run_id} stops it).", err=True)
+
+
+async def _abort(endpoint: str | None, run_id: str) -> bool:
+    async with client_for(endpoint) as client:
+        return await client.abort(run_id, reason="interrupted by the client that started it")
