@@ -45,6 +45,14 @@ async def total(n: int = 3) -> int:
 
 
 @env.task
+async def chatty() -> str:
+    print("first", flush=True)
+    await asyncio.sleep(1.5)
+    print("second", flush=True)
+    return "done"
+
+
+@env.task
 async def slow(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "woke"
@@ -244,3 +252,14 @@ def test_run_remote_on_the_kubernetes_emulator(kubernetes_server: Server, projec
     shown = json.loads(_cli(kubernetes_server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
     assert {a["state"] for a in shown["actions"]} == {"succeeded"}
     assert len(shown["actions"]) == 4
+
+
+def test_logs_follow_prints_an_attempts_output_until_it_ends(server: Server, project: Path) -> None:
+    started = _cli(server, project, "run", "--remote", "--detach", "e2e_tasks.py", "chatty")
+    run_id = started.stdout.strip()
+    followed = _cli(server, project, "logs", "--remote", "--follow", run_id, timeout=60)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "first\nsecond\n"
+    # It ended with the attempt: the root action had succeeded by then.
+    shown = json.loads(_cli(server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
+    assert [a["state"] for a in shown["actions"] if a["id"] == "0"] == ["succeeded"]

@@ -2,13 +2,16 @@
 
 Each run starts from its root template, literal inputs and bundle digest (``Runtime.start_template``): the user's
 code is never imported here. The run's events are reported as they happen; an attempt's output is reported when
-the action ends (from what the runtime kept of it).
+it reaches the runtime (a pod's log stream, a task's output sent back while it runs, or the output collected when
+the attempt ends, as each backend delivers it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 
 import anyio
@@ -16,7 +19,7 @@ import anyio.abc
 
 from flytelike._backends import BackendInput
 from flytelike._config import Settings
-from flytelike._executor import ActionState, Backend
+from flytelike._executor import Backend, Event, LogSink, Stream
 from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._source import RunReports
 from flytelike._run_handle import RunHandle
@@ -85,14 +88,16 @@ class RuntimeRunSource:
             )
         )
         self._handles[run_id] = handle
-        # Subscribed before anything can happen on the loop: the first event is not missed.
+        # Both are attached before anything can happen on the loop (the run has not had a turn yet): the first event
+        # and the first byte of output are not missed.
+        handle.run.logs = _Tee(handle.run.logs, run_id, reports)
         events = handle.events()
         reports.running(run_id)
         self._tg.start_soon(self._follow, run_id, handle, events, reports)
 
-    async def _follow(self, run_id: str, handle: RunHandle, events: object, reports: RunReports) -> None:
+    async def _follow(self, run_id: str, handle: RunHandle, events: AsyncIterator[Event], reports: RunReports) -> None:
         actions = handle.actions()
-        async for event in events:  # type: ignore[attr-defined]
+        async for event in events:
             record = actions.get(event.action)
             reports.event(
                 runs_pb2.Event(
@@ -108,8 +113,6 @@ class RuntimeRunSource:
                     reason=event.reason,
                 )
             )
-            if record is not None and ActionState(event.state).done and record.logs:
-                reports.logs(run_id, event.action, max(record.attempts, 1), 0, "".join(record.logs).encode())
         try:
             outputs = await handle.result()
         except CancelledError as e:
@@ -130,3 +133,35 @@ class RuntimeRunSource:
         log.info("aborting run %s: %s", run_id, reason)
         handle.cancel()
         return "cancelled"
+
+
+class _Tee:
+    """The run's log sink, passing every piece of output on to the server's reports too, with its byte offset.
+
+    Output may be appended from another thread (a backend's worker thread); it is reported from the event loop.
+    """
+
+    def __init__(self, sink: LogSink, run_id: str, reports: RunReports) -> None:
+        self._sink = sink
+        self._run_id = run_id
+        self._reports = reports
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def append(self, action_id: str, attempt: int, data: str | bytes, stream: Stream = "out") -> None:
+        self._sink.append(action_id, attempt, data, stream)
+        chunk = data.encode() if isinstance(data, str) else data
+        if not chunk:
+            return
+        with self._lock:
+            offset = self._offsets.get((action_id, attempt), 0)
+            self._offsets[(action_id, attempt)] = offset + len(chunk)
+        if threading.get_ident() == self._loop_thread:
+            self._reports.logs(self._run_id, action_id, attempt, offset, chunk)
+        else:
+            self._loop.call_soon_threadsafe(self._reports.logs, self._run_id, action_id, attempt, offset, chunk)
+
+    def read(self, action_id: str, attempt: int) -> bytes:
+        return self._sink.read(action_id, attempt)
