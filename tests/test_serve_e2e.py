@@ -121,7 +121,8 @@ def kubernetes_server(tmp_path: Path) -> Iterator[Server]:
     try:
         deadline = time.monotonic() + 30
         while "registered in" not in log.read_text():
-            assert emulator.poll() is None and time.monotonic() < deadline, log.read_text()
+            assert emulator.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         srv = _start(home, tmp_path / "serve.log", backends='["kubernetes"]')
         try:
