@@ -139,8 +139,13 @@ def create_request(digest: str, *, request_id: str, labels: dict[str, str] | Non
 
 
 @asynccontextmanager
-async def serving(home: Path, source: FakeRunSource, *, database: str = "") -> AsyncIterator[ControlPlane]:
-    settings = load_settings(home=home, serve={"database": database} if database else {})
+async def serving(
+    home: Path, source: FakeRunSource, *, database: str = "", tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[ControlPlane]:
+    serve: dict[str, str] = {"database": database} if database else {}
+    if tls is not None:
+        serve.update(tls_cert=str(tls[0]), tls_key=str(tls[1]))
+    settings = load_settings(home=home, serve=serve)
     async with ControlPlane(settings, source=source, bind="127.0.0.1:0", token=TOKEN) as plane:
         yield plane
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -66,3 +68,44 @@ async def test_a_run_token_reads_its_run_only_and_creates_nothing(tmp_path: Path
                 await client.list_runs()
             with pytest.raises(BackendError, match="PERMISSION_DENIED"):
                 await client.find_missing([blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_BUNDLE, digest=digest)])
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: it makes the test's certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_with_tls_configured_the_server_speaks_tls_only(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    async with serving(tmp_path / "srv", FakeRunSource(), tls=certificate) as plane:
+        ca = certificate[0].read_bytes()
+        async with RunClient(f"grpcs://{plane.address}", token=TOKEN, tls_ca=ca) as client:
+            assert await client.list_runs() == []
+        async with RunClient(plane.address, token=TOKEN) as plaintext:
+            with pytest.raises(BackendError, match=r"ListRuns on .* failed: UNAVAILABLE"):
+                await plaintext.list_runs()
