@@ -6,17 +6,20 @@ what an attempt printed is there afterwards; a backend that admits work does so 
 backend directly through its contract (no executor): the run it is given is a small stand-in that executes each
 child with the same backend, so what is tested is the backend alone.
 
-Parametrised over the local backend's two places (this process, a warm worker process); the Kubernetes and Batch
-backends join with their emulators.
+Parametrised over the local backend's two places (this process, a warm worker process), the reference
+out-of-process backend (each attempt a new ``flytelike-entry`` process), and the Kubernetes and Batch backends
+against their emulators. The remote ones are slow (a process per attempt) and marked so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,12 @@ import anyio
 import pytest
 
 from flytelike._backends import BackendInput, load_backend
+from flytelike._backends._remote import RemoteServices
 from flytelike._backends.local import Capacity
 from flytelike._config import load_settings
 from flytelike._executor import (
     ActionRecord,
+    ActionState,
     AdmitInput,
     AttemptInput,
     AttemptResult,
@@ -43,6 +48,7 @@ from flytelike._invoke import Invoker, TaskIndex
 from flytelike._loader import load_file
 from flytelike._serde import decode_values, encode_values
 from flytelike.errors import AdmissionError, OutOfMemoryError, TaskCodeError
+from flytelike.testing import BatchEmulator, KubernetesEmulator, SubprocessBackend
 
 MiB = 2**20
 
@@ -110,6 +116,7 @@ class DirectRun:
     children: list[str] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
     actions: dict[str, ActionRecord] = field(default_factory=dict)
+    reports: list[tuple[str, str]] = field(default_factory=list)
     logs: LogSink = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +124,9 @@ class DirectRun:
 
     def spawn(self, parent: ActionRecord, task: ExecTask, inputs: Values, *, action_id: str | None = None) -> Any:
         return self.call(parent, task, inputs, None, action_id=action_id)
+
+    def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
+        self.reports.append((action.id, state.value))
 
     def call(
         self,
@@ -171,108 +181,180 @@ class Harness:
         return result, record
 
 
-@pytest.fixture(params=["in-process", "worker"])
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    place = "inprocess" if request.param == "in-process" else "worker"
+LOCAL = ["in-process", "worker"]
+REMOTE = ["subprocess", "kubernetes", "batch"]
+PLACES = [*LOCAL, *(pytest.param(p, marks=pytest.mark.slow) for p in REMOTE)]
+
+
+@contextlib.asynccontextmanager
+async def harness_for(place: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The backend of ``place``, entered, with the tasks of TASKS compiled for it (an emulator runs around it)."""
+    local = place in LOCAL
+    name = {"in-process": "inprocess"}.get(place, place)
     marks = tmp_path / "marks"
     marks.mkdir()
-    file = tmp_path / f"contract_tasks_{place}_{os.getpid()}_{time.monotonic_ns()}.py"
-    file.write_text(textwrap.dedent(TASKS.format(place=place, marks=str(marks))))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'contract'\n")
+    file = project / f"contract_tasks_{name}_{os.getpid()}_{time.monotonic_ns()}.py"
+    file.write_text(textwrap.dedent(TASKS.format(place=name, marks=str(marks))))
     module = load_file(file)
     env = next(v for k, v in vars(module).items() if k == "env")
     index = TaskIndex()
-    settings = load_settings(local={"workers": 2})
-    options = {"capacity": Capacity(2000, 8 * 1024 * MiB, 0)}
-    backend = load_backend("local")(BackendInput(settings, Invoker(index), options))
-    async with backend:
-        yield Harness(request.param, backend, index, dict(env.tasks), marks)
+    invoker = Invoker(index)
+    entrypoint = [sys.executable, "-m", "flytelike.entry"]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            overrides: dict[str, Any] = {"local": {"workers": 2}}
+            if place == "kubernetes":
+                cluster = await stack.enter_async_context(KubernetesEmulator())
+                overrides["kubernetes"] = {"kubeconfig": str(cluster.kubeconfig_path), "entrypoint": entrypoint}
+            elif place == "batch":
+                aws = await stack.enter_async_context(BatchEmulator(time_scale=0.01))
+                overrides["batch"] = {
+                    "endpoint_url": aws.endpoint_url,
+                    "region": aws.region,
+                    "queue": aws.queue,
+                    "entrypoint": entrypoint,
+                }
+                for key, value in aws.credentials.items():
+                    stack.enter_context(_env(key.upper(), value))
+            settings = load_settings(**overrides)
+            background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(background.cancel_scope.cancel)
+            remote = RemoteServices(settings, invoker)
+            stack.push_async_callback(remote.aclose)
+            if local:
+                options: dict[str, Any] = {"capacity": Capacity(2000, 8 * 1024 * MiB, 0)}
+                factory = load_backend("local")
+            else:
+                options = {}
+                factory = SubprocessBackend.from_input if place == "subprocess" else load_backend(place)
+            backend = factory(BackendInput(settings, invoker, options, remote, background))
+            await stack.enter_async_context(backend)
+            yield Harness(place, backend, index, dict(env.tasks), marks)
+    finally:
+        sys.modules.pop(module.__name__, None)
 
 
-async def test_outputs_come_back_as_literal_bytes(harness: Harness) -> None:
-    result, _ = await harness.attempt("add", x=2, y=3)
-    assert harness.outputs("add", result) == {"o0": 5}
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
-async def test_a_raising_task_fails_naming_its_exception(harness: Harness) -> None:
-    with pytest.raises((ValueError, TaskCodeError)) as caught:
-        await harness.attempt("boom", why="on purpose")
-    error = caught.value
-    # In this process the task's own exception; from another process a description of it.
-    name = error.type_name if isinstance(error, TaskCodeError) else type(error).__name__
-    assert name.rpartition(".")[2] == "ValueError"
-    assert "on purpose" in str(error)
+@pytest.fixture(params=PLACES)
+def place(request: pytest.FixtureRequest) -> str:
+    param: str = request.param
+    return param
 
 
-async def test_cancellation_tears_down_what_the_attempt_started(harness: Harness) -> None:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(harness.attempt, "sleepy")
-        with anyio.fail_after(30):
-            while not (harness.marks / "pid").exists():
-                await anyio.sleep(0.02)
-        started = time.monotonic()
-        tg.cancel_scope.cancel()
-    assert time.monotonic() - started < 10
-    pid = int((harness.marks / "pid").read_text())
-    if harness.place == "worker":
-        with anyio.fail_after(10):  # the worker that ran it is killed
-            while _alive(pid):
-                await anyio.sleep(0.05)
-    else:
-        assert (harness.marks / "left").read_text() == "yes"  # the coroutine was cancelled, its cleanup ran
+async def test_outputs_come_back_as_literal_bytes(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        result, _ = await harness.attempt("add", x=2, y=3)
+        assert harness.outputs("add", result) == {"o0": 5}
 
 
-async def test_children_go_through_the_run_in_call_order(harness: Harness) -> None:
-    result, _ = await harness.attempt("parent", n=3)
-    assert harness.outputs("parent", result) == {"o0": 0 + 2 + 4}
-    assert harness.last_run.children == ["0.0", "0.1", "0.2"]
+async def test_a_raising_task_fails_naming_its_exception(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        with pytest.raises((ValueError, TaskCodeError)) as caught:
+            await harness.attempt("boom", why="on purpose")
+        error = caught.value
+        # In this process the task's own exception; from another process a description of it.
+        name = error.type_name if isinstance(error, TaskCodeError) else type(error).__name__
+        assert name.rpartition(".")[2] == "ValueError"
+        assert "on purpose" in str(error)
 
 
-async def test_what_an_attempt_printed_is_in_its_logs(harness: Harness) -> None:
-    _, record = await harness.attempt("chatty", word="hello")
-    assert "saying hello" in await harness.backend.logs(record, 1)
+async def test_cancellation_tears_down_what_the_attempt_started(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(harness.attempt, "sleepy")
+            with anyio.fail_after(30):
+                while not (harness.marks / "pid").exists():
+                    await anyio.sleep(0.02)
+            started = time.monotonic()
+            tg.cancel_scope.cancel()
+        assert time.monotonic() - started < 10
+        pid = int((harness.marks / "pid").read_text())
+        if harness.place == "in-process":
+            assert (harness.marks / "left").read_text() == "yes"  # the coroutine was cancelled, its cleanup ran
+        else:
+            with anyio.fail_after(30):  # the process that ran it (a worker, a pod's, a job's) is killed
+                while _alive(pid):
+                    await anyio.sleep(0.05)
 
 
-async def test_memory_past_the_limit_is_out_of_memory(harness: Harness) -> None:
-    if harness.place == "in-process":
-        pytest.skip("in-process attempts share the controller's memory: no limit is enforced there (by design)")
-    with pytest.raises(OutOfMemoryError) as caught:
-        await harness.attempt("hog", mib=400, memory=128 * MiB)
-    assert getattr(caught.value, "peak_memory", 0) > 100 * MiB
+async def test_children_go_through_the_run_in_call_order(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        result, _ = await harness.attempt("parent", n=3)
+        assert harness.outputs("parent", result) == {"o0": 0 + 2 + 4}
+        assert harness.last_run.children == ["0.0", "0.1", "0.2"]
 
 
-async def test_what_can_never_fit_is_refused_before_anything_starts(harness: Harness) -> None:
-    huge = dataclasses.replace(harness.task("add"), memory=64 * 1024 * 1024 * MiB)
-    with pytest.raises(AdmissionError) as caught:
-        harness.backend.check([huge])
-    assert caught.value.resource == "memory"
+async def test_what_an_attempt_printed_is_in_its_logs(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        _, record = await harness.attempt("chatty", word="hello")
+        assert "saying hello" in await harness.backend.logs(record, 1)
 
 
-async def test_leases_admit_in_turn_and_suspend_while_waiting(harness: Harness) -> None:
-    task = harness.task("add")
-    waits: list[str] = []
+async def test_memory_past_the_limit_is_out_of_memory(place: str, tmp_path: Path) -> None:
+    async with harness_for(place, tmp_path) as harness:
+        if harness.place == "in-process":
+            pytest.skip("in-process attempts share the controller's memory: no limit is enforced there (by design)")
+        with pytest.raises(OutOfMemoryError) as caught:
+            await harness.attempt("hog", mib=400, memory=128 * MiB)
+        assert getattr(caught.value, "peak_memory", 0) > 100 * MiB
 
-    def request(cpu: int) -> AdmitInput:
-        return AdmitInput(task, "0", cpu, 0, 0, waits.append)
 
-    first = await harness.backend.admit(request(2000))
-    admitted = anyio.Event()
+async def test_what_can_never_fit_is_refused_before_anything_starts(place: str, tmp_path: Path) -> None:
+    if place not in LOCAL:
+        pytest.skip(
+            "the platform's scheduler admits work there (a pod or a job waits for room): nothing is refused here"
+        )
+    async with harness_for(place, tmp_path) as harness:
+        huge = dataclasses.replace(harness.task("add"), memory=64 * 1024 * 1024 * MiB)
+        with pytest.raises(AdmissionError) as caught:
+            harness.backend.check([huge])
+        assert caught.value.resource == "memory"
 
-    async def second() -> None:
-        lease = await harness.backend.admit(request(1000))
-        admitted.set()
-        lease.release()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(second)
-        await anyio.sleep(0.05)
-        assert not admitted.is_set()
-        assert len(waits) == 1  # told once why it waits
-        first.suspend()  # the holder only waits for its children: its capacity goes to others
-        with anyio.fail_after(5):
-            await admitted.wait()
-        with anyio.fail_after(5):
-            await first.resume()
-    first.release()
+async def test_leases_admit_in_turn_and_suspend_while_waiting(place: str, tmp_path: Path) -> None:
+    if place not in LOCAL:
+        pytest.skip("the platform's scheduler admits work there: the backend's leases hold nothing")
+    async with harness_for(place, tmp_path) as harness:
+        task = harness.task("add")
+        waits: list[str] = []
+
+        def request(cpu: int) -> AdmitInput:
+            return AdmitInput(task, "0", cpu, 0, 0, waits.append)
+
+        first = await harness.backend.admit(request(2000))
+        admitted = anyio.Event()
+
+        async def second() -> None:
+            lease = await harness.backend.admit(request(1000))
+            admitted.set()
+            lease.release()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(second)
+            await anyio.sleep(0.05)
+            assert not admitted.is_set()
+            assert len(waits) == 1  # told once why it waits
+            first.suspend()  # the holder only waits for its children: its capacity goes to others
+            with anyio.fail_after(5):
+                await admitted.wait()
+            with anyio.fail_after(5):
+                await first.resume()
+        first.release()
 
 
 def _alive(pid: int) -> bool:

@@ -259,12 +259,12 @@ TASKS = """
         return i
 
     @env.task
-    async def main() -> int:
-        return sum(await asyncio.gather(*(leaf(i) for i in range(3))))
+    async def main(n: int = 3) -> int:
+        return sum(await asyncio.gather(*(leaf(i) for i in range(n))))
 """
 
 
-def _in_a_terminal(tmp_path: Path, *args: str, **env_vars: str) -> str:
+def _in_a_terminal(tmp_path: Path, *args: str, inputs: tuple[str, ...] = (), **env_vars: str) -> str:
     """Run `flytelike run` with stderr (and stdout) on a pseudo-terminal; what the terminal received."""
     file = tmp_path / "tty_tasks.py"
     file.write_text(textwrap.dedent(TASKS))
@@ -273,7 +273,7 @@ def _in_a_terminal(tmp_path: Path, *args: str, **env_vars: str) -> str:
     if "NO_COLOR" not in env_vars:
         env_.pop("NO_COLOR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flytelike", "run", *args, str(file), "main"],
+        [sys.executable, "-m", "flytelike", "run", *args, str(file), "main", *inputs],
         stdin=subprocess.DEVNULL,
         stdout=secondary,
         stderr=secondary,
@@ -304,6 +304,16 @@ def test_a_real_terminal_gets_the_live_tree_with_task_output_above_it(tmp_path: 
     assert screen[roots[0]].split()[2] == "succeeded"
     assert "3" in screen[roots[0] + 1 :]  # the output, after the tree
     assert "\x1b[32m" in raw
+
+
+def test_the_live_tree_stays_intact_while_50_tasks_print(tmp_path: Path) -> None:
+    raw = _in_a_terminal(tmp_path, inputs=("--n", "50"), LINES="40")
+    screen = Screen().feed(raw.replace("\r\n", "\n")).lines()
+    roots = [i for i, line in enumerate(screen) if line.split()[:2] == ["0", "tty.main"]]
+    assert len(roots) == 1, "\n".join(screen)  # one tree, not broken copies of it between the lines
+    printed = [line for line in screen[: roots[0]] if "says hi" in line]
+    assert sorted(printed) == sorted(f"leaf {i} says hi" for i in range(50))  # every line, whole, above the tree
+    assert screen[roots[0]].split()[2] == "succeeded"
 
 
 def test_no_color_on_a_real_terminal(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ class Plan:
 async def step(i: int, label: str) -> str:
     with CALLS.open("a") as f:
         f.write(f"step {{i}}\\n")
-    if BROKEN.exists() and i == 1:
+    # The shards listed in BROKEN fail (shard 1 when it lists none).
+    if BROKEN.exists() and i in ([int(n) for n in BROKEN.read_text().split()] or [1]):
         raise ValueError(f"shard {{i}} broke")
     return f"{{label}}{{i * 10}}"
 
@@ -188,6 +189,25 @@ def test_recover_reuses_what_succeeded_and_runs_only_the_rest(project: Project) 
     assert {a.state.value for a in actions(latest().id).values()} == {"recovered"}
 
 
+def test_recover_after_3_of_50_children_failed_runs_exactly_those_and_their_parent(project: Project) -> None:
+    project.broken.write_text("7 23 41")
+    failed = invoke("run", "--no-progress", str(project.path), "main", "--plan", '{"shards": 50}')
+    assert failed.exit_code == 1
+    first = latest()
+    states = {a.id: a.state.value for a in actions(first.id).values()}
+    assert sorted(i for i, state in states.items() if state == "failed") == ["0", "0.23", "0.41", "0.7"]
+    project.taken_calls()
+
+    project.broken.unlink()
+    recovered = invoke("rerun", "--no-progress", first.id, "--recover")
+    assert recovered.exit_code == 0, recovered.output
+    assert json.loads(recovered.output) == [f"x{i * 10}" for i in range(50)]
+    assert project.taken_calls() == sorted(["main", "step 7", "step 23", "step 41"])
+    second = {a.id: a.state.value for a in actions(latest().id).values()}
+    assert sorted(i for i, state in second.items() if state != "recovered") == ["0", "0.23", "0.41", "0.7"]
+    assert sum(state == "recovered" for state in second.values()) == 47
+
+
 def test_recover_runs_again_what_got_other_inputs_or_other_code(project: Project) -> None:
     assert invoke("run", "--no-progress", str(project.path), "main").exit_code == 0
     first = latest()
@@ -263,7 +283,8 @@ iso = fl.TaskEnvironment(name="rerun-iso", platform=fl.Local(process=True))
 async def heavy(i: int) -> int:
     with CALLS.open("a") as f:
         f.write(f"heavy {i}\\n")
-    if BROKEN.exists() and i == 1:
+    # The shards listed in BROKEN fail (shard 1 when it lists none).
+    if BROKEN.exists() and i in ([int(n) for n in BROKEN.read_text().split()] or [1]):
         raise ValueError("heavy broke")
     return i + 100
 

@@ -324,11 +324,16 @@ def test_with_kubernetes_and_no_cluster_is_a_clear_error(
 
 
 @pytest.mark.parametrize("platform", ["batch", "batch:queue=gpu"])
-def test_with_a_platform_without_a_backend_is_a_clear_error(tasks_file: Path, platform: str) -> None:
+def test_with_batch_and_no_aws_region_is_a_clear_error(
+    tasks_file: Path, platform: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     result = invoke("--no-progress", "--with", platform, tasks_file, "hello")
     assert result.exit_code == 2
-    name = platform.split(":")[0]
-    assert f"no {name} backend is available" in result.stderr
+    assert "no AWS region is configured for Batch" in result.stderr
+    assert "flytelike emulator batch" in result.stderr
     assert f"{env_of(tasks_file)}.hello" in result.stderr
     assert recorded_runs() == []  # refused before anything started
 

@@ -48,6 +48,19 @@ DESCRIPTIONS: dict[str, str] = {
     "kubernetes.mig_strategy": "single: a MIG profile as a node label; mixed: nvidia.com/mig-<profile> resources.",
     "kubernetes.pending_timeout": "Seconds a pod may stay unschedulable before the attempt fails (an INFRA failure).",
     "kubernetes.image_pull_grace": "Seconds of ImagePullBackOff before the attempt fails (a USER failure).",
+    "batch": "Where and how tasks run as AWS Batch jobs.",
+    "batch.queue": "The job queue (name or ARN) of tasks whose fl.Batch names none.",
+    "batch.job_role": "IAM role ARN the job's container assumes (jobRoleArn).",
+    "batch.execution_role": "IAM role ARN that pulls images and writes logs (executionRoleArn; Fargate needs it).",
+    "batch.region": "AWS region of the Batch and CloudWatch Logs clients; unset: as botocore finds it.",
+    "batch.endpoint_url": "An endpoint for Batch and CloudWatch Logs (an emulator); unset: AWS's.",
+    "batch.runnable_timeout": "Seconds a job may stay RUNNABLE before the attempt fails (an INFRA failure).",
+    "batch.poll_interval_min": "Shortest wait between two DescribeJobs polls (while jobs start or finish).",
+    "batch.poll_interval_max": "Longest wait between two polls (while every job waits or runs).",
+    "batch.calls_per_second": "Most AWS calls a second, all of them together (one token bucket).",
+    "batch.entrypoint": "The command before the entrypoint's arguments.",
+    "batch.image": 'Image of jobs whose task names none; "" means the task\'s own.',
+    "batch.log_group": "The CloudWatch Logs group the jobs write to.",
     "serve": "The control plane (flytelike serve).",
     "serve.bind": "HOST:PORT the server listens on.",
     "serve.token": "The bearer token every call must present (FLYTELIKE_SERVE__TOKEN); with neither this nor\n"
@@ -70,6 +83,8 @@ DESCRIPTIONS: dict[str, str] = {
 EXAMPLES: dict[str, Any] = {
     "local.workers": 4,
     "store.endpoint_url": "http://127.0.0.1:9000",
+    "batch.region": "us-east-1",
+    "batch.endpoint_url": "http://127.0.0.1:5000",
 }
 
 _DEFAULT_HOME = "~/.flytelike"

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
         Recorder,
         Spawner,
     )
-    from flytelike._executor._run import Run, RunInput
+    from flytelike._executor._run import Run
+    from flytelike._executor._run_input import RunInput
     from flytelike._executor._values import Encoder, Values
 
 __all__ = [
@@ -77,7 +78,7 @@ _MODULES = {
     "Recorder": "flytelike._executor._protocols",
     "Recovered": "flytelike._executor._model",
     "Run": "flytelike._executor._run",
-    "RunInput": "flytelike._executor._run",
+    "RunInput": "flytelike._executor._run_input",
     "RunRecord": "flytelike._executor._model",
     "RunState": "flytelike._executor._model",
     "STREAMS": "flytelike._executor._logs",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,8 +22,9 @@ from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._logs import LogSink, TailOnly
-from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
-from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, CacheStore, Lease
+from flytelike._executor._model import ActionRecord, ActionState, RunState
+from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, Lease
+from flytelike._executor._run_input import RunInput
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
 from flytelike.errors import (
@@ -42,31 +42,6 @@ _RETRYING, _ABORTED, _TIMED_OUT = ActionState.RETRYING, ActionState.ABORTED, Act
 _RECOVERED = ActionState.RECOVERED
 _YIELD_EVERY = 64
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
-
-
-@dataclass(frozen=True, slots=True)
-class RunInput:
-    """What a run is made of.
-
-    Attributes:
-        record: the run's record (id, root task, platform).
-        backends: the backend for a platform name (loaded on first use by the caller's loader).
-        cache: the output cache.
-        platform: where tasks without a platform of their own run.
-        system_retries: attempts a SYSTEM or INFRA failure may cost an action beyond its own retries.
-        record_outputs: keep each action's inputs digest and, once it succeeded, its outputs' bytes in its
-            record, so that a later rerun can recover them (costs an encoding per action: off by default).
-        recovery: succeeded actions of an earlier run, by action id: an action of this run with the same id,
-            task identity and inputs takes their outputs instead of running (state RECOVERED).
-    """
-
-    record: RunRecord
-    backends: Callable[[str], Backend]
-    cache: CacheStore
-    platform: str = "local"
-    system_retries: int = 3
-    record_outputs: bool = False
-    recovery: Mapping[str, Recovered] | None = None
 
 
 class _Live:

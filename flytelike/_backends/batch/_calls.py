@@ -78,7 +78,11 @@ def _aws() -> SimpleNamespace:
         TimeoutError,
     )
     return SimpleNamespace(
-        Session=aioboto3.Session, Config=AioConfig, ClientError=botocore.exceptions.ClientError, transient=transient
+        Session=aioboto3.Session,
+        Config=AioConfig,
+        ClientError=botocore.exceptions.ClientError,
+        NoRegionError=botocore.exceptions.NoRegionError,
+        transient=transient,
     )
 
 
@@ -148,7 +152,14 @@ class AwsCalls:
             creator = session.client(
                 service, endpoint_url=self.settings.endpoint_url, region_name=self.settings.region, config=config
             )
-            self._clients[service] = await self._stack.enter_async_context(creator)
+            try:
+                self._clients[service] = await self._stack.enter_async_context(creator)
+            except modules.NoRegionError:
+                await self._stack.aclose()
+                raise BackendError(
+                    "no AWS region is configured for Batch: set [batch] region (FLYTELIKE_BATCH__REGION) or "
+                    "AWS_DEFAULT_REGION; to try it here without AWS: flytelike emulator batch"
+                ) from None
         return self
 
     def client(self, service: str) -> Any:
