@@ -323,68 +323,68 @@ class ServerState:
         same run, action, attempt and seq, is a no-op).
 
         Each new event gets the run's next position (the seq watchers see); each action's row follows its latest
-        event, and the run's ``last_seq`` is its last position.
+        event, and the run's ``last_seq`` is its last position. A few statements per batch, whatever its size: the
+        duplicates are found with one query, the events inserted with one, the actions read, inserted and updated
+        with one each.
         """
         if not batch:
             return []
-        fresh: list[runs_pb2.Event] = []
-        r, a = s.runs.c, s.actions.c
+        r, a, e = s.runs.c, s.actions.c, s.events.c
         async with self._write() as c:
-            run = (await c.execute(sa.select(r.last_seq, r.state).where(r.id == run_id))).first()
+            run = (await c.execute(sa.select(r.last_seq).where(r.id == run_id))).first()
             if run is None:
                 raise RecordWriteError(
                     f"events for run {run_id!r}, which the server has no record of",
                     path=_safe(self.url),
                     cause="no such run",
                 )
-            position = run.last_seq
-            for event in batch:
-                values = _event_values(event)
-                values["position"] = position + 1
-                result = await c.execute(
-                    self._insert(s.events)
-                    .values(values)
-                    .on_conflict_do_nothing(index_elements=["run_id", "action_id", "attempt", "seq"])
+            seqs = {event.seq for event in batch}
+            stored = {
+                (row.action_id, row.attempt, row.seq)
+                for row in await c.execute(
+                    sa.select(e.action_id, e.attempt, e.seq).where(e.run_id == run_id, e.seq.in_(seqs))
                 )
-                if result.rowcount:
-                    position += 1
+            }
+            fresh: list[runs_pb2.Event] = []
+            for event in batch:
+                key = (event.action_id, event.attempt, event.seq)
+                if key not in stored:
+                    stored.add(key)
                     fresh.append(event)
             if not fresh:
                 return []
-            known: dict[str, Any] = {
-                row.action_id: row
-                for row in await c.execute(
-                    sa.select(a.action_id, a.started).where(
-                        a.run_id == run_id, a.action_id.in_({e.action_id for e in fresh})
-                    )
-                )
-            }
-            new_actions = 0
+            position = run.last_seq
+            rows = []
             for event in fresh:
-                row = known.get(event.action_id)
-                done = event.state in _TERMINAL_ACTION_STATES
-                failed = event.state in ("failed", "timed_out")
-                change: dict[str, Any] = {"state": event.state, "attempts": event.attempt}
-                if event.state == "running" and (row is None or row.started is None):
-                    change["started"] = event.time
-                if done:
-                    change["ended"] = event.time
-                    change["error"] = event.reason if failed else None
-                    change["failure_kind"] = event.kind or None
-                if row is None:
-                    change.update(run_id=run_id, action_id=event.action_id, parent=event.parent, task=event.task)
-                    change["first_seq"] = event.seq
-                    await c.execute(s.actions.insert().values(change))
-                    known[event.action_id] = _Started(change.get("started"))
-                    new_actions += 1
-                else:
-                    if "started" in change:
-                        known[event.action_id] = _Started(change["started"])
-                    await c.execute(
-                        s.actions.update().where(a.run_id == run_id, a.action_id == event.action_id).values(change)
-                    )
+                position += 1
+                rows.append({**_event_values(event), "position": position})
+            await c.execute(s.events.insert(), rows)
+            touched = {event.action_id for event in fresh}
+            current: dict[str, dict[str, Any]] = {
+                row.action_id: dict(row._mapping)
+                for row in await c.execute(sa.select(s.actions).where(a.run_id == run_id, a.action_id.in_(touched)))
+            }
+            known = set(current)
+            for event in fresh:
+                _apply(current, run_id, event)
+            inserts = [row for action_id, row in current.items() if action_id not in known]
+            updates = [
+                {**row, "b_run": run_id, "b_action": action_id}
+                for action_id, row in current.items()
+                if action_id in known
+            ]
+            if inserts:
+                await c.execute(s.actions.insert(), inserts)
+            if updates:
+                columns = ("state", "attempts", "started", "ended", "error", "failure_kind")
+                await c.execute(
+                    s.actions.update()
+                    .where(a.run_id == sa.bindparam("b_run"), a.action_id == sa.bindparam("b_action"))
+                    .values({name: sa.bindparam(name) for name in columns}),
+                    [{k: row[k] for k in (*columns, "b_run", "b_action")} for row in updates],
+                )
             await c.execute(
-                s.runs.update().where(r.id == run_id).values(last_seq=position, actions=r.actions + new_actions)
+                s.runs.update().where(r.id == run_id).values(last_seq=position, actions=r.actions + len(inserts))
             )
         return fresh
 
@@ -496,9 +496,31 @@ class ServerState:
             return int((await c.execute(stmt)).scalar() or 0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Started:
-    started: float | None
+def _apply(current: dict[str, dict[str, Any]], run_id: str, event: runs_pb2.Event) -> None:
+    """Move the action row of ``event`` (made if new) to the state the event says."""
+    row = current.get(event.action_id)
+    if row is None:
+        row = current[event.action_id] = {
+            "run_id": run_id,
+            "action_id": event.action_id,
+            "parent": event.parent,
+            "task": event.task,
+            "state": event.state,
+            "attempts": 0,
+            "first_seq": event.seq,
+            "started": None,
+            "ended": None,
+            "error": None,
+            "failure_kind": None,
+        }
+    row["state"] = event.state
+    row["attempts"] = max(row["attempts"], event.attempt)
+    if event.state == "running" and row["started"] is None:
+        row["started"] = event.time
+    if event.state in _TERMINAL_ACTION_STATES:
+        row["ended"] = event.time
+        row["error"] = event.reason if event.state in ("failed", "timed_out") else None
+        row["failure_kind"] = event.kind or None
 
 
 def _event_values(event: runs_pb2.Event) -> dict[str, Any]:
