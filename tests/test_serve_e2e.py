@@ -264,3 +264,13 @@ def test_logs_follow_prints_an_attempts_output_until_it_ends(server: Server, pro
     # It ended with the attempt: the root action had succeeded by then.
     shown = json.loads(_cli(server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
     assert [a["state"] for a in shown["actions"] if a["id"] == "0"] == ["succeeded"]
+
+
+def test_a_platform_the_server_does_not_run_is_refused(server: Server, project: Path) -> None:
+    options = _cli(server, project, "run", "--remote", "--with", "batch:queue=q", "e2e_tasks.py", "total")
+    assert options.returncode == 2
+    assert "a server run does not take" in options.stderr
+    unknown = _cli(server, project, "run", "--remote", "--with", "batch", "e2e_tasks.py", "total")
+    assert unknown.returncode == 1
+    assert "platform='batch': is not a backend of this server" in unknown.stderr
+    assert "subprocess" in unknown.stderr

@@ -65,19 +65,23 @@ async def _run(
             click.echo(run.id)
             return 0
         click.echo(f"run {run.id} on {client.endpoint}", err=True)
-        try:
-            async with anyio.create_task_group() as tg:
-                if view is not None:
-                    tg.start_soon(view, run)
-                try:
-                    value = await run.result()
-                finally:
-                    tg.cancel_scope.cancel()
-        except CancelledError as e:
-            click.echo(f"Error: {e}", err=True)
+        failure: RunError | None = None
+        value: Any = None
+        async with anyio.create_task_group() as tg:
+            if view is not None:
+                tg.start_soon(view, run)
+            # Caught here, inside the group: escaping it, the error would come out wrapped in an exception group.
+            try:
+                value = await run.result()
+            except RunError as e:
+                failure = e
+            finally:
+                tg.cancel_scope.cancel()
+        if isinstance(failure, CancelledError):
+            click.echo(f"Error: {failure}", err=True)
             return 1
-        except RunError as e:
-            click.echo(f"Error: {e}\nDetails: flytelike runs show --remote {run.id}", err=True)
+        if failure is not None:
+            click.echo(f"Error: {failure}\nDetails: flytelike runs show --remote {run.id}", err=True)
             return 1
     if output == "json":
         click.echo(json.dumps({"run": run.id, "task": run.task, "outputs": value}, indent=2, default=repr))

@@ -56,6 +56,13 @@ def _check_create(request: runs_pb2.CreateRunRequest) -> runs_pb2.TaskCode:
         raise SpecError(
             "name", request.name, "is not a run name", accepted="lowercase letters, digits, '-'; e.g. nightly"
         )
+    if ":" in request.platform or "=" in request.platform:
+        raise SpecError(
+            "platform",
+            request.platform,
+            "sets platform options, which a server run does not take (the server's settings hold them)",
+            accepted="a backend name the server runs, e.g. kubernetes or batch",
+        )
     for code in request.tasks:
         key = f"{code.template.id.name}@{code.template.id.version}"
         if key == request.root:

@@ -24,7 +24,7 @@ from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._source import RunReports
 from flytelike._run_handle import RunHandle
 from flytelike._runtime import Runtime, TemplateRunInput
-from flytelike.errors import CancelledError, FlytelikeError
+from flytelike.errors import CancelledError, FlytelikeError, SpecError
 
 __all__ = ["RuntimeRunSource"]
 
@@ -49,6 +49,7 @@ class RuntimeRunSource:
     ) -> None:
         self._runtime = Runtime(settings=settings, backends=backends)
         self._platform = platform
+        self._allowed = frozenset(_names(settings.serve.backends)) | {platform}
         self._handles: dict[str, RunHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -77,13 +78,18 @@ class RuntimeRunSource:
         if self._tg is None:
             raise RuntimeError("RuntimeRunSource used outside `async with`")
         root = next(c for c in request.tasks if f"{c.template.id.name}@{c.template.id.version}" == request.root)
+        platform = request.platform or self._platform
+        if platform not in self._allowed:
+            raise SpecError(
+                "platform", platform, "is not a backend of this server", accepted=", ".join(sorted(self._allowed))
+            )
         handle = await self._runtime.start_template(
             TemplateRunInput(
                 template=root.template.SerializeToString(deterministic=True),
                 inputs=request.inputs,
                 bundle=request.bundle_digest,
                 module=root.module,
-                platform=request.platform or self._platform,
+                platform=platform,
                 labels=dict(request.labels),
             )
         )
@@ -165,3 +171,8 @@ class _Tee:
 
     def read(self, action_id: str, attempt: int) -> bytes:
         return self._sink.read(action_id, attempt)
+
+
+def _names(entries: tuple[str, ...]) -> list[str]:
+    """The backend names of ``[serve] backends`` (``NAME`` or ``NAME=module:factory``)."""
+    return [entry.partition("=")[0].strip() for entry in entries]
