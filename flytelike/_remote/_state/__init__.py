@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from flytelike._remote._state._database import (
-    TERMINAL_RUN_STATES,
-    Abort,
-    NewRun,
-    RunFilter,
-    ServerState,
-    database_url,
-)
+from flytelike._remote._state._database import ServerState
+from flytelike._remote._state._rows import TERMINAL_RUN_STATES, Abort, NewRun, RunFilter, database_url
 
 __all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url"]

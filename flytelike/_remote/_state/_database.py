@@ -7,12 +7,10 @@ lock rather than left to fail with ``database is locked`` under load; PostgreSQL
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,106 +18,30 @@ from typing import Any
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._state import _schema as s
+from flytelike._remote._state._rows import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    TERMINAL_RUN_STATES,
+    Abort,
+    NewRun,
+    RunFilter,
+    apply_event,
+    event_values,
+    migrate,
+    page_token,
+    parse_page_token,
+    run_message,
+    safe_url,
+    sqlite_pragmas,
+)
 from flytelike.errors import RecordWriteError, SpecError
 
-__all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url"]
-
-TERMINAL_RUN_STATES = frozenset({"succeeded", "failed", "aborted", "lost"})
-_TERMINAL_ACTION_STATES = frozenset({"succeeded", "failed", "timed_out", "aborted", "cached", "recovered"})
-_MAX_PAGE = 1000
-_DEFAULT_PAGE = 50
-_ACCEPTED_URL = "postgresql://user:password@host:5432/db, sqlite:///absolute/path.sqlite3, or a file path"
-
-
-def database_url(value: str, *, home: Path) -> str:
-    """The SQLAlchemy URL of ``[serve] database``: empty is ``$FLYTELIKE_HOME/server.sqlite3``.
-
-    Raises:
-        SpecError: naming ``serve.database``, for a scheme that is neither PostgreSQL nor SQLite.
-    """
-    if not value:
-        return f"sqlite+aiosqlite:///{(home / 'server.sqlite3').absolute()}"
-    if value.startswith(("postgresql://", "postgres://")):
-        return "postgresql+asyncpg://" + value.split("://", 1)[1]
-    if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-        return value
-    if value.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
-    if "://" not in value:
-        return f"sqlite+aiosqlite:///{Path(value).expanduser().absolute()}"
-    raise SpecError("serve.database", value, "is not a PostgreSQL or SQLite database", accepted=_ACCEPTED_URL)
-
-
-@dataclass(frozen=True, slots=True)
-class NewRun:
-    """A run to record: everything CreateRun was given, and the token made for it (as its sha256)."""
-
-    id: str
-    request: runs_pb2.CreateRunRequest
-    task: str
-    token_sha256: str
-    created: float
-
-
-@dataclass(frozen=True, slots=True)
-class RunFilter:
-    """ListRuns' filters and page (see runs.proto)."""
-
-    states: tuple[str, ...] = ()
-    task: str = ""
-    since: float = 0.0
-    labels: Mapping[str, str] | None = None
-    page_size: int = 0
-    page_token: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Abort:
-    """An abort request recorded and not yet carried out."""
-
-    id: int
-    run_id: str
-    action_id: str
-    reason: str
-
-
-def _page_token(created: float, run_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created, run_id]).encode()).decode()
-
-
-def _parse_page_token(token: str) -> tuple[float, str]:
-    try:
-        created, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return float(created), str(run_id)
-    except (ValueError, TypeError) as e:
-        raise SpecError(
-            "page_token", token, f"is not a page token ({e})", accepted="next_page_token of the previous page"
-        ) from None
-
-
-def _run(row: Any) -> runs_pb2.Run:
-    return runs_pb2.Run(
-        id=row.id,
-        task=row.task,
-        state=row.state,
-        created=row.created,
-        ended=row.ended or 0.0,
-        error=row.error or "",
-        labels=json.loads(row.labels_json),
-        request_id=row.request_id,
-        actions=row.actions,
-        bundle_digest=row.bundle_digest,
-        platform=row.platform,
-        inputs_json=row.inputs_json,
-        last_seq=row.last_seq,
-    )
-
+__all__ = ["ServerState"]
 
 _RUN_COLUMNS = [c for c in s.runs.c if c.name not in ("request", "outputs", "outputs_json", "token_sha256")]
 
@@ -147,14 +69,16 @@ class ServerState:
             await anyio.to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
         engine = create_async_engine(self.url)
         if self._sqlite:
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         try:
             async with engine.begin() as connection:
-                await connection.run_sync(_migrate)
+                await connection.run_sync(migrate)
         except SQLAlchemyError as e:
             await engine.dispose()
             raise RecordWriteError(
-                f"the server database {_safe(self.url)} could not be opened: {e}", path=_safe(self.url), cause=str(e)
+                f"the server database {safe_url(self.url)} could not be opened: {e}",
+                path=safe_url(self.url),
+                cause=str(e),
             ) from None
         except BaseException:
             await engine.dispose()
@@ -227,12 +151,12 @@ class ServerState:
     async def run_by_request(self, request_id: str) -> runs_pb2.Run | None:
         async with self._read() as c:
             row = (await c.execute(sa.select(*_RUN_COLUMNS).where(s.runs.c.request_id == request_id))).first()
-        return None if row is None else _run(row)
+        return None if row is None else run_message(row)
 
     async def get_run(self, run_id: str) -> runs_pb2.Run | None:
         async with self._read() as c:
             row = (await c.execute(sa.select(*_RUN_COLUMNS).where(s.runs.c.id == run_id))).first()
-        return None if row is None else _run(row)
+        return None if row is None else run_message(row)
 
     async def run_request(self, run_id: str) -> runs_pb2.CreateRunRequest | None:
         """The CreateRunRequest the run was created from."""
@@ -251,9 +175,9 @@ class ServerState:
 
     async def list_runs(self, query: RunFilter) -> tuple[list[runs_pb2.Run], str]:
         """A page of runs, newest first, and the token of the next page (empty on the last)."""
-        size = query.page_size or _DEFAULT_PAGE
-        if not 0 < size <= _MAX_PAGE:
-            raise SpecError("page_size", size, f"must be 1 to {_MAX_PAGE}", accepted="e.g. 50 (0 for 50)")
+        size = query.page_size or DEFAULT_PAGE
+        if not 0 < size <= MAX_PAGE:
+            raise SpecError("page_size", size, f"must be 1 to {MAX_PAGE}", accepted="e.g. 50 (0 for 50)")
         r = s.runs.c
         stmt = sa.select(*_RUN_COLUMNS)
         if query.states:
@@ -266,14 +190,14 @@ class ServerState:
             label = s.labels.c
             stmt = stmt.where(sa.exists().where(label.run_id == r.id, label.key == key, label.value == value))
         if query.page_token:
-            created, run_id = _parse_page_token(query.page_token)
+            created, run_id = parse_page_token(query.page_token)
             stmt = stmt.where(sa.or_(r.created < created, sa.and_(r.created == created, r.id < run_id)))
         stmt = stmt.order_by(r.created.desc(), r.id.desc()).limit(size + 1)
         async with self._read() as c:
             rows = (await c.execute(stmt)).all()
-        found = [_run(row) for row in rows[:size]]
+        found = [run_message(row) for row in rows[:size]]
         more = len(rows) > size
-        return found, _page_token(found[-1].created, found[-1].id) if more else ""
+        return found, page_token(found[-1].created, found[-1].id) if more else ""
 
     async def unfinished_runs(self) -> list[str]:
         async with self._read() as c:
@@ -304,7 +228,7 @@ class ServerState:
                 values.update(ended=now, error=error or None, outputs=outputs, outputs_json=outputs_json)
             await c.execute(s.runs.update().where(r.id == run_id).values(values))
             event = runs_pb2.Event(run_id=run_id, seq=seq, task=row.task, state=state, time=now, reason=error)
-            await c.execute(s.events.insert().values({**_event_values(event), "position": seq}))
+            await c.execute(s.events.insert().values({**event_values(event), "position": seq}))
         return event
 
     async def outputs(self, run_id: str) -> tuple[str, bytes | None, str | None, str] | None:
@@ -335,7 +259,7 @@ class ServerState:
             if run is None:
                 raise RecordWriteError(
                     f"events for run {run_id!r}, which the server has no record of",
-                    path=_safe(self.url),
+                    path=safe_url(self.url),
                     cause="no such run",
                 )
             seqs = {event.seq for event in batch}
@@ -357,7 +281,7 @@ class ServerState:
             rows = []
             for event in fresh:
                 position += 1
-                rows.append({**_event_values(event), "position": position})
+                rows.append({**event_values(event), "position": position})
             await c.execute(s.events.insert(), rows)
             touched = {event.action_id for event in fresh}
             current: dict[str, dict[str, Any]] = {
@@ -366,7 +290,7 @@ class ServerState:
             }
             known = set(current)
             for event in fresh:
-                _apply(current, run_id, event)
+                apply_event(current, run_id, event)
             inserts = [row for action_id, row in current.items() if action_id not in known]
             updates = [
                 {**row, "b_run": run_id, "b_action": action_id}
@@ -494,79 +418,3 @@ class ServerState:
         )
         async with self._read() as c:
             return int((await c.execute(stmt)).scalar() or 0)
-
-
-def _apply(current: dict[str, dict[str, Any]], run_id: str, event: runs_pb2.Event) -> None:
-    """Move the action row of ``event`` (made if new) to the state the event says."""
-    row = current.get(event.action_id)
-    if row is None:
-        row = current[event.action_id] = {
-            "run_id": run_id,
-            "action_id": event.action_id,
-            "parent": event.parent,
-            "task": event.task,
-            "state": event.state,
-            "attempts": 0,
-            "first_seq": event.seq,
-            "started": None,
-            "ended": None,
-            "error": None,
-            "failure_kind": None,
-        }
-    row["state"] = event.state
-    row["attempts"] = max(row["attempts"], event.attempt)
-    if event.state == "running" and row["started"] is None:
-        row["started"] = event.time
-    if event.state in _TERMINAL_ACTION_STATES:
-        row["ended"] = event.time
-        row["error"] = event.reason if event.state in ("failed", "timed_out") else None
-        row["failure_kind"] = event.kind or None
-
-
-def _event_values(event: runs_pb2.Event) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "action_id": event.action_id,
-        "attempt": event.attempt,
-        "seq": event.seq,
-        "parent": event.parent,
-        "task": event.task,
-        "state": event.state,
-        "time": event.time,
-        "kind": event.kind,
-        "reason": event.reason,
-    }
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (watches, listings) go on while the server writes; NORMAL sync is durable across a crash
-    # of the process (not of the machine's power), which is what a restart needs.
-    cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
-def _migrate(connection: Connection) -> None:
-    s.schema_version.create(connection, checkfirst=True)
-    applied = set(connection.execute(sa.select(s.schema_version.c.version)).scalars())
-    newer = {v for v in applied if v > s.SCHEMA_VERSION}
-    if newer:
-        raise RecordWriteError(
-            f"the server database has schema version {max(newer)}, newer than this flytelike knows "
-            f"({s.SCHEMA_VERSION}); upgrade flytelike",
-            path="the server database",
-            cause=f"schema version {max(newer)}",
-        )
-    for version, step in s.MIGRATIONS:
-        if version not in applied:
-            step(connection)
-            connection.execute(s.schema_version.insert().values(version=version, applied=time.time()))
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
-        return "(unparsable URL)"
