@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -19,8 +19,10 @@ from serve_support import (
     upload_bundle,
 )
 
+from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._run_client import RunClient
-from flytelike.errors import BackendError
+from flytelike._remote._state import ServerState
+from flytelike.errors import BackendError, RecordWriteError
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +231,29 @@ async def test_fifty_clients_create_and_watch_runs_at_once(
                     tg.start_soon(one, i)
         assert len(counts) == 50
         assert set(counts.values()) == {4}  # running (run), running, succeeded (action), succeeded (run)
+
+
+async def test_a_failed_write_is_retried_and_nothing_is_lost_or_doubled(
+    tmp_path: Path, bundle: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = FakeRunSource()
+    real = ServerState.append_events
+    failures = [RecordWriteError("database is locked", path="db", cause="database is locked")]
+
+    async def flaky(self: ServerState, run_id: str, batch: Sequence[runs_pb2.Event]) -> list[runs_pb2.Event]:
+        stored = await real(self, run_id, batch)
+        if failures:
+            raise failures.pop()  # after the commit: the retry writes the same events again
+        return stored
+
+    monkeypatch.setattr(ServerState, "append_events", flaky)
+    async with serving(tmp_path / "srv", source) as plane, RunClient(plane.address, token=TOKEN) as client:
+        await upload_bundle(client, *bundle, tmp_path)
+        run = (await client.create_run(create_request(bundle[0], request_id="flaky"))).run
+        source.emit(run.id, "0", "running")
+        source.emit(run.id, "0", "succeeded")
+        source.finish(run.id, "succeeded", outputs=b"")
+        with anyio.fail_after(10):
+            events = [(x.event.action_id, x.event.state) async for x in client.watch(run.id) if x.event.state]
+        assert not failures
+        assert events == [("", "running"), ("0", "running"), ("0", "succeeded"), ("", "succeeded")]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -25,6 +24,7 @@ __all__ = ["Hub"]
 
 log = logging.getLogger("flytelike.serve")
 _BATCH = 500
+_WRITE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,10 @@ class Hub:
 
     Args:
         state: the records.
-        on_end: called with the run id after a run's terminal state is committed.
     """
 
-    def __init__(self, state: ServerState, *, on_end: Callable[[str], None] | None = None) -> None:
+    def __init__(self, state: ServerState) -> None:
         self._state = state
-        self._on_end = on_end
         send, receive = anyio.create_memory_object_stream[_Report](math.inf)
         self._send: MemoryObjectSendStream[_Report] = send
         self._receive: MemoryObjectReceiveStream[_Report] = receive
@@ -121,12 +119,22 @@ class Hub:
                     batch.append(self._receive.receive_nowait())
                 except anyio.WouldBlock:
                     break
-            try:
-                await self._write(batch)
-            except Exception:
-                log.exception("could not record %d reports of runs", len(batch))
+            await self._write_retried(batch)
             if self._receive.statistics().current_buffer_used == 0:
                 self._idle.set()
+
+    async def _write_retried(self, batch: list[_Report]) -> None:
+        # Writing a batch again is safe: a stored event, log chunk or run state is not stored twice.
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                await self._write(batch)
+                return
+            except Exception:
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    log.exception("could not record %d reports of runs; they are lost", len(batch))
+                    return
+                log.warning("could not record %d reports of runs; trying again", len(batch), exc_info=True)
+                await anyio.sleep(0.1 * 2**attempt)
 
     async def _write(self, batch: list[_Report]) -> None:
         touched: set[str] = set()
@@ -158,11 +166,9 @@ class Hub:
                     outputs=report.outputs,
                     outputs_json=report.outputs_json,
                 )
+                touched.add(report.run_id)
                 if event is not None:
                     log.info("run %s %s%s", report.run_id, report.state, f": {report.error}" if report.error else "")
-                    touched.add(report.run_id)
-                    if event.state != "running" and self._on_end is not None:
-                        self._on_end(report.run_id)
         await flush()
         for run_id in touched:
             self._wake(run_id)
