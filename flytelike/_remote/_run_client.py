@@ -214,24 +214,24 @@ class RunClient:
         return list(answer.actions)
 
     async def watch(self, run_id: str, *, after_seq: int = 0) -> AsyncIterator[runs_pb2.WatchRunResponse]:
-        """The run's events after ``after_seq`` (and ``synced`` markers), until its terminal event; a broken stream
-        is resumed from the last seq seen, so nothing is missed or repeated."""
+        """The run's events after ``after_seq``, one per item (and the ``synced`` marker), until its terminal event;
+        a broken stream is resumed from the last seq seen, so nothing is missed or repeated."""
         cursor = after_seq
         while True:
             call = self.runs.WatchRun(
                 runs_pb2.WatchRunRequest(run_id=run_id, after_seq=cursor), metadata=self._metadata
             )
             try:
-                async for item in call:
-                    if item.WhichOneof("item") == "event":
-                        cursor = item.event.seq
-                    yield item
-                    if (
-                        item.WhichOneof("item") == "event"
-                        and not item.event.action_id
-                        and item.event.state in TERMINAL_RUN_STATES
-                    ):
-                        return
+                async for message in call:
+                    kind = message.WhichOneof("item")
+                    if kind == "synced":
+                        yield message
+                        continue
+                    for event in message.events.events if kind == "events" else [message.event]:
+                        cursor = event.seq
+                        yield runs_pb2.WatchRunResponse(event=event)
+                        if not event.action_id and event.state in TERMINAL_RUN_STATES:
+                            return
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):

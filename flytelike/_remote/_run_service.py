@@ -188,12 +188,12 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             # Taken before reading: a commit between the read and the wait still wakes this watch.
             changed = self._hub.changed(request.run_id)
             batch = await self._state.events_after(request.run_id, cursor)
-            for event in batch:
-                yield runs_pb2.WatchRunResponse(event=event)
-                cursor = event.seq
-                if not event.action_id and event.state in TERMINAL_RUN_STATES:
-                    return
             if batch:
+                # A run's terminal event is its last: nothing is recorded after it.
+                yield runs_pb2.WatchRunResponse(events=runs_pb2.Events(events=batch))
+                cursor = batch[-1].seq
+                if not batch[-1].action_id and batch[-1].state in TERMINAL_RUN_STATES:
+                    return
                 continue
             if not synced:
                 synced = True
