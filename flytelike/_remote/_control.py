@@ -69,7 +69,10 @@ def serve_token(settings: Settings) -> str:
     path = settings.home / "serve.token"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another server of this home made it just now
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(32) + "\n")
         log.info("made a token for this server in %s", path)
@@ -124,7 +127,8 @@ class ControlPlane:
         self.settings = settings
         self._bind = bind or settings.serve.bind
         self._host, _ = split_address(self._bind, field="serve.bind")
-        self._token = token if token is not None else serve_token(settings)
+        self._given_token = token
+        self._token = ""
         self._source = source
         self._stack: AsyncExitStack | None = None
         self._server: grpc.aio.Server | None = None
@@ -144,6 +148,7 @@ class ControlPlane:
 
     @property
     def token(self) -> str:
+        """The server's token (known once entered)."""
         return self._token
 
     async def settled(self) -> None:
@@ -165,6 +170,10 @@ class ControlPlane:
 
     async def _enter(self, stack: AsyncExitStack) -> None:
         settings = self.settings
+        # Files are read (and the token file written) off the event loop.
+        given = self._given_token
+        self._token = given if given else await anyio.to_thread.run_sync(serve_token, settings)
+        credentials = await anyio.to_thread.run_sync(self._credentials)
         state = await stack.enter_async_context(ServerState(database_url(settings.serve.database, home=settings.home)))
         self.state = state
         await self._settle_previous(state)
@@ -182,7 +191,7 @@ class ControlPlane:
             # own source, or the client side of this package, should load.
             from flytelike._remote._runtime_source import RuntimeRunSource
 
-            platform, factories = backend_factories(settings.serve.backends)
+            platform, factories = await anyio.to_thread.run_sync(backend_factories, settings.serve.backends)
             source = await stack.enter_async_context(
                 RuntimeRunSource(settings, platform=settings.serve.platform or platform, backends=factories)
             )
@@ -208,25 +217,31 @@ class ControlPlane:
         reflection.enable_server_reflection(
             (RUN_SERVICE, BLOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = self._listen(server)
+        port = self._listen(server, credentials)
         await server.start()
         for service in ("", RUN_SERVICE, BLOB_SERVICE):
             await checker.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._server, self._health, self._port = server, checker, port
         stack.push_async_callback(self._stop_grpc)
 
-    def _listen(self, server: grpc.aio.Server) -> int:
+    def _credentials(self) -> grpc.ServerCredentials | None:
         serve = self.settings.serve
+        if not serve.tls_cert:
+            return None
+        pem: dict[str, bytes] = {}
+        for setting, path in (("serve.tls_cert", serve.tls_cert), ("serve.tls_key", serve.tls_key)):
+            try:
+                pem[setting] = Path(path).expanduser().read_bytes()
+            except OSError as e:
+                raise ConfigError(setting, path, f"cannot be read ({e.strerror})") from None
+        return grpc.ssl_server_credentials([(pem["serve.tls_key"], pem["serve.tls_cert"])])
+
+    def _listen(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> int:
         try:
-            if serve.tls_cert:
-                key = Path(serve.tls_key).read_bytes()
-                chain = Path(serve.tls_cert).read_bytes()
-                credentials = grpc.ssl_server_credentials([(key, chain)])
+            if credentials is not None:
                 port = server.add_secure_port(self._bind, credentials)
             else:
                 port = server.add_insecure_port(self._bind)
-        except OSError as e:
-            raise ConfigError("serve.tls_cert", serve.tls_cert, f"cannot be read ({e.strerror})") from None
         except RuntimeError as e:
             raise BackendError(f"the server cannot listen on {self._bind}: {e}") from None
         if port == 0:
