@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,10 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
         self._scratch = scratch
         self.stored = 0  # objects written by uploads (the others were there already)
 
+    def _scratch_dir(self) -> Path:
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self._scratch, prefix="upload-"))
+
     async def FindMissing(  # noqa: N802 (the gRPC method's name)
         self, request: blobs_pb2.FindMissingRequest, context: Context
     ) -> blobs_pb2.FindMissingResponse:
@@ -95,9 +100,9 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Upload: size {header.size} is above the limit of {MAX_UPLOAD} bytes"
             )
-        await anyio.to_thread.run_sync(lambda: self._scratch.mkdir(parents=True, exist_ok=True))
-        with tempfile.TemporaryDirectory(dir=self._scratch, prefix="upload-") as tmp:
-            path = Path(tmp) / "blob"
+        tmp = await anyio.to_thread.run_sync(self._scratch_dir)
+        try:
+            path = tmp / "blob"
             sha = hashlib.sha256()
             size = 0
             async with await anyio.open_file(path, "wb") as out:
@@ -117,7 +122,7 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
             digest = header.blob.digest
             try:
                 if header.blob.kind == blobs_pb2.BLOB_KIND_BUNDLE:
-                    await anyio.to_thread.run_sync(_verify_bundle, path, digest, Path(tmp))
+                    await anyio.to_thread.run_sync(_verify_bundle, path, digest, tmp)
                 elif sha.hexdigest() != digest.removeprefix("sha256:"):
                     raise StoreError(f"its content has sha256 {sha.hexdigest()}, not {digest}")
             except (BundleIntegrityError, StoreError) as e:
@@ -128,6 +133,8 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
             except FlytelikeError as e:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"Upload: the server's store failed: {e}")
                 raise
+        finally:
+            await anyio.to_thread.run_sync(shutil.rmtree, tmp, True)
         if stored:
             self.stored += 1
             log.info("stored %s (%d bytes)", key, size)

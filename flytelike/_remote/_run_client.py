@@ -132,26 +132,26 @@ class RunClient:
         ref = blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_BUNDLE, digest=digest)
         if not await self.find_missing([ref]):
             return False
-        scratch.mkdir(parents=True, exist_ok=True)
+        await anyio.Path(scratch).mkdir(parents=True, exist_ok=True)
         path = scratch / f"{digest.removeprefix('sha256:')}-{uuid.uuid4().hex}.tar.gz"
         try:
             await anyio.to_thread.run_sync(write, path)
             return await self.upload(ref, path)
         finally:
-            path.unlink(missing_ok=True)
+            await anyio.Path(path).unlink(missing_ok=True)
 
     async def upload_data(self, data: bytes, scratch: Path) -> str:
         """Upload ``data`` unless the server has it; its digest."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         ref = blobs_pb2.BlobRef(kind=blobs_pb2.BLOB_KIND_DATA, digest=digest)
         if await self.find_missing([ref]):
-            scratch.mkdir(parents=True, exist_ok=True)
-            path = scratch / f"{uuid.uuid4().hex}.blob"
+            await anyio.Path(scratch).mkdir(parents=True, exist_ok=True)
+            path = anyio.Path(scratch / f"{uuid.uuid4().hex}.blob")
             try:
-                path.write_bytes(data)
-                await self.upload(ref, path)
+                await path.write_bytes(data)
+                await self.upload(ref, Path(path))
             finally:
-                path.unlink(missing_ok=True)
+                await path.unlink(missing_ok=True)
         return digest
 
     # --- runs -------------------------------------------------------------------------------------------------
