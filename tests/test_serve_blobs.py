@@ -55,3 +55,4 @@ async def test_corrupt_uploads_are_refused_and_nothing_is_stored(tmp_path: Path)
         assert len(await client.find_missing([ref, bundle])) == 2
         assert plane.blobs is not None
         assert plane.blobs.stored == 0
+        assert list((plane.settings.home / "uploads").iterdir()) == []  # refused uploads leave nothing behind
