@@ -274,3 +274,35 @@ def test_a_platform_the_server_does_not_run_is_refused(server: Server, project: 
     assert unknown.returncode == 1
     assert "platform='batch': is not a backend of this server" in unknown.stderr
     assert "subprocess" in unknown.stderr
+
+
+def test_ctrl_c_off_a_terminal_detaches_and_the_run_goes_on(server: Server, project: Path) -> None:
+    env = {
+        **os.environ,
+        "FLYTELIKE_HOME": str(project.parent / "client-home"),
+        "FLYTELIKE_REMOTE__ENDPOINT": server.address,
+        "FLYTELIKE_REMOTE__TOKEN": TOKEN,
+    }
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "flytelike", "run", "--remote", "e2e_tasks.py", "slow", "--seconds", "30"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "running" not in _cli(server, project, "runs", "--remote", "--state", "running").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        watching.send_signal(signal.SIGINT)
+        _, stderr = watching.communicate(timeout=30)
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+    assert watching.returncode == 130
+    assert "Detached: run " in stderr
+    listed = json.loads(_cli(server, project, "runs", "--remote", "-o", "json").stdout)
+    assert [r["state"] for r in listed] == ["running"]
