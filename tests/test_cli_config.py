@@ -139,3 +139,13 @@ def test_show_reports_a_bad_setting_as_an_error(monkeypatch: pytest.MonkeyPatch)
     result = invoke("show")
     assert result.exit_code == 1
     assert "local.workers='0': must be at least 1 (from environment variable FLYTELIKE_LOCAL__WORKERS)" in result.output
+
+
+def test_show_hides_tokens_and_database_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYTELIKE_SERVE__DATABASE", "postgresql://bob:s3cret@db.internal:5432/flytelike")
+    monkeypatch.setenv("FLYTELIKE_SERVE__TOKEN", "abc123")
+    for args in (["config", "show"], ["config", "show", "-o", "json"]):
+        out = CliRunner().invoke(cli, args).output
+        assert "s3cret" not in out
+        assert "abc123" not in out
+        assert "postgresql://bob:***@db.internal:5432/flytelike" in out

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -45,9 +46,22 @@ def init(path: str | None, force: bool) -> None:
     click.echo(f"wrote {target}")
 
 
-def _shown(value: Any, name: str = "") -> str:
-    if name.endswith("token") and value:
+def _secret(name: str, value: Any) -> Any:
+    """``value`` with its credentials hidden: a token whole, the password of a database URL."""
+    if not value:
+        return value
+    if name.endswith("token"):
         return "(set, not shown)"  # a credential does not belong in a terminal's scrollback
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            host = parts.netloc.rpartition("@")[2]
+            return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return value
+
+
+def _shown(value: Any, name: str = "") -> str:
+    value = _secret(name, value)
     if value is None:
         return "(not set)"
     if isinstance(value, tuple):
@@ -79,7 +93,7 @@ def show(output: str) -> None:
         rows = [
             {
                 "name": s.name,
-                "value": _shown(s.value, s.name) if s.name.endswith("token") else _json_value(s.value),
+                "value": _json_value(_secret(s.name, s.value)),
                 "source": s.source,
             }
             for s in entries
