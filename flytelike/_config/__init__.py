@@ -45,6 +45,7 @@ __all__ = [
     "SettingSource",
     "Settings",
     "StoreSettings",
+    "aws_environment",
     "config_files",
     "default_settings",
     "explain_settings",
@@ -388,6 +389,15 @@ def config_files() -> list[Path]:
     """The configuration files read, lowest precedence first: ``$FLYTELIKE_HOME/config.toml``, ``./flytelike.toml``
     (whether they exist or not)."""
     return _config_files(os.environ)
+
+
+_AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+
+
+def aws_environment() -> dict[str, str]:
+    """The AWS credentials and region of this process's environment, for a task process that reaches the same
+    ``s3://`` store with nothing else of this environment (read here, as every variable is)."""
+    return {name: os.environ[name] for name in _AWS_VARIABLES if os.environ.get(name)}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from flytelike._backends._once import Once
-from flytelike._config import Settings
+from flytelike._config import Settings, aws_environment
 from flytelike._executor import ActionRecord, ExecTask, Spawner
 from flytelike._storage import BlobStore, bundle_key, data_key, open_store
 from flytelike.errors import BackendError
@@ -80,12 +80,10 @@ class RemoteServices:
         env = {"FLYTELIKE_STORE__URL": self.settings.store.url}
         if self.settings.store.endpoint_url:
             env["FLYTELIKE_STORE__ENDPOINT_URL"] = self.settings.store.endpoint_url
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
-            # The store's credentials, when it is S3 and they come from the environment (a pod or a job gets its
+        if self.settings.store.url.startswith("s3://"):
+            # The store's credentials, when they come from this process's environment (a pod or a job gets its
             # own from its role instead).
-            value = os.environ.get(name)
-            if value and self.settings.store.url.startswith("s3://"):
-                env[name] = value
+            env.update(aws_environment())
         return env
 
     async def run_bundle(self, run_id: str, digest: str, module: str) -> BundleRef:
