@@ -293,6 +293,12 @@ async def test_run_with_kubernetes_from_the_command_line(project: Any, tmp_path:
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip().splitlines()[-1] == str(10 * 1 + 10 * 2)
     assert creates == 5
+    # What the pods printed is in `flytelike logs`, as for a local run.
+    listed = await anyio.run_process([sys.executable, "-m", "flytelike", "runs", "-o", "json"], env=env)
+    run_id = json.loads(listed.stdout)[0]["id"]
+    logs = await anyio.run_process([sys.executable, "-m", "flytelike", "logs", run_id], env=env)
+    assert "leaf 0" in logs.stdout.decode()
+    assert "leaf 1" in logs.stdout.decode()
 
 
 async def test_a_pod_deleted_by_someone_else_is_a_system_failure_and_a_new_pod(project: Any) -> None:
