@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,20 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _try(kind: str, home: Path, work: Path) -> subprocess.CompletedProcess[str]:
+PRINTS = """
+import flytelike as fl
+
+env = fl.TaskEnvironment(name="prints")
+
+
+@env.task
+async def shout(word: str) -> str:
+    print(f"shouting {word}", flush=True)
+    return word.upper()
+"""
+
+
+def _try(kind: str, home: Path, work: Path) -> tuple[subprocess.CompletedProcess[str], str]:
     env = _clean_env(home)
     log = work / f"emulator-{kind}.log"
     with open(log, "w") as out:
@@ -35,26 +49,27 @@ def _try(kind: str, home: Path, work: Path) -> subprocess.CompletedProcess[str]:
             assert emulator.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"flytelike emulator {kind} did not register within 60 s"
             time.sleep(0.1)
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flytelike",
-                "run",
-                "--with",
-                kind,
-                str(ROOT / "examples" / "fanout.py"),
-                "main",
-                "--n",
-                "4",
-            ],
-            env=env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+
+        def flytelike(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "flytelike", *args],
+                env=env,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+
+        fanout = flytelike("run", "--with", kind, str(ROOT / "examples" / "fanout.py"), "main", "--n", "4")
+        project = work / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text("[project]\nname = 'prints'\n")
+        (project / "prints.py").write_text(PRINTS)
+        shouted = flytelike("run", "--with", kind, str(project / "prints.py"), "shout", "--word", "hi")
+        assert shouted.returncode == 0, shouted.stderr[-2000:]
+        run_id = json.loads(flytelike("runs", "-o", "json").stdout)[0]["id"]
+        return fanout, flytelike("logs", run_id).stdout
     finally:
         emulator.send_signal(signal.SIGTERM)
         try:
@@ -71,6 +86,7 @@ def test_the_emulator_is_found_with_nothing_configured(kind: str, tmp_path: Path
     home, work = tmp_path / "user-home", tmp_path / "user-work"
     home.mkdir()
     work.mkdir()
-    done = _try(kind, home, work)
+    done, logs = _try(kind, home, work)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(sum(i * i for i in range(4)))
+    assert done.stdout.strip().splitlines()[-1] == str(sum(i * i for i in range(4)))  # as the local run gives
+    assert "shouting hi" in logs  # `flytelike logs` shows what the pod or the job printed
