@@ -109,10 +109,6 @@ async def test_one_run_mixes_batch_jobs_pods_and_local_tasks(
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="known bug, not fixed yet: on a loaded machine, some of a remote task's ~200 concurrent calls are "
-    "cancelled in the controller (gRPC CANCELLED reaches the task); it passes on a quiet one"
-)
 async def test_200_jobs_under_10_percent_throttling_run_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

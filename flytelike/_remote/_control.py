@@ -37,6 +37,7 @@ from flytelike._remote._address import split_address
 from flytelike._remote._blob_service import BlobServicer
 from flytelike._remote._hub import Hub
 from flytelike._remote._run_service import RunServicer
+from flytelike._remote._server import SERVER_OPTIONS
 from flytelike._remote._source import RunSource
 from flytelike._remote._state import ServerState, database_url
 from flytelike._storage import BlobStore, open_store
@@ -209,7 +210,7 @@ class ControlPlane:
             server_token=self._token,
             abort_requested=lambda: self._aborts.set(),
         )
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         runs_pb2_grpc.add_RunServiceServicer_to_server(runs, server)
         blobs_pb2_grpc.add_BlobServiceServicer_to_server(self.blobs, server)
         checker = health.aio.HealthServicer()

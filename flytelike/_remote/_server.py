@@ -46,6 +46,13 @@ log = logging.getLogger("flytelike.remote")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+# gRPC sets SO_REUSEPORT by default: a second controller on the same port would then take half the calls instead of
+# failing to start. And gRPC cancels a call that waits longer than 30 s (its default) for the server to take it: a
+# task fanning out to hundreds of children on a busy controller had some of its calls cancelled that way, so a call
+# waits for its turn as long as it takes.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.server_max_unrequested_time_in_server", 24 * 3600)]
+
+
 class ActionServer:
     """The ActionService of one controller, listening on ``bind`` while the server is entered.
 
@@ -100,9 +107,7 @@ class ActionServer:
             del self._cursors[key]
 
     async def __aenter__(self) -> ActionServer:
-        # gRPC sets SO_REUSEPORT by default: a second controller on the same port would then take half the calls
-        # instead of failing to start.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         actions_pb2_grpc.add_ActionServiceServicer_to_server(_Servicer(self), server)
         checker = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checker, server)
