@@ -64,7 +64,11 @@ def test_other_requests_resolve_settings_without_pydantic(
     monkeypatch.setenv("FLYTELIKE_ACCELERATORS", '[{"name": "RTX6000"}]')
     code = "import flytelike as fl\nassert fl.GPU('RTX6000').device == 'RTX6000'\n"
     loaded = loaded_after(code, [*PYDANTIC, "flytelike._config", "tomllib"], isolated_config)
-    assert loaded == ["flytelike._config", "flytelike._config._schema"]  # no TOML parser without a file, either
+    assert loaded == [
+        "flytelike._config",
+        "flytelike._config._schema",
+        "flytelike._config._sections",
+    ]  # no TOML parser without a file, either
 
 
 def test_a_run_without_pydantic_models_does_not_import_pydantic(isolated_config: Path) -> None:
