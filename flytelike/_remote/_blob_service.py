@@ -127,6 +127,8 @@ class BlobServicer(blobs_pb2_grpc.BlobServiceServicer):
                     raise StoreError(f"its content has sha256 {sha.hexdigest()}, not {digest}")
             except (BundleIntegrityError, StoreError) as e:
                 log.warning("refused an upload of %s from %s: %s", digest, context.peer(), e)
+                # Removed before the answer goes out: a client told "refused" finds nothing left behind.
+                await anyio.to_thread.run_sync(shutil.rmtree, tmp, True)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Upload of {digest} refused: {e}")
             try:
                 stored = await self._store.put_file(key, path)
