@@ -81,6 +81,9 @@ class AttemptInput(NamedTuple):
         attempt: 1 for the first attempt.
         memory: this attempt's memory in bytes (it grows after an out-of-memory failure); 0 for no limit.
         deadline: ``anyio.current_time()`` by which the attempt must end, or None.
+        resumed: an earlier controller of this run may have started this attempt already (it stopped, and this
+            one took the run over from its records): find what it started, by the attempt's deterministic name,
+            before starting anything, and read an outcome already in the store instead of running again.
     """
 
     run: Spawner
@@ -90,6 +93,7 @@ class AttemptInput(NamedTuple):
     attempt: int
     memory: int
     deadline: float | None = None
+    resumed: bool = False
 
 
 class AttemptResult(NamedTuple):
