@@ -128,6 +128,9 @@ class DirectRun:
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         self.reports.append((action.id, state.value))
 
+    async def durable(self) -> None:
+        pass  # nothing takes this run over after a crash
+
     def call(
         self,
         parent: ActionRecord,

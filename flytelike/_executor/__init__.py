@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from flytelike._executor._exec_task import ExecTask
     from flytelike._executor._executor import Executor, ExecutorInput
     from flytelike._executor._logs import STREAMS, TAIL_CHARS, LogSink, Stream, TailOnly, keep_tail
-    from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
+    from flytelike._executor._model import ActionRecord, ActionState, Recovered, Resumed, RunRecord, RunState
     from flytelike._executor._protocols import (
         AdmitInput,
         AttemptInput,
@@ -48,6 +48,7 @@ __all__ = [
     "LogSink",
     "Recorder",
     "Recovered",
+    "Resumed",
     "Run",
     "RunInput",
     "RunRecord",
@@ -77,6 +78,7 @@ _MODULES = {
     "LogSink": "flytelike._executor._logs",
     "Recorder": "flytelike._executor._protocols",
     "Recovered": "flytelike._executor._model",
+    "Resumed": "flytelike._executor._model",
     "Run": "flytelike._executor._run",
     "RunInput": "flytelike._executor._run_input",
     "RunRecord": "flytelike._executor._model",

@@ -14,7 +14,7 @@ import anyio
 
 from flytelike._executor._events import Event
 from flytelike._executor._exec_task import ExecTask
-from flytelike._executor._model import Recovered, RunRecord, RunState
+from flytelike._executor._model import Recovered, Resumed, RunRecord, RunState
 from flytelike._executor._protocols import Backend, CacheStore, Recorder
 from flytelike._executor._run import Run, RunInput
 from flytelike._executor._values import Values
@@ -67,9 +67,16 @@ class Executor:
             self.backend(name).check(group)
 
     def new_run(
-        self, record: RunRecord, *, record_outputs: bool = False, recovery: Mapping[str, Recovered] | None = None
+        self,
+        record: RunRecord,
+        *,
+        record_outputs: bool = False,
+        recovery: Mapping[str, Recovered] | None = None,
+        resume: Mapping[str, Resumed] | None = None,
+        first_seq: int = 0,
     ) -> Run:
-        """A run of ``record``; see :class:`RunInput` for ``record_outputs`` and ``recovery``."""
+        """A run of ``record``; see :class:`RunInput` for ``record_outputs``, ``recovery``, ``resume`` and
+        ``first_seq``."""
         return Run(
             RunInput(
                 record=record,
@@ -79,6 +86,8 @@ class Executor:
                 system_retries=self._spec.system_retries,
                 record_outputs=record_outputs,
                 recovery=recovery,
+                resume=resume,
+                first_seq=first_seq,
             )
         )
 

@@ -10,7 +10,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ActionRecord", "ActionState", "Recovered", "RunRecord", "RunState"]
+__all__ = ["ActionRecord", "ActionState", "Recovered", "Resumed", "RunRecord", "RunState"]
 
 
 class ActionState(enum.StrEnum):
@@ -141,3 +141,30 @@ class Recovered:
     run_id: str
     inputs_digest: str
     outputs: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Where an action stood, as its run's records say, when the controller running it stopped.
+
+    A controller taking the run over (``flytelike serve`` after a restart) gives the executor one per recorded
+    action: the action goes on from there instead of starting afresh, and the attempt that may have been started
+    is handed to its backend as resumed (found by its deterministic name, never started twice).
+
+    Attributes:
+        state: the latest recorded state.
+        attempt: the attempt that state belongs to (0: none had started).
+        user_retries: retries of the task's own budget spent (USER and OOM failures).
+        system_retries: retries of the SYSTEM/INFRA budget spent.
+        oom_retries: how many times memory was escalated after an out-of-memory failure.
+        error: the recorded error of a failed action.
+        kind: the recorded failure kind of a failed action.
+    """
+
+    state: ActionState
+    attempt: int
+    user_retries: int = 0
+    system_retries: int = 0
+    oom_retries: int = 0
+    error: str = ""
+    kind: str = ""

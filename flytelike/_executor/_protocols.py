@@ -61,6 +61,11 @@ class Spawner(Protocol):
         with their ``encode``, made into Values when the action starts; ``group`` labels the action."""
         ...
 
+    def durable(self) -> Awaitable[None]:
+        """Wait until the run's events so far are in its controller's durable records (at once without them):
+        awaited before an attempt starts elsewhere, so its intent is recorded before it exists."""
+        ...
+
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         """Say where a running attempt is: WAITING (with the platform's reason, e.g. the scheduler's message),
         INITIALIZING (image pull, bundle download) or RUNNING. Other states are the executor's own."""

@@ -10,7 +10,7 @@ that re-submits its children never runs one twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -22,7 +22,7 @@ from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._logs import LogSink, TailOnly
-from flytelike._executor._model import ActionRecord, ActionState, RunState
+from flytelike._executor._model import ActionRecord, ActionState, Resumed, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, Lease
 from flytelike._executor._run_input import RunInput
 from flytelike._executor._values import Encoder, Values
@@ -84,12 +84,16 @@ class Run:
         self._recovery = spec.recovery or None
         self._keep = spec.record_outputs or self._recovery is not None
         self._record_outputs = spec.record_outputs
+        self._resume = spec.resume or None
         self.actions: dict[str, ActionRecord] = {}
         # What the run's attempts print; the runtime replaces it with a spool to files.
         self.logs: LogSink = TailOnly(self.actions)
         self._live: dict[str, _Live] = {}
         self._dirty: dict[str, ActionRecord] = {}
-        self._seq = 0
+        self._seq = spec.first_seq
+        # Set by a controller whose records must hold an attempt's intent before the attempt starts anywhere (see
+        # :meth:`durable`); None where nothing takes a run over after a crash.
+        self.durable_hook: Callable[[], Awaitable[None]] | None = None
         self._subscribers: list[Subscriber] = []
         self._groups: dict[str, str] = {}  # fl.group labels of actions called but not yet started
         self.cancel_scope = anyio.CancelScope()
@@ -100,6 +104,16 @@ class Run:
     def seq(self) -> int:
         """The sequence number of the latest event."""
         return self._seq
+
+    async def durable(self) -> None:
+        """Wait until every event so far is in the controller's durable records (a no-op without them).
+
+        Backends await it before they start an attempt elsewhere: the attempt's intent (its action and number, and
+        so its deterministic name) is then recorded before it exists, and a controller taking the run over after a
+        crash knows to look for it.
+        """
+        if self.durable_hook is not None:
+            await self.durable_hook()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` with every event from now on (on the event loop); returns the unsubscribe call."""
@@ -257,7 +271,8 @@ class Run:
             # cancellation and the record flusher are not held off by a long chain.
             if self.record.actions % _YIELD_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
-            self._emit(record, _QUEUED)
+            if self._resume is None or action_id not in self._resume:
+                self._emit(record, _QUEUED)  # a resumed action was queued (and recorded) by the controller before
             if self._keep:
                 outputs = await self._recorded(task, inputs, live, platform)
             elif task.deadline is not None:
@@ -368,9 +383,14 @@ class Run:
         # report() says so; the others are running as soon as their attempt starts.
         reports_states = getattr(backend, "reports_states", False)
         attempt = 0
+        resumed = self._resume.get(record.id) if self._resume is not None else None
+        if resumed is not None:
+            attempt, memory, reserved, user_left, system_left = self._resumed(task, record, resumed, memory, reserved)
         while True:
             attempt += 1
             record.attempts = attempt
+            # The first attempt of a resumed action may exist already (the earlier controller recorded its intent).
+            in_doubt = resumed is not None and attempt == max(resumed.attempt, 1) + (resumed.state is _RETRYING)
             lease: Lease | None = None
             if task.cpu_millis or reserved or task.gpus:
                 lease = live.lease = await backend.admit(
@@ -378,18 +398,20 @@ class Run:
                 )
             if record.started is None:
                 record.started = time.time()
-            if not reports_states:
+            if not reports_states and not (in_doubt and record.state is _RUNNING):
                 self._emit(record, _RUNNING)
             try:
                 if task.timeout is None:
-                    result = await backend.run_attempt(AttemptInput(self, record, task, inputs, attempt, memory))
+                    result = await backend.run_attempt(
+                        AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt)
+                    )
                     failure: BaseException | None = None
                 else:
                     deadline = anyio.current_time() + task.timeout
                     failure = None
                     with anyio.move_on_after(task.timeout) as scope:
                         result = await backend.run_attempt(
-                            AttemptInput(self, record, task, inputs, attempt, memory, deadline)
+                            AttemptInput(self, record, task, inputs, attempt, memory, deadline, in_doubt)
                         )
                     if scope.cancelled_caught:
                         failure = TimeoutError(f"exceeded {seconds(task.timeout)}")
@@ -417,7 +439,8 @@ class Run:
                     # Earlier attempts' errors are history; a succeeded action shows none.
                     record.error = record.error_type = record.failure_kind = None
                 record.ended = time.time()
-                self._emit(record, _SUCCEEDED)
+                if not (in_doubt and record.state is _SUCCEEDED):  # recorded before the controller stopped
+                    self._emit(record, _SUCCEEDED)
                 return result.outputs
             kind = kind_of(failure, record.id)
             record.error_type = "timeout" if kind is FailureKind.TIMEOUT else type_name(failure)
@@ -444,6 +467,32 @@ class Run:
             record.ended = time.time()
             self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
+
+    def _resumed(
+        self, task: ExecTask, record: ActionRecord, resumed: Resumed, memory: int, reserved: int
+    ) -> tuple[int, int, int, int, int]:
+        """Take a resumed action up where its records left it: (attempts done, memory, reserved, user and system
+        retries left); a recorded final failure is raised again, nothing runs."""
+        record.state = resumed.state
+        record.attempts = resumed.attempt
+        if resumed.state in (_FAILED, _TIMED_OUT):
+            record.error, record.failure_kind = resumed.error or None, resumed.kind or None
+            error = BackendError(
+                f"task {task.name} (action {record.id}) failed before the controller restarted: {resumed.error}"
+            )
+            error.failure_kind = resumed.kind or FailureKind.SYSTEM.value  # type: ignore[attr-defined]
+            error.retryable = False  # type: ignore[attr-defined]
+            raise error
+        for _ in range(resumed.oom_retries):
+            memory = task.escalated_memory(memory)
+            reserved = min(task.escalated_memory(reserved), memory)
+        record.memory = reserved
+        # The attempt in doubt is the recorded one, or the one after it when the record is its predecessor's retry:
+        # the loop's next turn is that attempt.
+        done = resumed.attempt if resumed.state is _RETRYING or resumed.state is _ABORTED else resumed.attempt - 1
+        user_left = task.retries - resumed.user_retries
+        system_left = self._system_retries - resumed.system_retries
+        return max(done, 0), memory, reserved, user_left, system_left
 
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         """A backend's word on a running attempt: QUEUED, WAITING (with the platform's reason), INITIALIZING or RUNNING.

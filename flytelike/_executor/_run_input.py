@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from flytelike._executor._model import Recovered, RunRecord
+from flytelike._executor._model import Recovered, Resumed, RunRecord
 from flytelike._executor._protocols import Backend, CacheStore
 
 __all__ = ["RunInput"]
@@ -34,3 +34,5 @@ class RunInput:
     system_retries: int = 3
     record_outputs: bool = False
     recovery: Mapping[str, Recovered] | None = None
+    resume: Mapping[str, Resumed] | None = None
+    first_seq: int = 0
