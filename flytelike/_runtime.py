@@ -37,7 +37,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -67,6 +67,10 @@ from flytelike._run_handle import RunHandle
 from flytelike._storage import CacheStore, KeyLock, LogSpool, RecordStore, has_blobs, pin_local
 from flytelike._task import Task
 from flytelike.errors import BackendError, FlytelikeError, SpecError
+
+if TYPE_CHECKING:
+    from flytelike._executor import Resumed
+    from flytelike._remote import ActionServer
 
 __all__ = ["RunHandle", "Runtime", "TemplateRunInput", "reachable_tasks"]
 
@@ -157,6 +161,10 @@ class TemplateRunInput:
         platform: the platform of tasks that have none (``kubernetes``, ``batch``); None: the runtime's.
         name: the run's name (its id starts with it).
         labels: the run's labels.
+        run_id: the run's id, when the caller chose it (a server's own id for the run); ``name`` is then unused.
+        resume: the run was started before, by a controller that stopped: where each of its actions stood by the
+            records (the run goes on from there, and attempts that may exist are found, not started again).
+        first_seq: with ``resume``: the seq of the last recorded event.
     """
 
     template: bytes
@@ -166,6 +174,9 @@ class TemplateRunInput:
     platform: str | None = None
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    resume: Mapping[str, Resumed] | None = None
+    first_seq: int = 0
 
 
 class Runtime:
@@ -182,6 +193,8 @@ class Runtime:
             SubprocessBackend.from_input}`` from :mod:`flytelike.testing` runs every local task in a new process).
         record_events: write every action transition to the records too, not only each action's latest state.
         context: run-scoped defaults (run name, labels, env vars, cache overwrite) for the runs it starts.
+        controller: the ActionService tasks elsewhere call back on, when its owner runs it (``flytelike serve``
+            serves it on its own port); default: one started on ``[controller] bind`` when first needed.
     """
 
     def __init__(
@@ -194,6 +207,7 @@ class Runtime:
         backends: Mapping[str, Callable[[BackendInput], Backend]] | None = None,
         record_events: bool = False,
         context: RunContext | None = None,
+        controller: ActionServer | None = None,
     ) -> None:
         self._record_events = record_events
         self.context = context
@@ -208,7 +222,7 @@ class Runtime:
         self.index = TaskIndex(self.platform, context)
         self._invoker = Invoker(self.index)
         self._factories = dict(backends or {})
-        self._remote = RemoteServices(self.settings, self._invoker)
+        self._remote = RemoteServices(self.settings, self._invoker, controller=controller)
         self._backends: dict[str, Backend] = {}
         self._entering = anyio.Lock()
         self._stack: AsyncExitStack | None = None
@@ -391,7 +405,7 @@ class Runtime:
         await self.backend(platform)
         self._executor.check([task], platform)
         record = RunRecord(
-            _run_id(spec.name),
+            spec.run_id or _run_id(spec.name),
             task.name,
             platform=platform,
             pid=os.getpid(),
@@ -400,7 +414,11 @@ class Runtime:
             inputs=spec.inputs,
         )
         await self._remote.run_bundle(record.id, spec.bundle.removeprefix("sha256:"), spec.module)
-        run = self._executor.new_run(record)
+        run = self._executor.new_run(record, resume=spec.resume, first_seq=spec.first_seq)
+        if spec.resume is not None:
+            # Its tasks started before may call back at once, before their attempts are found again.
+            await self._remote.controller_address()
+            self._remote.expect_run(run)
         # Its tasks' output is kept for `flytelike logs`, not echoed: no one here printed it.
         run.logs = LogSpool(self.settings.home / "logs", run.id, run.actions)
         handle = RunHandle(run, task.name)

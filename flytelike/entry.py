@@ -236,6 +236,8 @@ async def _connect(attempt: _Attempt) -> None:
             run_id=args.run,
             action_id=args.action,
             attempt=args.attempt,
+            reconnect_timeout=attempt.settings.controller.reconnect_timeout,
+            startup_wait=attempt.settings.controller.startup_wait,
         )
     )
     attempt.output.client = attempt.client

@@ -197,7 +197,7 @@ class Settings:
 
 
 # Read by the project's own test suites (to opt into real cloud accounts), never by the library.
-_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS", "FLYTELIKE_REAL_K8S", "FLYTELIKE_TEST_POSTGRES"})
+_NOT_SETTINGS = frozenset({"FLYTELIKE_REAL_AWS", "FLYTELIKE_REAL_K8S", "FLYTELIKE_TEST_POSTGRES", "FLYTELIKE_CRASH_AT"})
 _PREFIX = "FLYTELIKE_"
 
 

@@ -21,12 +21,17 @@ class ControllerSettings:
     (default ``127.0.0.1``, any free port). ``address``: the ``HOST:PORT`` tasks are told to call back on, when it
     is not the bound one (a pod reaching a laptop through a tunnel, a NAT); empty: the bound address. ``token``:
     set by the controller in a task's environment (``FLYTELIKE_CONTROLLER__TOKEN``), the run's own credential;
-    never configured by hand.
+    never configured by hand. ``reconnect_timeout``: how long a task keeps calling a controller that went away (a
+    restarting ``flytelike serve``) before its calls fail, in seconds. ``startup_wait``: how long a task starting
+    keeps trying a controller that does not answer before it fails (0: at once); a controller that restarts sets
+    it in its tasks' environment.
     """
 
     bind: str = "127.0.0.1"
     address: str = ""
     token: str = field(default="", repr=False)
+    reconnect_timeout: float = field(default=600.0, metadata=at_least(1))
+    startup_wait: float = field(default=0.0, metadata=at_least(0))
 
     def __post_init__(self) -> None:
         for name in ("bind", "address"):

@@ -34,6 +34,10 @@ DESCRIPTIONS: dict[str, str] = {
     "controller.address": "The HOST:PORT tasks are told to call back on, when it is not the bound one (a tunnel,\n"
     'a NAT); "" means the bound address.',
     "controller.token": "Set by the controller in a task's environment (the run's own credential); never set by\nhand.",
+    "controller.reconnect_timeout": "Seconds a task keeps calling a controller that went away (a restarting flytelike\n"
+    "serve) before its calls fail. Default: 600.",
+    "controller.startup_wait": "Seconds a starting task keeps trying a controller that does not answer (0: fail at\n"
+    "once). A controller that restarts (flytelike serve) sets it for its tasks. Default: 0.",
     "kubernetes": "Where and how tasks run as pods.",
     "kubernetes.kubeconfig": 'The kubeconfig file; "" means KUBECONFIG or ~/.kube/config, else the in-cluster\n'
     "service account.",

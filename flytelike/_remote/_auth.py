@@ -56,10 +56,10 @@ class Tokens(Generic[H]):
         self._by_token: dict[str, Grant[H]] = {}
         self._by_run: dict[str, str] = {}
 
-    def issue(self, run_id: str, handler: H) -> str:
-        """A fresh random token for ``run_id``; one issued for it before stops working."""
+    def issue(self, run_id: str, handler: H, token: str | None = None) -> str:
+        """``token`` (default: a fresh random one) for ``run_id``; one issued for it before stops working."""
         self.revoke(run_id)
-        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        token = token or secrets.token_urlsafe(_TOKEN_BYTES)
         self._by_token[token] = Grant(run_id, handler)
         self._by_run[run_id] = token
         return token

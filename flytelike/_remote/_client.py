@@ -58,6 +58,9 @@ _REFUSALS = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
 )
 """Answers that a stream sent again would get again."""
+RESEND_SECONDS = 1.0
+"""How long a call waits after its controller went away before it is sent again (then on the channel's own
+reconnection)."""
 JOIN_SLACK_SECONDS = 2.0
 """How much longer than its flush timeout close() waits for the client's thread to end."""
 
@@ -70,9 +73,18 @@ class ActionClient:
     """
 
     def __init__(
-        self, address: str, *, token: str, run_id: str, action_id: str, attempt: int, heartbeat_every: float
+        self,
+        address: str,
+        *,
+        token: str,
+        run_id: str,
+        action_id: str,
+        attempt: int,
+        heartbeat_every: float,
+        reconnect_timeout: float = 600.0,
     ) -> None:
         self.address = address
+        self._reconnect_timeout = reconnect_timeout
         self._metadata = bearer(token)
         self._run_id = run_id
         self._action_id = action_id
@@ -89,6 +101,7 @@ class ActionClient:
         # Used on the client's loop only.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stub: actions_pb2_grpc.ActionServiceAsyncStub | None = None
+        self._channel: grpc.aio.Channel | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._wake: anyio.Event | None = None  # output is pending, or close() was called
@@ -106,29 +119,47 @@ class ActionClient:
         attempt: int,
         timeout: float = 10.0,
         heartbeat_every: float = 5.0,
+        reconnect_timeout: float = 600.0,
+        startup_wait: float = 0.0,
     ) -> ActionClient:
         """Connect to the controller at ``address`` and say Hello, blocking until it answered.
 
-        Heartbeats start once it has, every ``heartbeat_every`` seconds; logs are sent as they are written.
+        Heartbeats start once it has, every ``heartbeat_every`` seconds; logs are sent as they are written. A call
+        whose controller goes away (UNAVAILABLE: a restarting server) is sent again once it is back, for up to
+        ``reconnect_timeout`` seconds: the controller knows a child by its id, so a call sent twice starts it once.
+        A controller that does not answer Hello fails the connection at once, unless ``startup_wait`` says how
+        long to keep trying (a controller that restarts, ``flytelike serve``, tells its tasks to wait).
 
         Raises:
             ControllerUnreachableError: the controller did not answer within ``timeout`` seconds, or refused the
                 token.
         """
         split_address(address, field="controller address")
-        for field, value in (("timeout", timeout), ("heartbeat_every", heartbeat_every)):
+        if not startup_wait >= 0:
+            raise SpecError("ActionClient.startup_wait", startup_wait, "must not be negative", accepted="0, 600")
+        for field, value in (
+            ("timeout", timeout),
+            ("heartbeat_every", heartbeat_every),
+            ("reconnect_timeout", reconnect_timeout),
+        ):
             if not value > 0:
                 raise SpecError(f"ActionClient.{field}", value, "must be a positive number of seconds", accepted="5.0")
         if not 0 <= attempt < 2**32:
             raise SpecError("ActionClient.attempt", attempt, "must fit an unsigned 32-bit number", accepted="1")
         client = cls(
-            address, token=token, run_id=run_id, action_id=action_id, attempt=attempt, heartbeat_every=heartbeat_every
+            address,
+            token=token,
+            run_id=run_id,
+            action_id=action_id,
+            attempt=attempt,
+            heartbeat_every=heartbeat_every,
+            reconnect_timeout=reconnect_timeout,
         )
         client._thread = threading.Thread(
-            target=anyio.run, args=(client._main, timeout), name="flytelike-controller", daemon=True
+            target=anyio.run, args=(client._main, timeout, startup_wait), name="flytelike-controller", daemon=True
         )
         client._thread.start()
-        if not client._up.wait(timeout + JOIN_SLACK_SECONDS):
+        if not client._up.wait(timeout + startup_wait + JOIN_SLACK_SECONDS):
             # Hello has a deadline, so this is a loop that never got to send it.
             client.close(timeout=0)
             raise ControllerUnreachableError(address=address, reason=f"no answer within {timeout} s")
@@ -220,15 +251,16 @@ class ActionClient:
 
     # --- on the client's loop -------------------------------------------------------------------------------------
 
-    async def _main(self, timeout: float) -> None:
+    async def _main(self, timeout: float, startup_wait: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = anyio.Event()
         stopping = self._stopping = anyio.Event()
         logs_sent = self._logs_sent = anyio.Event()
         try:
             async with grpc.aio.insecure_channel(self.address) as channel:
+                self._channel = channel
                 self._stub = actions_pb2_grpc.ActionServiceStub(channel)
-                await self._hello(timeout)
+                await self._hello(timeout, startup_wait)
                 async with anyio.create_task_group() as group:
                     self._group = group
                     heartbeats = anyio.CancelScope()
@@ -257,13 +289,23 @@ class ActionClient:
         for call, deliver in waiting.items():
             _deliver(deliver, lost(call, f"the connection to the controller at {self.address} failed: {error!r}"))
 
-    async def _hello(self, timeout: float) -> None:
+    async def _hello(self, timeout: float, startup_wait: float) -> None:
         request = actions_pb2.HelloRequest(run_id=self._run_id, action_id=self._action_id, attempt=self._attempt)
-        try:
-            # No wait_for_ready: a refused connection fails at once, with its reason, rather than at the deadline.
-            await _response(self._rpc().Hello(request, metadata=self._metadata, timeout=timeout))
-        except grpc.aio.AioRpcError as e:
-            raise ControllerUnreachableError(address=self.address, reason=_status(e)) from None
+        give_up = anyio.current_time() + startup_wait
+        while True:
+            try:
+                # No wait_for_ready: a refused connection fails at once, with its reason, rather than at the
+                # deadline (and is tried again while the controller may be restarting).
+                await _response(self._rpc().Hello(request, metadata=self._metadata, timeout=timeout))
+                return
+            except grpc.aio.AioRpcError as e:
+                left = give_up - anyio.current_time()
+                if e.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                    raise ControllerUnreachableError(address=self.address, reason=_status(e)) from None
+                log.warning(
+                    "the controller at %s does not answer (%s); trying for %.0f s", self.address, _status(e), left
+                )
+                await anyio.sleep(min(RESEND_SECONDS, left))
 
     def _rpc(self) -> actions_pb2_grpc.ActionServiceAsyncStub:
         assert self._stub is not None, "the channel is opened before anything is sent"
@@ -287,17 +329,41 @@ class ActionClient:
         )
         try:
             with scope:
-                try:
-                    result = await _response(self._rpc().SubmitChild(request, metadata=self._metadata))
-                except grpc.aio.AioRpcError as e:
-                    why = f"the controller at {self.address} failed the call ({_status(e)})"
-                    result = lost(message.call, f"task {message.task}: {why}")
+                result = await self._call_child(request, message)
                 with self._lock:
                     deliver = self._waiting.pop(message.call, None)
                 if deliver is not None:  # None: cancelled or abandoned meanwhile; nobody waits for the answer
                     _deliver(deliver, result)
         finally:
             self._scopes.pop(message.call, None)
+
+    async def _call_child(
+        self, request: actions_pb2.SubmitChildRequest, message: worker_pb2.SubmitChild
+    ) -> worker_pb2.ChildResult:
+        """SubmitChild until answered; sent again while the controller is away, for up to the reconnect timeout."""
+        give_up = anyio.current_time() + self._reconnect_timeout
+        warned = False
+        while True:
+            try:
+                return await _response(self._rpc().SubmitChild(request, metadata=self._metadata))
+            except grpc.aio.AioRpcError as e:
+                left = give_up - anyio.current_time()
+                if e.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                    why = f"the controller at {self.address} failed the call ({_status(e)})"
+                    return lost(message.call, f"task {message.task}: {why}")
+                if not warned:
+                    log.warning(
+                        "the controller at %s went away (%s); call %d is sent again once it is back (for %.0f s)",
+                        self.address,
+                        _status(e),
+                        message.call,
+                        left,
+                    )
+                    warned = True
+                await anyio.sleep(RESEND_SECONDS)
+                with anyio.move_on_after(max(left - RESEND_SECONDS, 0.0)):
+                    assert self._channel is not None
+                    await self._channel.channel_ready()
 
     async def _heartbeats(self, scope: anyio.CancelScope) -> None:
         request = actions_pb2.HeartbeatRequest(run_id=self._run_id, action_id=self._action_id, attempt=self._attempt)

@@ -1,16 +1,25 @@
 """``flytelike serve``'s server: RunService and BlobService on grpc.aio, with health and reflection beside them.
 
 :class:`ControlPlane` composes the records, the blob store, the hub, the run source and the services, and is an
-async context manager: entering applies migrations, settles what a previous server process left, starts the
-writer, the abort reconciler and the gRPC server; leaving stops taking calls, lets those in flight finish for a
-moment, stops the runs (recorded as aborted) and closes everything.
+async context manager: entering applies migrations, starts the writer, takes over what a previous server process
+left, starts the abort reconciler and the gRPC server; leaving stops taking calls, lets those in flight finish for
+a moment, stops the runs (recorded as aborted) and closes everything.
 
-What a restart does today: runs the previous process left queued or running are marked ``lost`` (their attempts
-are not adopted), and abort requests it left pending are closed as moot. Adopting pods and jobs is not done yet.
+The tasks of the runs call back on the same port (the ActionService is served beside RunService), with run tokens
+derived from the server's token: both outlive a restart, so a task started by the previous process keeps working.
+
+What a restart does: every run the previous process left queued or running is given back to the run source with
+where each of its actions stood by the records (:func:`~flytelike._remote._resume.resume_points`). Every attempt
+was recorded before it was started (its intent), and is named after its run, action and number, so the backends
+find what exists (pods by one list of the server's label, Batch jobs by name) and read outcomes already in the store
+instead of starting anything twice; tasks that called back retry until the server is back. Abort requests left
+pending are carried out again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
 import logging
 import os
@@ -36,10 +45,11 @@ from flytelike._remote._access import Access
 from flytelike._remote._address import split_address
 from flytelike._remote._blob_service import BlobServicer
 from flytelike._remote._hub import Hub
+from flytelike._remote._resume import resume_points
 from flytelike._remote._run_service import RunServicer
-from flytelike._remote._server import SERVER_OPTIONS
+from flytelike._remote._server import SERVER_OPTIONS, ActionServer
 from flytelike._remote._source import RunSource
-from flytelike._remote._state import ServerState, database_url
+from flytelike._remote._state import ServerState, database_url, safe_url
 from flytelike._storage import BlobStore, open_store
 from flytelike.errors import BackendError, ConfigError
 
@@ -50,7 +60,7 @@ log = logging.getLogger("flytelike.serve")
 RUN_SERVICE = runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name
 BLOB_SERVICE = blobs_pb2.DESCRIPTOR.services_by_name["BlobService"].full_name
 GRACE_SECONDS = 2.0
-LOST = "the server restarted while the run was going; adopting its attempts after a restart is not implemented yet"
+LOST = "the server restarted while the run was going, and its run source cannot take runs over"
 
 
 def serve_token(settings: Settings) -> str:
@@ -78,6 +88,17 @@ def serve_token(settings: Settings) -> str:
             out.write(secrets.token_urlsafe(32) + "\n")
         log.info("made a token for this server in %s", path)
     return path.read_text().strip()
+
+
+def action_token(server_token: str, run_id: str) -> str:
+    """The token the run's tasks call back with: derived from the server's, so it outlives a restart."""
+    return hmac.new(server_token.encode(), f"action-token:{run_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def executor_name(database: str) -> str:
+    """The label value of what this server starts (pods): one per database, so a restarted server (same records)
+    finds what the one before started, and two servers with their own records never see each other's."""
+    return "serve-" + hashlib.sha256(safe_url(database).encode()).hexdigest()[:12]
 
 
 def backend_factories(entries: tuple[str, ...]) -> tuple[str, dict[str, Callable[[BackendInput], Backend]]]:
@@ -175,9 +196,9 @@ class ControlPlane:
         given = self._given_token
         self._token = given if given else await anyio.to_thread.run_sync(serve_token, settings)
         credentials = await anyio.to_thread.run_sync(self._credentials)
-        state = await stack.enter_async_context(ServerState(database_url(settings.serve.database, home=settings.home)))
+        url = database_url(settings.serve.database, home=settings.home)
+        state = await stack.enter_async_context(ServerState(url))
         self.state = state
-        await self._settle_previous(state)
         store: BlobStore = await stack.enter_async_context(
             open_store(settings.store.url, endpoint_url=settings.store.endpoint_url)
         )
@@ -186,6 +207,13 @@ class ControlPlane:
         hub = self._hub = Hub(state)
         await tg.start(hub.write_forever)
         stack.callback(hub.close)
+        # The port is taken before the runs are: tasks are told the address, and a restarted server takes its runs
+        # over before it answers anyone (a task calling back then finds its run's token known).
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        port = self._listen(server, credentials)
+        self._server, self._port = server, port
+        controller = ActionServer(token_for=lambda run_id: action_token(self._token, run_id))
+        controller.attach(server, settings.controller.address or _reachable(self._host, port))
         source = self._source
         if source is None:
             # Imported here: the runtime and its backends are what a server needs, but not what tests with their
@@ -194,10 +222,17 @@ class ControlPlane:
 
             platform, factories = await anyio.to_thread.run_sync(backend_factories, settings.serve.backends)
             source = await stack.enter_async_context(
-                RuntimeRunSource(settings, platform=settings.serve.platform or platform, backends=factories)
+                RuntimeRunSource(
+                    settings,
+                    platform=settings.serve.platform or platform,
+                    backends=factories,
+                    controller=controller,
+                    executor=executor_name(url),
+                )
             )
         # The writer must outlive the source: runs stopped when the source is left report their end through it.
         stack.push_async_callback(hub.settled)
+        await self._take_over(state, source, hub)
         tg.start_soon(self._reconcile, state, source)
         access = Access(self._token, state)
         self.blobs = BlobServicer(store=store, access=access, scratch=settings.home / "uploads")
@@ -210,7 +245,6 @@ class ControlPlane:
             server_token=self._token,
             abort_requested=lambda: self._aborts.set(),
         )
-        server = grpc.aio.server(options=SERVER_OPTIONS)
         runs_pb2_grpc.add_RunServiceServicer_to_server(runs, server)
         blobs_pb2_grpc.add_BlobServiceServicer_to_server(self.blobs, server)
         checker = health.aio.HealthServicer()
@@ -218,12 +252,11 @@ class ControlPlane:
         reflection.enable_server_reflection(
             (RUN_SERVICE, BLOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = self._listen(server, credentials)
+        self._health = checker
+        stack.push_async_callback(self._stop_grpc)
         await server.start()
         for service in ("", RUN_SERVICE, BLOB_SERVICE):
             await checker.set(service, health_pb2.HealthCheckResponse.SERVING)
-        self._server, self._health, self._port = server, checker, port
-        stack.push_async_callback(self._stop_grpc)
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         serve = self.settings.serve
@@ -252,10 +285,11 @@ class ControlPlane:
     async def _stop_grpc(self) -> None:
         server, checker = self._server, self._health
         self._server = self._health = None
-        if server is None or checker is None:
+        if server is None:
             return
         with anyio.CancelScope(shield=True):
-            await checker.enter_graceful_shutdown()
+            if checker is not None:
+                await checker.enter_graceful_shutdown()
             await server.stop(GRACE_SECONDS)
 
     async def __aexit__(
@@ -266,12 +300,25 @@ class ControlPlane:
             await stack.__aexit__(None, None, None)
             log.info("stopped")
 
-    async def _settle_previous(self, state: ServerState) -> None:
+    async def _take_over(self, state: ServerState, source: RunSource, hub: Hub) -> None:
+        """Go on with the runs a previous server process left unfinished, and with its pending aborts."""
+        resume = getattr(source, "resume", None)
         for run_id in await state.unfinished_runs():
-            if await state.set_run_state(run_id, "lost", error=LOST) is not None:
-                log.info("run %s lost: %s", run_id, LOST)
-        for abort in await state.pending_aborts():
-            await state.abort_done(abort.id, "moot: the run was lost in a restart")
+            request = await state.run_request(run_id)
+            if resume is None or request is None:
+                if await state.set_run_state(run_id, "lost", error=LOST) is not None:
+                    log.info("run %s lost: %s", run_id, LOST)
+                continue
+            points, last_seq = resume_points(await state.action_events(run_id))
+            try:
+                await resume(run_id, request, hub, points, last_seq)
+            except Exception as e:
+                log.exception("run %s could not be taken over after the restart", run_id)
+                await state.set_run_state(run_id, "failed", error=f"could not be taken over after a restart: {e}")
+                continue
+            log.info("run %s taken over: %d actions recorded, going on", run_id, len(points))
+        if await state.pending_aborts():
+            self._aborts.set()  # the reconciler carries them out once it starts
 
     async def _reconcile(self, state: ServerState, source: RunSource) -> None:
         """Carry out recorded abort requests, oldest first (woken by each new one)."""
@@ -285,3 +332,11 @@ class ControlPlane:
                     log.exception("abort of run %s failed", abort.run_id)
                     outcome = f"failed: {e}"
                 await state.abort_done(abort.id, outcome)
+
+
+def _reachable(host: str, port: int) -> str:
+    """The address tasks on this machine call back on when ``[controller] address`` names none: loopback when the
+    server listens on every interface (set the address for tasks elsewhere, e.g. a Service's name in a cluster)."""
+    if host in ("0.0.0.0", "[::]", ""):
+        return f"127.0.0.1:{port}"
+    return f"{host}:{port}"

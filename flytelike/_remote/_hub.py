@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from flytelike._crash import crash_point
 from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._state import ServerState
 
@@ -63,6 +64,10 @@ class Hub:
         self._changed: dict[str, anyio.Event] = {}
         self._idle = anyio.Event()
         self._idle.set()
+        # Reports queued and reports written (or given up on), counted so a caller can wait for what it queued.
+        self._queued = 0
+        self._written = 0
+        self._progress = anyio.Event()
 
     # --- RunReports --------------------------------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class Hub:
 
     def _put(self, report: _Report) -> None:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._queued += 1
         self._send.send_nowait(report)
 
     # --- watches -----------------------------------------------------------------------------------------------
@@ -100,8 +106,15 @@ class Hub:
             found.set()
 
     async def settled(self) -> None:
-        """Wait until every report queued so far is written."""
+        """Wait until every report queued so far is written (and nothing else is queued)."""
         await self._idle.wait()
+
+    async def durable(self) -> None:
+        """Wait until every report queued before this call is committed; reports queued later do not hold it up
+        (under a steady stream of events, :meth:`settled` might never return)."""
+        target = self._queued
+        while self._written < target:
+            await self._progress.wait()
 
     # --- the writer --------------------------------------------------------------------------------------------
 
@@ -120,6 +133,9 @@ class Hub:
                 except anyio.WouldBlock:
                     break
             await self._write_retried(batch)
+            self._written += len(batch)
+            self._progress.set()
+            self._progress = anyio.Event()
             if self._receive.statistics().current_buffer_used == 0:
                 self._idle.set()
 
@@ -142,7 +158,8 @@ class Hub:
 
         async def flush() -> None:
             if pending:
-                await self._state.append_events(pending[0].run_id, list(pending))
+                for event in await self._state.append_events(pending[0].run_id, list(pending)):
+                    crash_point("recorded", f"{event.action_id}/{event.state}")
                 touched.add(pending[0].run_id)
                 pending.clear()
 

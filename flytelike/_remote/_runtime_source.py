@@ -11,20 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
 from flytelike._backends import BackendInput
 from flytelike._config import Settings
-from flytelike._executor import Backend, Event, LogSink, Stream
+from flytelike._executor import Backend, Event, LogSink, Resumed, Stream
 from flytelike._proto.remote.v1 import runs_pb2
 from flytelike._remote._source import RunReports
 from flytelike._run_handle import RunHandle
 from flytelike._runtime import Runtime, TemplateRunInput
 from flytelike.errors import CancelledError, FlytelikeError, SpecError
+
+if TYPE_CHECKING:
+    from flytelike._remote._server import ActionServer
 
 __all__ = ["RuntimeRunSource"]
 
@@ -38,6 +42,9 @@ class RuntimeRunSource:
         settings: the server's settings (store, backends' sections).
         platform: the platform of tasks without one (the run's own ``platform`` wins).
         backends: backend factories by platform name beside the built-in ones.
+        controller: the ActionService the runs' tasks call back on (the server's own, on its port).
+        executor: the name the backends label what they start with (pods): the same across restarts of one
+            server, so a restarted server finds what the one before started.
     """
 
     def __init__(
@@ -46,8 +53,11 @@ class RuntimeRunSource:
         *,
         platform: str,
         backends: Mapping[str, Callable[[BackendInput], Backend]] | None = None,
+        controller: ActionServer | None = None,
+        executor: str | None = None,
     ) -> None:
-        self._runtime = Runtime(settings=settings, backends=backends)
+        options = {"kubernetes": {"executor": executor}} if executor else None
+        self._runtime = Runtime(settings=settings, backends=backends, controller=controller, backend_options=options)
         self._platform = platform
         self._allowed = frozenset(_names(settings.serve.backends)) | {platform}
         self._handles: dict[str, RunHandle] = {}
@@ -75,6 +85,27 @@ class RuntimeRunSource:
             await self._runtime.__aexit__(None, None, None)
 
     async def start(self, run_id: str, request: runs_pb2.CreateRunRequest, reports: RunReports) -> None:
+        await self._start(run_id, request, reports, None, 0)
+
+    async def resume(
+        self,
+        run_id: str,
+        request: runs_pb2.CreateRunRequest,
+        reports: RunReports,
+        actions: Mapping[str, Resumed],
+        last_seq: int,
+    ) -> None:
+        """Go on with a run a previous server process started (see :class:`~flytelike._executor.Resumed`)."""
+        await self._start(run_id, request, reports, actions, last_seq)
+
+    async def _start(
+        self,
+        run_id: str,
+        request: runs_pb2.CreateRunRequest,
+        reports: RunReports,
+        resume: Mapping[str, Resumed] | None,
+        last_seq: int,
+    ) -> None:
         if self._tg is None:
             raise RuntimeError("RuntimeRunSource used outside `async with`")
         root = next(c for c in request.tasks if f"{c.template.id.name}@{c.template.id.version}" == request.root)
@@ -91,19 +122,20 @@ class RuntimeRunSource:
                 module=root.module,
                 platform=platform,
                 labels=dict(request.labels),
+                run_id=run_id,
+                resume=resume,
+                first_seq=last_seq,
             )
         )
         self._handles[run_id] = handle
         # Both are attached before anything can happen on the loop (the run has not had a turn yet): the first event
-        # and the first byte of output are not missed.
-        handle.run.logs = _Tee(handle.run.logs, run_id, reports)
-        events = handle.events()
-        reports.running(run_id)
-        self._tg.start_soon(self._follow, run_id, handle, events, reports)
+        # and the first byte of output are not missed. Events are reported as they are emitted, not through a
+        # queue, so that once the reports are durable so is every event before (see Run.durable).
+        run = handle.run
+        run.logs = _Tee(run.logs, run_id, reports)
+        actions = run.actions
 
-    async def _follow(self, run_id: str, handle: RunHandle, events: AsyncIterator[Event], reports: RunReports) -> None:
-        actions = handle.actions()
-        async for event in events:
+        def report(event: Event) -> None:
             record = actions.get(event.action)
             reports.event(
                 runs_pb2.Event(
@@ -119,6 +151,15 @@ class RuntimeRunSource:
                     reason=event.reason,
                 )
             )
+
+        unsubscribe = run.subscribe(report)
+        run.durable_hook = reports.durable
+        reports.running(run_id)
+        self._tg.start_soon(self._follow, run_id, handle, reports, unsubscribe)
+
+    async def _follow(
+        self, run_id: str, handle: RunHandle, reports: RunReports, unsubscribe: Callable[[], None]
+    ) -> None:
         try:
             outputs = await handle.result()
         except CancelledError as e:
@@ -128,6 +169,7 @@ class RuntimeRunSource:
         else:
             reports.finished(run_id, "succeeded", outputs=outputs)
         finally:
+            unsubscribe()
             self._handles.pop(run_id, None)
 
     async def abort(self, run_id: str, action_id: str, reason: str) -> str:

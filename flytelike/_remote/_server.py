@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -59,6 +59,8 @@ class ActionServer:
     Args:
         bind: ``host:port`` to listen on; port 0 picks a free port (see :attr:`address`).
         grace: seconds calls in flight get to finish when the server stops.
+        token_for: makes a run's token from its id, instead of a fresh random one per registration: a controller
+            that restarts (``flytelike serve``) must accept the tokens its tasks were given before.
 
     Example:
         >>> import asyncio
@@ -75,8 +77,16 @@ class ActionServer:
         True
     """
 
-    def __init__(self, bind: str = "127.0.0.1:0", *, grace: float = GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        bind: str = "127.0.0.1:0",
+        *,
+        grace: float = GRACE_SECONDS,
+        token_for: Callable[[str], str] | None = None,
+    ) -> None:
         self._host, _ = split_address(bind, field="ActionServer.bind")
+        self._token_for = token_for
+        self._attached = False
         if grace < 0:
             raise SpecError("ActionServer.grace", grace, "must not be negative", accepted="seconds, e.g. 1.0")
         self._bind = bind
@@ -98,7 +108,7 @@ class ActionServer:
         """Serve ``run_id`` with ``calls``; returns the token its tasks present (a fresh one on every call)."""
         if not run_id:
             raise SpecError("run_id", run_id, "must not be empty", accepted="the run's id, e.g. 'r-3f2a'")
-        return self._tokens.issue(run_id, calls)
+        return self._tokens.issue(run_id, calls, None if self._token_for is None else self._token_for(run_id))
 
     def unregister(self, run_id: str) -> None:
         """Stop serving ``run_id``: its token is refused from now on. Unknown runs are ignored."""
@@ -106,7 +116,16 @@ class ActionServer:
         for key in [key for key in self._cursors if key[0] == run_id]:
             del self._cursors[key]
 
+    def attach(self, server: grpc.aio.Server, address: str) -> None:
+        """Serve on ``server`` (another service's, e.g. ``flytelike serve``'s, which starts and stops it) rather
+        than on a server of its own; tasks are told ``address``. Entering and leaving then do nothing."""
+        actions_pb2_grpc.add_ActionServiceServicer_to_server(_Servicer(self), server)
+        self._host, port = split_address(address, field="ActionServer.address")
+        self._server, self._port, self._attached = server, int(port), True
+
     async def __aenter__(self) -> ActionServer:
+        if self._attached:
+            return self
         server = grpc.aio.server(options=SERVER_OPTIONS)
         actions_pb2_grpc.add_ActionServiceServicer_to_server(_Servicer(self), server)
         checker = health.aio.HealthServicer()
@@ -127,7 +146,7 @@ class ActionServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         server, checker = self._server, self._health
-        if server is None or checker is None:
+        if server is None or checker is None or self._attached:
             return
         # Health watchers hear NOT_SERVING before the server stops taking calls and lets those in flight finish.
         await checker.enter_graceful_shutdown()

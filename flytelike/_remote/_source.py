@@ -29,6 +29,9 @@ class RunReports(Protocol):
     def finished(self, run_id: str, state: str, *, error: str = "", outputs: bytes | None = None) -> None:
         """The run ended: ``state`` is succeeded (with the output LiteralMap), failed or aborted."""
 
+    async def durable(self) -> None:
+        """Wait until everything reported before this call is recorded for good."""
+
 
 class RunSource(Protocol):
     """Executes the server's runs."""

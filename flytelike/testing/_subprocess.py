@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from flytelike._backends import BackendInput
-from flytelike._backends._remote import RemoteServices, prepare_attempt, read_attempt
+from flytelike._backends._remote import RemoteServices, prepare_attempt, read_attempt, stored_outcome
 from flytelike._executor import ActionRecord, AdmitInput, AttemptInput, AttemptResult, ExecTask
 from flytelike.errors import BackendError
 from flytelike.testing._launcher import Launcher, LaunchInput
@@ -99,6 +99,17 @@ class SubprocessBackend:
         env = {**launch.env, "FLYTELIKE_HOME": str(self._home)}
         command = (self._python, "-m", "flytelike.entry", *launch.args)
         try:
+            if attempt.resumed:
+                # A process of the controller before cannot be found again; its end can, if it wrote one. Otherwise
+                # this attempt is given up (a system failure: the next attempt has a prefix of its own), never run a
+                # second time beside a process that may still be going.
+                stored = await stored_outcome(self._remote, attempt, launch)
+                if stored is not None:
+                    return stored
+                raise BackendError(
+                    f"attempt {attempt.attempt} of action {attempt.action.id} was started by a controller that "
+                    "stopped; its process cannot be found again"
+                )
             process = await self._launcher.start(LaunchInput(command, env=env, memory_limit=attempt.memory))
             self.launched += 1
             self.commands.append(command)

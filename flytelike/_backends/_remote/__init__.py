@@ -11,10 +11,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flytelike._backends._remote._attempt import EntryLaunch, entry_args, prepare_attempt, read_attempt
+    from flytelike._backends._remote._attempt import (
+        EntryLaunch,
+        entry_args,
+        prepare_attempt,
+        read_attempt,
+        record_verdict,
+        stored_outcome,
+    )
     from flytelike._backends._remote._services import BundleRef, RemoteServices, module_path
 
-__all__ = ["BundleRef", "EntryLaunch", "RemoteServices", "entry_args", "module_path", "prepare_attempt", "read_attempt"]
+__all__ = [
+    "BundleRef",
+    "EntryLaunch",
+    "RemoteServices",
+    "entry_args",
+    "module_path",
+    "prepare_attempt",
+    "read_attempt",
+    "record_verdict",
+    "stored_outcome",
+]
 
 _MODULES = {
     "BundleRef": "_services",
@@ -24,6 +41,8 @@ _MODULES = {
     "entry_args": "_attempt",
     "prepare_attempt": "_attempt",
     "read_attempt": "_attempt",
+    "record_verdict": "_attempt",
+    "stored_outcome": "_attempt",
 }
 
 

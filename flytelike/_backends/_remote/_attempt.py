@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flytelike._crash import crash_point
 from flytelike._executor import AttemptInput, AttemptResult, Values
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._storage import AttemptKeys, attempt_prefix, download_refs, inputs_key, upload_refs
@@ -22,7 +23,7 @@ from flytelike.errors import BackendError, BlobNotFoundError, OutOfMemoryError, 
 if TYPE_CHECKING:
     from flytelike._backends._remote._services import BundleRef, RemoteServices
 
-__all__ = ["EntryLaunch", "entry_args", "prepare_attempt", "read_attempt"]
+__all__ = ["EntryLaunch", "entry_args", "prepare_attempt", "read_attempt", "record_verdict", "stored_outcome"]
 
 Kind = worker_pb2.Error.Kind
 # Bootstrap failures no retry can fix: the same address, the same code, the same error.
@@ -97,6 +98,10 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
     await store.put(key, inputs)
     keys = attempt_prefix(run.id, action.id, attempt.attempt)
     output_prefix = store.url(keys.prefix)
+    # The attempt's intent (the event before it, naming its action and number) is recorded before it can exist:
+    # a controller taking the run over after a crash then looks for it by name instead of starting it again.
+    await run.durable()
+    crash_point("intent", action.id)
     args = entry_args(
         run=run.id,
         action=action.id,
@@ -114,6 +119,9 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
     if calls_back:
         args += ["--controller", await services.controller_address()]
         env["FLYTELIKE_CONTROLLER__TOKEN"] = services.attempt_started(run, action, task, attempt.attempt)
+        if services.controller_restarts:
+            # This controller comes back after a restart: a task that starts (or calls) while it is away waits.
+            env["FLYTELIKE_CONTROLLER__STARTUP_WAIT"] = str(services.settings.controller.reconnect_timeout)
     return EntryLaunch(tuple(args), env, keys, calls_back, output_prefix)
 
 
@@ -168,6 +176,53 @@ async def read_attempt(
     if failure.type_name in _DETERMINISTIC:
         raised.failure_kind = "user"  # type: ignore[attr-defined]
     raise raised
+
+
+async def stored_outcome(services: RemoteServices, attempt: AttemptInput, launch: EntryLaunch) -> AttemptResult | None:
+    """The end of an attempt as the store has it already (outputs, error or the controller's verdict): its result,
+    or its failure raised; None when the store has none (the attempt has not ended, or never started).
+
+    For a resumed attempt whose pod or job is gone: it ended before, and must not run again.
+    """
+    store = await services.store()
+    keys = launch.keys
+    missing = set(await store.missing([keys.outputs, keys.error, keys.verdict]))
+    if keys.outputs not in missing or keys.error not in missing:
+        return await read_attempt(services, attempt, launch, exit_code=None)
+    if keys.verdict in missing:
+        return None
+    try:
+        verdict = json.loads(await store.get(keys.verdict))
+        kind, message = str(verdict["kind"]), str(verdict["message"])
+        retryable = bool(verdict.get("retryable", True))
+    except (ValueError, KeyError, TypeError) as e:
+        raise BackendError(f"the recorded end of {keys.prefix} cannot be read: {e}") from None
+    if kind == "oom":
+        raise _oom(attempt, message, None)
+    failure: Exception = TimeoutError(message) if kind == "timeout" else BackendError(message)
+    failure.failure_kind = kind  # type: ignore[attr-defined]
+    if not retryable:
+        failure.retryable = False  # type: ignore[attr-defined]
+    raise failure
+
+
+async def record_verdict(services: RemoteServices, launch: EntryLaunch, failure: BaseException) -> None:
+    """Keep how an attempt ended without outputs or error (``failure``: the backend's own, or a cancellation),
+    before what ran it is removed; nothing when the attempt wrote its own end."""
+    store = await services.store()
+    keys = launch.keys
+    if len(await store.missing([keys.outputs, keys.error])) < 2:
+        return
+    if isinstance(failure, OutOfMemoryError):
+        kind = "oom"
+    elif isinstance(failure, Exception):
+        kind = getattr(failure, "failure_kind", None) or "system"
+    else:
+        kind = "system"  # cancelled: whoever takes the run over starts a new attempt
+    message = str(failure) if isinstance(failure, Exception) else "the attempt was cancelled by its controller"
+    retryable = getattr(failure, "retryable", True)
+    data = json.dumps({"kind": kind, "message": message, "retryable": retryable}).encode()
+    await store.put(keys.verdict, data)
 
 
 def _oom(attempt: AttemptInput, message: str, peak: int | None) -> OutOfMemoryError:

@@ -12,6 +12,8 @@ import hashlib
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import anyio
+
 from flytelike._executor import ActionRecord, ExecTask, Spawner, Values
 from flytelike._proto.worker.v1 import worker_pb2
 from flytelike._storage import data_key, download_refs, upload_refs
@@ -23,13 +25,18 @@ if TYPE_CHECKING:
 
 __all__ = ["RunCalls"]
 
+RESUME_WAIT_SECONDS = 120.0
+"""How long a call from an attempt of a run being taken over waits for that attempt to be found again."""
+
 
 class RunCalls:
     """Serves the calls, logs and heartbeats of one run's attempts that run elsewhere."""
 
-    def __init__(self, run: Spawner, services: RemoteServices) -> None:
+    def __init__(self, run: Spawner, services: RemoteServices, *, resuming: bool = False) -> None:
         self._run = run
         self._services = services
+        self.resuming = resuming
+        self._started = anyio.Event()
         self._actions: dict[str, tuple[ActionRecord, ExecTask]] = {}
         self._out: Counter[str] = Counter()
         self._streamed: set[tuple[str, int]] = set()
@@ -38,6 +45,9 @@ class RunCalls:
     def started(self, action: ActionRecord, task: ExecTask, attempt: int) -> None:
         self._actions[action.id] = (action, task)
         self._out[action.id] += 1
+        if self.resuming:
+            self._started.set()
+            self._started = anyio.Event()
 
     def ended(self, action: ActionRecord) -> int:
         """Forget the action once its last attempt out is over; how many attempts of the run are still out."""
@@ -52,6 +62,8 @@ class RunCalls:
 
     async def submit(self, action_id: str, attempt: int, child: worker_pb2.SubmitChild) -> worker_pb2.ChildResult:
         found = self._actions.get(action_id)
+        if found is None and self.resuming:
+            found = await self._found_again(action_id)
         if found is None:
             error = BackendError(f"action {action_id} of run {self._run.id} is not running: its call is refused")
             return worker_pb2.ChildResult(call=child.call, error=_frames.call_error(error))
@@ -74,6 +86,15 @@ class RunCalls:
             return worker_pb2.ChildResult(call=child.call, outputs=data)
         except Exception as e:
             return worker_pb2.ChildResult(call=child.call, error=_frames.call_error(e))
+
+    async def _found_again(self, action_id: str) -> tuple[ActionRecord, ExecTask] | None:
+        # A task that called back before the controller restarted calls again as soon as it is back, which may be
+        # before the run's resumed action has found the task's pod or job and started its attempt here.
+        with anyio.move_on_after(RESUME_WAIT_SECONDS):
+            while (found := self._actions.get(action_id)) is None:
+                await self._started.wait()
+            return found
+        return None
 
     def logs(self, action_id: str, attempt: int, data: bytes) -> None:
         if action_id not in self._actions or not data:

@@ -49,11 +49,15 @@ class BundleRef:
 class RemoteServices:
     """The store, the bundles and the controller that remote attempts of one runtime share."""
 
-    def __init__(self, settings: Settings, in_process: InProcess) -> None:
+    def __init__(self, settings: Settings, in_process: InProcess, *, controller: ActionServer | None = None) -> None:
         self.settings = settings
         self.in_process = in_process
         self._store: BlobStore | None = None
-        self._server: ActionServer | None = None
+        # A controller given (``flytelike serve``'s, on its own port) is its owner's to start and stop, and comes
+        # back on the same address after a restart.
+        self._given = controller is not None
+        self.controller_restarts = self._given
+        self._server: ActionServer | None = controller
         self._lock = anyio.Lock()
         self._bundles: Once[BundleRef] = Once()
         self._templates: dict[str, str] = {}
@@ -104,6 +108,8 @@ class RemoteServices:
 
     def forget_run(self, run_id: str) -> None:
         self._run_bundles.pop(run_id, None)
+        if self._runs.pop(run_id, None) is not None and self._server is not None:
+            self._server.unregister(run_id)
 
     async def bundle_for(self, run: Spawner, task: ExecTask, platform: str) -> BundleRef:
         """The bundle an attempt of ``task`` in ``run`` fetches: the run's, or the one of the task's file here.
@@ -175,25 +181,35 @@ class RemoteServices:
 
     def attempt_started(self, run: Spawner, action: ActionRecord, task: ExecTask, attempt: int) -> str:
         """Let an attempt call back: its run's token (registered with the controller by the first attempt)."""
-        entry = self._runs.get(run.id)
-        if entry is None:
-            # Imported here, with the controller: the controller's side of calls (worker messages, literal maps)
-            # is only needed once a task elsewhere may call back.
-            from flytelike._backends._remote._calls import RunCalls
-
-            if self._server is None:
-                raise BackendError("the controller was not started: call controller_address() first")
-            calls = RunCalls(run, self)
-            entry = self._runs[run.id] = (calls, self._server.register(run.id, calls))
+        entry = self._runs.get(run.id) or self._register(run, resuming=False)
         entry[0].started(action, task, attempt)
         return entry[1]
+
+    def expect_run(self, run: Spawner) -> None:
+        """Take calls for ``run`` before any of its attempts started here, until the run ends (:meth:`forget_run`):
+        a run taken over after a restart, whose tasks (started by the controller before) call back with the run's
+        token while their attempts are being found again. A call from an attempt not found yet waits for it a while
+        instead of being refused."""
+        if run.id not in self._runs:
+            self._register(run, resuming=True)
+
+    def _register(self, run: Spawner, *, resuming: bool) -> tuple[RunCalls, str]:
+        # Imported here, with the controller: the controller's side of calls (worker messages, literal maps) is only
+        # needed once a task elsewhere may call back.
+        from flytelike._backends._remote._calls import RunCalls
+
+        if self._server is None:
+            raise BackendError("the controller was not started: call controller_address() first")
+        calls = RunCalls(run, self, resuming=resuming)
+        entry = self._runs[run.id] = (calls, self._server.register(run.id, calls))
+        return entry
 
     def attempt_ended(self, run: Spawner, action: ActionRecord) -> None:
         """The attempt is over; the run's token stops working once none of its attempts is out."""
         entry = self._runs.get(run.id)
         if entry is None:
             return
-        if entry[0].ended(action) == 0:
+        if entry[0].ended(action) == 0 and not entry[0].resuming:
             del self._runs[run.id]
             if self._server is not None:
                 self._server.unregister(run.id)
@@ -206,7 +222,7 @@ class RemoteServices:
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             server, self._server = self._server, None
-            if server is not None:
+            if server is not None and not self._given:
                 await server.__aexit__(None, None, None)
             store, self._store = self._store, None
             if store is not None:

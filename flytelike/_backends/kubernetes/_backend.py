@@ -24,7 +24,14 @@ import anyio
 import anyio.abc
 
 from flytelike._backends._input import BackendInput
-from flytelike._backends._remote import EntryLaunch, RemoteServices, prepare_attempt, read_attempt
+from flytelike._backends._remote import (
+    EntryLaunch,
+    RemoteServices,
+    prepare_attempt,
+    read_attempt,
+    record_verdict,
+    stored_outcome,
+)
 from flytelike._backends.kubernetes._api import PodApi, QuotaExceededError
 from flytelike._backends.kubernetes._emulated import Emulator, running_emulator
 from flytelike._backends.kubernetes._manifest import CONTAINER, PodInput, pod_manifest
@@ -32,6 +39,7 @@ from flytelike._backends.kubernetes._names import LABEL_EXECUTOR, pod_name
 from flytelike._backends.kubernetes._states import Observation, observe
 from flytelike._backends.kubernetes._watch import PodWatch
 from flytelike._config import KubernetesSettings
+from flytelike._crash import crash_point
 from flytelike._executor import ActionRecord, ActionState, AdmitInput, AttemptInput, AttemptResult, ExecTask
 from flytelike.errors import BackendError
 
@@ -88,6 +96,7 @@ class KubernetesBackend:
         *,
         core: Any = None,
         home: Path | None = None,
+        executor: str | None = None,
     ) -> None:
         self.settings = settings
         self.home = home
@@ -96,7 +105,9 @@ class KubernetesBackend:
         self._core = core
         self._client: Any = None
         self.api: PodApi | None = None
-        self.executor = f"{os.uname().nodename[:20]}-{os.getpid()}-{os.urandom(3).hex()}".lower()
+        # The label of this controller's pods: its own unless given (a server's, the same after a restart, so that
+        # its first list finds the pods the process before started).
+        self.executor = executor or f"{os.uname().nodename[:20]}-{os.getpid()}-{os.urandom(3).hex()}".lower()
         self._watches: dict[str, PodWatch] = {}
         self._watch_lock = anyio.Lock()
         self._background = background
@@ -217,8 +228,18 @@ class KubernetesBackend:
         namespace = body["metadata"].get("namespace") or self.settings.namespace
         watch = await self._watch(namespace)
         watch.expect(name)
+        ended: BaseException | None = None
         try:
-            await self._create(attempt, namespace, body)
+            # A resumed attempt (its controller restarted) may have a pod, which the watch's first list found, or
+            # may have ended and had its pod removed, which its outcome in the store says: it is never run twice.
+            found = attempt.resumed and name in watch.pods
+            if attempt.resumed and not found:
+                stored = await stored_outcome(self._remote, attempt, launch)
+                if stored is not None:
+                    return stored
+            if not found:
+                await self._create(attempt, namespace, body)
+                crash_point("created", attempt.action.id)
             failure: Exception | None = None
             async with anyio.create_task_group() as tg:  # the log follower's
                 try:
@@ -230,11 +251,18 @@ class KubernetesBackend:
             if failure is not None:
                 raise failure
             return result
+        except BaseException as e:
+            ended = e
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 if launch.calls_back:
                     self._remote.attempt_ended(attempt.run, attempt.action)
                 watch.forget(name)
+                if ended is not None:
+                    # The pod's end is kept before the pod goes: a controller taking the run over then knows it.
+                    with contextlib.suppress(Exception):
+                        await record_verdict(self._remote, launch, ended)
                 # A pod that cannot be deleted now ends with its attempt anyway; the watch's next list forgets it.
                 with contextlib.suppress(BackendError):
                     await self.api.delete(namespace, name)
@@ -362,4 +390,5 @@ def from_input(spec: BackendInput) -> KubernetesBackend:
         spec.background,
         core=spec.options.get("core"),
         home=spec.settings.home,
+        executor=spec.options.get("executor"),
     )

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from flytelike._remote._state._database import ServerState
-from flytelike._remote._state._rows import TERMINAL_RUN_STATES, Abort, NewRun, RunFilter, database_url
+from flytelike._remote._state._rows import (
+    TERMINAL_RUN_STATES,
+    Abort,
+    NewRun,
+    RunFilter,
+    database_url,
+    safe_url,
+)
 
-__all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url"]
+__all__ = ["TERMINAL_RUN_STATES", "Abort", "NewRun", "RunFilter", "ServerState", "database_url", "safe_url"]

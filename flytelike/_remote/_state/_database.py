@@ -333,6 +333,29 @@ class ServerState:
                 for row in rows
             ]
 
+    async def action_events(self, run_id: str) -> list[runs_pb2.Event]:
+        """Every action event of the run in the order recorded, each with its source's own ``seq`` (not the
+        position watchers see): what a restarted server resumes the run from."""
+        e = s.events.c
+        stmt = sa.select(s.events).where(e.run_id == run_id, e.action_id != "").order_by(e.position)
+        async with self._read() as c:
+            rows = await c.execute(stmt)
+            return [
+                runs_pb2.Event(
+                    run_id=row.run_id,
+                    seq=row.seq,
+                    action_id=row.action_id,
+                    parent=row.parent,
+                    task=row.task,
+                    state=row.state,
+                    attempt=row.attempt,
+                    time=row.time,
+                    kind=row.kind,
+                    reason=row.reason,
+                )
+                for row in rows
+            ]
+
     async def list_actions(self, run_id: str) -> list[runs_pb2.Action]:
         a = s.actions.c
         async with self._read() as c:

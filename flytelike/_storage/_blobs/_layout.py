@@ -141,6 +141,12 @@ class AttemptKeys:
         """The attempt's output (stdout and stderr)."""
         return f"{self.prefix}/logs"
 
+    @property
+    def verdict(self) -> str:
+        """The controller's word on an attempt that ended without outputs or error (its pod killed, evicted,
+        cancelled), written before the controller removes what ran it: the attempt's end outlives the pod."""
+        return f"{self.prefix}/verdict.json"
+
 
 def attempt_prefix(run: str, action: str, attempt: int) -> AttemptKeys:
     """The keys of attempt ``attempt`` (1-based) of an action."""

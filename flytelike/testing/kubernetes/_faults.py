@@ -80,6 +80,8 @@ class Counters:
     def __init__(self) -> None:
         self.clients: Counter[str] = Counter()
         self.components: Counter[str] = Counter()
+        # Pods stored, by namespace/name: a pod made twice under one name (created, deleted, created) counts 2.
+        self.created: Counter[str] = Counter()
 
     def __getitem__(self, endpoint: str) -> int:
         return self.clients[endpoint]
@@ -92,9 +94,10 @@ class Counters:
     def reset(self) -> None:
         self.clients.clear()
         self.components.clear()
+        self.created.clear()
 
     def as_json(self) -> dict[str, dict[str, int]]:
-        return {"clients": dict(self.clients), "components": dict(self.components)}
+        return {"clients": dict(self.clients), "components": dict(self.components), "created": dict(self.created)}
 
 
 def endpoint_of(request: web.Request) -> str | None:

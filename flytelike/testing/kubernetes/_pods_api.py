@@ -85,6 +85,7 @@ class PodsApi:
         if request.query.get("dryRun") == "All":
             return web.json_response(pod, status=201)
         stored = state.store.create("Pod", pod)
+        state.counters.created[f"{namespace}/{meta['name']}"] += 1
         headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
         return web.json_response(stored, status=201, headers=headers)
 
