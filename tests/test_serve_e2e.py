@@ -13,18 +13,19 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
+from serve_process import TOKEN, Emulator, Server
+from serve_process import cli as _cli
+from serve_process import start_server as _start
 
 import flytelike as fl
 from flytelike._loader import load_file
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "e2e-token"
 TASKS = """
 import asyncio
 
@@ -59,44 +60,6 @@ async def slow(seconds: float) -> str:
 """
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    address: str
-    log: Path
-    home: Path
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
-
-
-SUBPROCESS = '["subprocess=flytelike.testing:SubprocessBackend.from_input"]'
-
-
-def _start(home: Path, log: Path, *, backends: str = SUBPROCESS) -> Server:
-    env = {
-        **os.environ,
-        "FLYTELIKE_HOME": str(home),
-        "FLYTELIKE_SERVE__TOKEN": TOKEN,
-        "FLYTELIKE_SERVE__BACKENDS": backends,
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flytelike", "serve", "--bind", "127.0.0.1:0"], env=env, stderr=out, stdout=out
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines()[::-1]:
-            if "listening on " in line:
-                return Server(process, line.rsplit(" ", 1)[1], log, home)
-        if process.poll() is not None:
-            raise AssertionError(f"flytelike serve exited with {process.returncode}:\n{log.read_text()}")
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"flytelike serve did not start:\n{log.read_text()}")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = _start(tmp_path / "server-home", tmp_path / "serve.log")
@@ -112,18 +75,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def kubernetes_server(tmp_path: Path) -> Iterator[Server]:
     """A server whose tasks run as pods on a Kubernetes emulator, which it finds as `--with kubernetes` does."""
     home = tmp_path / "server-home"
-    log = tmp_path / "emulator.log"
-    env = {**os.environ, "FLYTELIKE_HOME": str(home)}
-    with log.open("ab") as out:
-        emulator = subprocess.Popen(
-            [sys.executable, "-m", "flytelike", "emulator", "kubernetes"], env=env, stdout=out, stderr=out
-        )
+    emulator = Emulator(home, tmp_path / "emulator.log")
     try:
-        deadline = time.monotonic() + 30
-        while "registered in" not in log.read_text():
-            assert emulator.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
         srv = _start(home, tmp_path / "serve.log", backends='["kubernetes"]')
         try:
             yield srv
@@ -131,12 +84,7 @@ def kubernetes_server(tmp_path: Path) -> Iterator[Server]:
             if srv.process.poll() is None:
                 srv.stop()
     finally:
-        emulator.send_signal(signal.SIGINT)
-        try:
-            emulator.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
+        emulator.stop()
 
 
 @pytest.fixture
@@ -146,24 +94,6 @@ def project(tmp_path: Path) -> Path:
     (root / "pyproject.toml").write_text("[project]\nname = 'e2e'\n")
     (root / "e2e_tasks.py").write_text(textwrap.dedent(TASKS))
     return root
-
-
-def _cli(server: Server, project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "FLYTELIKE_HOME": str(project.parent / "client-home"),
-        "FLYTELIKE_REMOTE__ENDPOINT": server.address,
-        "FLYTELIKE_REMOTE__TOKEN": TOKEN,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "flytelike", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_run_remote_shows_live_events_and_outputs_and_the_run_is_listed(server: Server, project: Path) -> None:
@@ -208,15 +138,23 @@ def test_abort_stops_a_running_run(server: Server, project: Path) -> None:
     assert "already ended" in _cli(server, project, "abort", run_id).stdout
 
 
-def test_a_restart_marks_the_runs_it_interrupted_lost(server: Server, project: Path, tmp_path: Path) -> None:
-    started = _cli(server, project, "run", "--remote", "--detach", "e2e_tasks.py", "slow", "--seconds", "60")
+def test_a_restart_takes_the_run_over_and_it_finishes(server: Server, project: Path, tmp_path: Path) -> None:
+    # The subprocess backend cannot find a process of the server before: the attempt's own end, if it wrote one,
+    # is taken, or a new attempt runs (never the same one twice). The run finishes either way.
+    bind = server.address
+    started = _cli(server, project, "run", "--remote", "--detach", "e2e_tasks.py", "slow", "--seconds", "2")
     run_id = started.stdout.strip()
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
-    again = _start(server.home, tmp_path / "serve-again.log")
+    again = _start(server.home, tmp_path / "serve-again.log", bind=bind)
     try:
+        deadline = time.monotonic() + 60
         shown = json.loads(_cli(again, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
-        assert shown["run"]["state"] == "lost"
-        assert "adopting its attempts after a restart is not implemented yet" in shown["run"]["error"]
+        while shown["run"]["state"] == "running":
+            assert time.monotonic() < deadline, again.log.read_text()
+            time.sleep(0.3)
+            shown = json.loads(_cli(again, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
+        assert shown["run"]["state"] == "succeeded", shown
+        assert f"run {run_id} taken over" in again.log.read_text()
     finally:
         again.stop()
 
