@@ -5,10 +5,11 @@ submitting it again; it submits only when there is none; an attempt that is not 
 that stops without ending its work is a backend that is :meth:`~BatchBackend.detach`-ed, then cancelled.
 
 The backends are driven through their contract (no executor), each with its own remote services, as two
-controller processes would be. So that each test is quick, the jobs run a small stand-in for ``flytelike-entry``
-(``ENTRY``): it reads the attempt's inputs from the store, waits until the test opens a gate, and writes the square
-of ``x`` as the attempt's outputs, where the entrypoint would run ``square``. The slow test at the end runs the real
-entrypoint, after a controller process is killed with SIGKILL.
+controller processes would be. So that a test takes seconds rather than tens of them, the jobs run a small
+stand-in for ``flytelike-entry`` (``ENTRY``): it reads the attempt's inputs from the store, waits until the test
+opens a gate, and writes the square of ``x`` as the attempt's outputs, where the entrypoint would run ``square`` (a
+negative ``x`` runs out of memory). The last test runs the real entrypoint, after a controller process is killed
+with SIGKILL.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ from flytelike._executor import (
 from flytelike._invoke import Invoker, TaskIndex
 from flytelike._loader import load_file
 from flytelike._serde import decode_values, encode_values
+from flytelike.errors import OutOfMemoryError
 from flytelike.testing import BatchEmulator
+
+# Every test runs Batch jobs as processes, and most of them two or three controllers in turn: seconds each.
+pytestmark = pytest.mark.slow
 
 RUN = "r-resume-0001"
 
@@ -67,33 +72,59 @@ async def sleepy_square(x: int, seconds: float) -> int:
     return x * x
 """
 
-# The job's command: what flytelike-entry does with the store, for `square`, in a fraction of its start-up time.
+# The job's command: what flytelike-entry does with the store, for `square`, in a fraction of its start-up time
+# (boto3 alone would take most of a second to start: S3 requests are signed here, with the store's credentials).
 ENTRY = """
+import datetime
+import hashlib
+import hmac
 import os
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
-
-import boto3
 
 from flytelike._proto.core.v1 import literals_pb2
 
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-s3 = boto3.client("s3", endpoint_url=os.environ["FLYTELIKE_STORE__ENDPOINT_URL"])
 
 
-def where(url: str) -> dict[str, str]:
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    return {"Bucket": bucket, "Key": key}
+def s3(method: str, url: str, body: bytes | None = None) -> bytes:
+    target = os.environ["FLYTELIKE_STORE__ENDPOINT_URL"] + "/" + url.removeprefix("s3://")
+    parts = urllib.parse.urlsplit(target)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = day + "/" + os.environ.get("AWS_DEFAULT_REGION", "us-east-1") + "/s3/aws4_request"
+    headers = {"host": parts.netloc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": stamp}
+    names = ";".join(sorted(headers))
+    canonical = "\\n".join(
+        [method, parts.path, "", *(k + ":" + headers[k] for k in sorted(headers)), "", names, "UNSIGNED-PAYLOAD"]
+    )
+    key = ("AWS4" + os.environ["AWS_SECRET_ACCESS_KEY"]).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    text = "\\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signature = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = (
+        "AWS4-HMAC-SHA256 Credential=" + os.environ["AWS_ACCESS_KEY_ID"] + "/" + scope
+        + ", SignedHeaders=" + names + ", Signature=" + signature
+    )
+    headers["Content-Type"] = "application/octet-stream"  # not urllib's form encoding, which a server would parse
+    with urllib.request.urlopen(urllib.request.Request(target, body, headers, method=method)) as answer:
+        return bytes(answer.read())
 
 
 (Path(os.environ["STARTED"]) / os.environ["AWS_BATCH_JOB_ID"]).touch()
-inputs = literals_pb2.LiteralMap.FromString(s3.get_object(**where(args["--inputs"]))["Body"].read())
-x = inputs.literals["x"].int_value
+x = literals_pb2.LiteralMap.FromString(s3("GET", args["--inputs"])).literals["x"].int_value
 while not Path(os.environ["GATE"]).exists():
     time.sleep(0.02)
+if x < 0:  # past the job's MEMORY (256 MiB), as a task running out of memory
+    block = bytearray(512 << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
 outputs = literals_pb2.LiteralMap(literals={"o0": literals_pb2.Literal(int_value=x * x)})
-s3.put_object(Body=outputs.SerializeToString(), **where(args["--output-prefix"] + "/outputs.pb"))
+s3("PUT", args["--output-prefix"] + "/outputs.pb", outputs.SerializeToString())
 """
 
 
@@ -286,6 +317,32 @@ async def test_a_job_that_succeeded_meanwhile_costs_no_submit_and_its_outputs_ar
     assert second.calls.counts["ListJobs"] == 1
 
 
+async def test_a_job_killed_for_its_memory_meanwhile_fails_the_resumed_attempt_as_out_of_memory(aws: Aws) -> None:
+    job_id = await _abandon(aws, aws.attempt(x=-1))
+    aws.gate.touch()
+    assert await aws.ended(job_id) == "FAILED"
+
+    async with aws.controller() as second:
+        with pytest.raises(OutOfMemoryError) as caught:
+            await second.run_attempt(aws.attempt(x=-1, resumed=True))
+    assert caught.value.action == "0"
+    assert aws.emulator.counters["SubmitJob"] == 1
+
+
+async def test_cancelling_a_resumed_attempt_terminates_the_job_it_follows(aws: Aws) -> None:
+    job_id = await _abandon(aws, aws.attempt(x=8))
+    resumed = aws.attempt(x=8, resumed=True)
+    async with aws.controller() as second, anyio.create_task_group() as tg:
+        tg.start_soon(second.run_attempt, resumed)
+        with anyio.fail_after(20):
+            while ActionState.RUNNING not in resumed.run.reports:  # type: ignore[attr-defined]
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    assert aws.emulator.counters["TerminateJob"] == 1
+    assert await aws.ended(job_id) == "FAILED"
+    assert aws.emulator.counters["SubmitJob"] == 1
+
+
 async def test_a_resumed_attempt_without_a_job_submits_one(aws: Aws) -> None:
     aws.gate.touch()
     async with aws.controller() as backend:
@@ -360,7 +417,6 @@ anyio.run(main)
 """
 
 
-@pytest.mark.slow
 async def test_a_controller_killed_mid_run_is_taken_over_without_a_second_job(aws: Aws, tmp_path: Path) -> None:
     """The real entrypoint, and a controller process killed with SIGKILL while its job runs."""
     settings = _settings(aws.emulator, tmp_path / "home", [sys.executable, "-m", "flytelike.entry"])
