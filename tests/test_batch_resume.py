@@ -200,9 +200,10 @@ class Aws:
                 await anyio.sleep(0.02)
         return ids
 
-    async def ended(self, job_id: str) -> str:
+    async def reached(self, job_id: str, *statuses: str) -> str:
+        """The job's status once it is one of ``statuses`` (default: an end)."""
         with anyio.fail_after(20):
-            while (status := self.emulator.job(job_id).status) not in ("SUCCEEDED", "FAILED"):
+            while (status := self.emulator.job(job_id).status) not in (statuses or ("SUCCEEDED", "FAILED")):
                 await anyio.sleep(0.02)
         return status
 
@@ -272,6 +273,7 @@ async def _abandon(aws: Aws, attempt: AttemptInput) -> str:
     async with aws.controller() as first, anyio.create_task_group() as tg:
         tg.start_soon(first.run_attempt, attempt)
         [job_id] = set(await aws.job_started(len(before) + 1)) - before
+        await aws.reached(job_id, "RUNNING")  # its command starts a moment before Batch says so
         first.detach()
         tg.cancel_scope.cancel()
     return job_id
@@ -306,7 +308,7 @@ async def test_a_job_left_running_is_followed_to_its_end_and_never_submitted_aga
 async def test_a_job_that_succeeded_meanwhile_costs_no_submit_and_its_outputs_are_read(aws: Aws) -> None:
     job_id = await _abandon(aws, aws.attempt(x=5))
     aws.gate.touch()
-    assert await aws.ended(job_id) == "SUCCEEDED"  # it ended while no controller followed it
+    assert await aws.reached(job_id) == "SUCCEEDED"  # it ended while no controller followed it
 
     async with aws.controller() as second:
         result = await second.run_attempt(aws.attempt(x=5, resumed=True))
@@ -320,7 +322,7 @@ async def test_a_job_that_succeeded_meanwhile_costs_no_submit_and_its_outputs_ar
 async def test_a_job_killed_for_its_memory_meanwhile_fails_the_resumed_attempt_as_out_of_memory(aws: Aws) -> None:
     job_id = await _abandon(aws, aws.attempt(x=-1))
     aws.gate.touch()
-    assert await aws.ended(job_id) == "FAILED"
+    assert await aws.reached(job_id) == "FAILED"
 
     async with aws.controller() as second:
         with pytest.raises(OutOfMemoryError) as caught:
@@ -339,7 +341,7 @@ async def test_cancelling_a_resumed_attempt_terminates_the_job_it_follows(aws: A
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()
     assert aws.emulator.counters["TerminateJob"] == 1
-    assert await aws.ended(job_id) == "FAILED"
+    assert await aws.reached(job_id) == "FAILED"
     assert aws.emulator.counters["SubmitJob"] == 1
 
 
@@ -369,7 +371,7 @@ async def test_a_cancelled_attempt_of_a_backend_not_detached_still_terminates_it
         [job_id] = await aws.job_started()
         tg.cancel_scope.cancel()
     assert aws.emulator.counters["TerminateJob"] == 1
-    assert await aws.ended(job_id) == "FAILED"
+    assert await aws.reached(job_id) == "FAILED"
 
 
 async def test_of_two_jobs_of_one_name_the_newest_is_followed_with_a_warning(
