@@ -52,6 +52,7 @@ from flytelike.testing import BatchEmulator
 pytestmark = pytest.mark.slow
 
 RUN = "r-resume-0001"
+_PATIENCE = 120.0  # seconds to wait for a job or a controller: a ceiling for a crowded machine, not a duration
 
 TASKS = """
 import time
@@ -195,14 +196,14 @@ class Aws:
 
     async def job_started(self, count: int = 1) -> list[str]:
         """The ids of the jobs whose command started, once ``count`` have."""
-        with anyio.fail_after(20):
+        with anyio.fail_after(_PATIENCE):
             while len(ids := sorted(p.name for p in self.started.iterdir())) < count:
                 await anyio.sleep(0.02)
         return ids
 
     async def reached(self, job_id: str, *statuses: str) -> str:
         """The job's status once it is one of ``statuses`` (default: an end)."""
-        with anyio.fail_after(20):
+        with anyio.fail_after(_PATIENCE):
             while (status := self.emulator.job(job_id).status) not in (statuses or ("SUCCEEDED", "FAILED")):
                 await anyio.sleep(0.02)
         return status
@@ -293,7 +294,7 @@ async def test_a_job_left_running_is_followed_to_its_end_and_never_submitted_aga
             results.append(await second.run_attempt(resumed))
 
         tg.start_soon(run)
-        with anyio.fail_after(20):  # the second controller follows the job while it still runs
+        with anyio.fail_after(_PATIENCE):  # the second controller follows the job while it still runs
             while ActionState.RUNNING not in resumed.run.reports:  # type: ignore[attr-defined]
                 await anyio.sleep(0.02)
         aws.gate.touch()
@@ -336,7 +337,7 @@ async def test_cancelling_a_resumed_attempt_terminates_the_job_it_follows(aws: A
     resumed = aws.attempt(x=8, resumed=True)
     async with aws.controller() as second, anyio.create_task_group() as tg:
         tg.start_soon(second.run_attempt, resumed)
-        with anyio.fail_after(20):
+        with anyio.fail_after(_PATIENCE):
             while ActionState.RUNNING not in resumed.run.reports:  # type: ignore[attr-defined]
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()
@@ -438,7 +439,7 @@ async def test_a_controller_killed_mid_run_is_taken_over_without_a_second_job(aw
         command = [sys.executable, str(driver), str(aws.module_file), RUN]
         async with await anyio.open_process(command, env=env, stderr=stderr) as first:
             assert first.stdout is not None
-            with anyio.fail_after(30):
+            with anyio.fail_after(_PATIENCE):
                 try:
                     line = await first.stdout.receive()
                 except anyio.EndOfStream:
