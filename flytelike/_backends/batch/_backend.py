@@ -1,10 +1,14 @@
 """The AWS Batch backend: one job per attempt, all jobs followed by one shared DescribeJobs poll.
 
 An attempt: the code bundle, template and inputs go to the store (``prepare_attempt``); the task's job definition
-is looked up or registered once per distinct container spec; its job is submitted, unless a job of the same name
-is already on the queue (a relaunch adopts it); the shared poll reports its states until it ends; the store says
-how it ended (``read_attempt``), Batch's reasons when the platform ended it. Cancellation terminates the job
-(shielded) before ``run_attempt`` returns. Every call takes a token of one bucket (``[batch] calls_per_second``).
+is looked up or registered once per distinct container spec; its job is submitted; the shared poll reports its
+states until it ends; the store says how it ended (``read_attempt``), Batch's reasons when the platform ended it.
+Cancellation terminates the job (shielded) before ``run_attempt`` returns, unless the backend was detached
+(:meth:`BatchBackend.detach`). Every call takes a token of one bucket (``[batch] calls_per_second``).
+
+A resumed attempt (``AttemptInput.resumed``: an earlier controller of the run may have started it) first looks for
+its job by name (one ListJobs per run taken over); a job found is followed as if it had just been submitted, so an
+attempt is never run twice and one that ended meanwhile costs no SubmitJob. Other attempts make no such call.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ class BatchBackend:
         self._failed_polls = 0
         self._poll_error: BaseException | None = None
         self._streams: dict[tuple[str, str, int], tuple[str, str]] = {}  # attempt -> log group and stream
+        self._detached = False
 
     @classmethod
     def from_input(cls, spec: BackendInput) -> BatchBackend:
@@ -175,6 +180,15 @@ class BatchBackend:
     async def admit(self, request: AdmitInput) -> _NoLease:
         return _NoLease()
 
+    def detach(self) -> None:
+        """Leave running, from now on, the job of every attempt that is cancelled, instead of terminating it.
+
+        For a controller that stops without ending the work it started: the one that takes its runs over gives
+        their attempts to a backend with ``resumed=True``, which follows these jobs instead of submitting new
+        ones. A cancelled attempt still returns at once; only its TerminateJob is left out.
+        """
+        self._detached = True
+
     # --- an attempt ---------------------------------------------------------------------------------------------
 
     async def run_attempt(self, attempt: AttemptInput) -> AttemptResult:
@@ -188,8 +202,11 @@ class BatchBackend:
         watched: Watched | None = None
         submitting = False
         try:
-            job_id = await self.lookups.existing(run.id, queue, name)
-            if job_id is None:
+            # Only a resumed attempt may have a job already: asking for the others would cost a call per run.
+            job_id = await self.lookups.existing(run.id, queue, name) if attempt.resumed else None
+            if job_id is not None:
+                _log.info("resumed attempt %s of task %s follows Batch job %s", name, task.name, job_id)
+            else:
                 submitting = True
                 job_id = await self._submit(attempt, launch, compute, queue, name)
             watched = self.poller.watch(job_id)
@@ -200,6 +217,8 @@ class BatchBackend:
                 return await self._read(attempt, launch, seen)
             raise await self._platform_failure(attempt, job_id, seen)
         except anyio.get_cancelled_exc_class():
+            if self._detached:
+                raise
             with anyio.CancelScope(shield=True), anyio.move_on_after(_TERMINATE_TIMEOUT):
                 # Cancelled while SubmitJob was in flight, the job may exist although its id never came back.
                 await self._terminate(queue, name if submitting else "", job_id, watched, "attempt cancelled")

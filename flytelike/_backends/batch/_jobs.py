@@ -1,10 +1,11 @@
 """What the Batch backend looks up once and keeps: each queue's compute environment type, each container spec's job
-definition, and each run's jobs already on a queue (so that a relaunched controller adopts them)."""
+definition, and the jobs on a queue of each run taken over (so that its resumed attempts follow them)."""
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from flytelike._backends._once import Once
 from flytelike._backends.batch._calls import AwsCalls
@@ -15,7 +16,16 @@ from flytelike.errors import BackendError
 
 __all__ = ["Compute", "JobLookups"]
 
+_log = logging.getLogger("flytelike.batch")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class _Named(NamedTuple):
+    """The jobs of one name on a queue: the newest one's id, and how many there are."""
+
+    job_id: str
+    created: int
+    jobs: int
 
 
 class JobLookups:
@@ -30,7 +40,7 @@ class JobLookups:
         self._settings = settings
         self._computes: Once[Compute] = Once()
         self._definitions: Once[str] = Once()
-        self._runs: Once[dict[str, str]] = Once()
+        self._runs: Once[dict[str, _Named]] = Once()
         self.registered = 0
 
     # --- compute environment types ------------------------------------------------------------------------------
@@ -94,35 +104,52 @@ class JobLookups:
     # --- jobs by name -------------------------------------------------------------------------------------------
 
     async def existing(self, run: str, queue: str, name: str) -> str | None:
-        """The id of a job named ``name`` that an earlier controller of ``run`` submitted to ``queue``.
+        """The id of the job named ``name`` that an earlier controller of ``run`` submitted to ``queue``, if any.
 
-        One ListJobs (JOB_NAME filter ``fl-<run>-*``, every status) per run and queue tells them all, so a run this
-        process started pays one call, and a relaunched one adopts every attempt it finds instead of submitting it
-        again.
+        One ListJobs (JOB_NAME filter ``fl-<run>-*``, every status) per run and queue tells them all, so a run taken
+        over pays one call (a page per 100 of its jobs) however many of its attempts are resumed. Of several jobs of
+        the name (one attempt submitted twice, which should not happen) the newest is taken, with a warning.
         """
         prefix = _BAD_NAME_CHARS.sub("-", f"fl-{run}-")[:100]
         jobs = await self._runs.get(f"{queue}\0{prefix}", lambda: self._list(queue, prefix + "*"))
-        return jobs.get(name.lower())
+        found = jobs.get(name.lower())
+        if found is None:
+            return None
+        if found.jobs > 1:
+            _log.warning(
+                "%d Batch jobs on queue %s are named %s; following the newest, %s",
+                found.jobs,
+                queue,
+                name,
+                found.job_id,
+            )
+        return found.job_id
 
     async def find(self, queue: str, name: str) -> str | None:
         """The id of the latest job named ``name`` on ``queue`` (a ListJobs with an exact JOB_NAME filter)."""
-        return (await self._list(queue, name)).get(name.lower())
+        found = (await self._list(queue, name)).get(name.lower())
+        return None if found is None else found.job_id
 
-    async def _list(self, queue: str, pattern: str) -> dict[str, str]:
+    async def _list(self, queue: str, pattern: str) -> dict[str, _Named]:
         params: dict[str, Any] = {
             "jobQueue": queue,
             "filters": [{"name": "JOB_NAME", "values": [pattern]}],
             "maxResults": 100,  # the most ListJobs gives a page with filters
         }
-        latest: dict[str, tuple[int, str]] = {}
+        named: dict[str, _Named] = {}
         while True:
             page = await self._calls.call("batch", "ListJobs", params)
             for job in page.get("jobSummaryList", []):
                 key = str(job.get("jobName", "")).lower()  # Batch's JOB_NAME filter ignores case too
                 created = int(job.get("createdAt", 0))
-                if key not in latest or created >= latest[key][0]:
-                    latest[key] = (created, str(job["jobId"]))
+                seen = named.get(key)
+                if seen is None:
+                    named[key] = _Named(str(job["jobId"]), created, 1)
+                elif created >= seen.created:
+                    named[key] = _Named(str(job["jobId"]), created, seen.jobs + 1)
+                else:
+                    named[key] = seen._replace(jobs=seen.jobs + 1)
             token = page.get("nextToken")
             if not token:
-                return {name: job_id for name, (_, job_id) in latest.items()}
+                return named
             params["nextToken"] = token
