@@ -11,18 +11,27 @@ import ast
 import copy
 import functools
 import json
+import os
 import re
 import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import grpc
 import kubernetes_validate
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flytelike._config import Settings, load_settings
 from flytelike._config._schema import variable_names
+from flytelike._proto.remote.v1 import runs_pb2, runs_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy" / "kubernetes" / "serve.yaml"
@@ -358,3 +367,59 @@ def test_the_docs_show_the_dockerfile_as_it_is() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```dockerfile\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
     assert DOCKERFILE.read_text(encoding="utf-8") in blocks
+
+
+# --- the image's command with the manifest's settings -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_images_command_with_the_manifests_settings_serves_probes_and_the_secrets_token(tmp_path: Path) -> None:
+    """What the pod runs, on this machine: the manifest's variables, the paths of its volumes moved under tmp_path
+    (the home volume, the Secret's token file), the store a local one, and the bind on a free loopback port."""
+    token_file = tmp_path / "secret" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text("the-token-of-the-secret\n")
+    variables = {name: entry["value"] for name, entry in env().items() if "value" in entry}
+    variables |= {
+        "FLYTELIKE_HOME": str(tmp_path / "home"),
+        "FLYTELIKE_SERVE__TOKEN_FILE": str(token_file),
+        "FLYTELIKE_STORE__URL": (tmp_path / "store").as_uri(),
+        "FLYTELIKE_CONTROLLER__BIND": "127.0.0.1:0",
+    }
+    command = image_command()
+    command[command.index("--bind") + 1] = "127.0.0.1:0"
+    executable = shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLYTELIKE_")}
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen([executable, *command[1:]], env={**clean, **variables}, cwd=tmp_path, stderr=stderr)
+    try:
+        address = ""
+        deadline = time.monotonic() + 30
+        while not address and time.monotonic() < deadline:
+            assert server.poll() is None, f"the server ended before listening:\n{log.read_text()}"
+            found = re.search(r"^flytelike serve: listening on (\S+)$", log.read_text(), re.MULTILINE)
+            address = found.group(1) if found else ""
+            time.sleep(0.05)
+        assert address, "the server did not say where it listens"
+        with grpc.insecure_channel(address) as channel:
+            # The kubelet's grpc probe: the server as a whole, without a token.
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            runs = runs_pb2_grpc.RunServiceStub(channel)
+            listed = runs.ListRuns(
+                runs_pb2.ListRunsRequest(), metadata=(("authorization", "Bearer the-token-of-the-secret"),), timeout=10
+            )
+            assert list(listed.runs) == []
+            with pytest.raises(grpc.RpcError) as refused:
+                runs.ListRuns(runs_pb2.ListRunsRequest(), metadata=(("authorization", "Bearer other"),), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert (tmp_path / "home" / "server.sqlite3").is_file()  # the records are on the home volume
+        assert not (tmp_path / "home" / "serve.token").exists()  # the Secret's token was used, none was made
+        server.send_signal(signal.SIGTERM)  # what the kubelet sends when the pod stops
+        assert server.wait(timeout=30) == 0
+        assert log.read_text().rstrip().endswith("stopped")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
