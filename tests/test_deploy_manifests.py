@@ -267,6 +267,7 @@ def test_every_variable_is_a_setting_and_the_values_resolve(monkeypatch: pytest.
     assert settings.serve.backends == ("kubernetes",)
     assert settings.store.url.startswith("s3://")  # the task pods must reach it: not this pod's volume
     assert settings.kubernetes.namespace == the("Namespace")["metadata"]["name"]
+    assert settings.kubernetes.image == container()["image"]  # tasks naming no image get the server's (flytelike)
 
 
 def test_the_token_and_the_database_come_from_the_secret() -> None:
