@@ -1,15 +1,17 @@
 """The commented configuration file ``flytelike config init`` writes: every setting, its meaning and its default.
 
 Every line that sets something is commented out, so the file as written changes nothing; uncommenting a line (and
-its table's header) sets that key. The settings come from the schema (:class:`~flytelike._config.Settings`), so a
-new setting appears here by itself; its description must be added to ``DESCRIPTIONS`` (a test checks that each
-one has one).
+its table's header) sets that key. Values given to :func:`config_template` (``config init --endpoint``) are the
+exception: they are written set, in their table, with the rest of the table still commented out. The settings
+come from the schema (:class:`~flytelike._config.Settings`), so a new setting appears here by itself; its
+description must be added to ``DESCRIPTIONS`` (a test checks that each one has one).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +121,46 @@ def _comment(text: str) -> str:
     return "".join(f"# {line}\n" for line in text.splitlines())
 
 
-def _key(name: str, field: dataclasses.Field[Any], default: Any) -> str:
-    """One key: its description, then the key commented out with its default (or an example value)."""
+def _key(name: str, field: dataclasses.Field[Any], default: Any, given: Mapping[str, Any]) -> str:
+    """One key: its description, then the key set to its given value, or else commented out with its default (or an
+    example value)."""
     key = field.name
     out = _comment(DESCRIPTIONS.get(name, ""))
-    if default is None:
+    if key in given:
+        out += f"{key} = {_toml(given[key])}\n"
+    elif default is None:
         out += f"# {key} = {_toml(EXAMPLES[name])}  # an example; not set by default\n"
     else:
         out += f"# {key} = {_toml(default)}\n"
     return out
 
 
-def config_template(settings_cls: type) -> str:
-    """The commented TOML file for ``settings_cls`` (:class:`~flytelike._config.Settings`)."""
-    head = (
-        "# flytelike configuration. Every line that sets something is commented out and shows the default:\n"
+def config_template(settings_cls: type, values: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The commented TOML file for ``settings_cls`` (:class:`~flytelike._config.Settings`).
+
+    Args:
+        settings_cls: the settings schema.
+        values: keys to write set rather than commented out, by table: ``{"remote": {"endpoint": "h:8470"}}``.
+
+    Raises:
+        ValueError: ``values`` names a table or key the schema does not have.
+    """
+    values = values or {}
+    sections = {
+        f.name
+        for f in dataclasses.fields(settings_cls)
+        if f.init and f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
+    }
+    if unknown_tables := sorted(set(values) - sections):
+        raise ValueError(f"the settings have no table [{unknown_tables[0]}]; tables: {', '.join(sorted(sections))}")
+    set_keys = "; ".join(f"[{table}] {', '.join(keys)}" for table, keys in values.items() if keys)
+    first = (
+        f"# flytelike configuration. Set here: {set_keys}. Every other line that sets something is\n"
+        "# commented out and shows the default:\n"
+        if set_keys
+        else "# flytelike configuration. Every line that sets something is commented out and shows the default:\n"
+    )
+    head = first + (
         "# uncomment a key (and the [table] line above it) to change it. Later sources win over this file:\n"
         "# ./flytelike.toml, then FLYTELIKE_* environment variables (FLYTELIKE_LOCAL__RESOURCES=strict), then\n"
         "# command-line flags. `flytelike config show` prints each setting's value and where it came from.\n"
@@ -148,12 +175,19 @@ def config_template(settings_cls: type) -> str:
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default) and not isinstance(default, type):
-            lines = _comment(DESCRIPTIONS.get(f.name, "")) + f"# [{f.name}]\n"
+            given = values.get(f.name, {})
+            keys = [sub.name for sub in dataclasses.fields(default)]
+            if unknown := sorted(set(given) - set(keys)):
+                raise ValueError(f"[{f.name}] has no key {unknown[0]!r}; its keys: {', '.join(keys)}")
+            # The header is set only with a key under it: an empty table would still change nothing, but reads
+            # as if it did.
+            header = f"[{f.name}]\n" if given else f"# [{f.name}]\n"
+            lines = _comment(DESCRIPTIONS.get(f.name, "")) + header
             for sub in dataclasses.fields(default):
-                lines += _key(f"{f.name}.{sub.name}", sub, getattr(default, sub.name))
+                lines += _key(f"{f.name}.{sub.name}", sub, getattr(default, sub.name), given)
             tables.append(lines)
         elif f.name == "home":
             scalars.append(_comment(DESCRIPTIONS["home"]) + f"# home = {_toml(_DEFAULT_HOME)}\n")
         else:
-            scalars.append(_key(f.name, f, default))
+            scalars.append(_key(f.name, f, default, {}))
     return head + "\n" + "\n".join(scalars + tables)
