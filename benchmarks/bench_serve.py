@@ -23,6 +23,7 @@ machine would share its cores. Each line reads ``name: value  (baseline: value, 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import textwrap
@@ -36,6 +37,7 @@ from types import ModuleType
 import _common
 import anyio
 from _common import Row
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 import flytelike as fl
 from flytelike._config import Settings, load_settings
@@ -83,7 +85,9 @@ class Config:
     watchers: int = 50
     children: int = 2000
     repeat: int = 1
+    watchers_here: bool = False
     quick: bool = False
+    only: tuple[str, ...] = ()
 
 
 # --- 1 and 2: the same run, local and through the server ----------------------------------------------------------
@@ -284,51 +288,102 @@ async def _watch(remote: fl.Remote, run_id: str, synced: Callable[[], None]) -> 
     return seen
 
 
-async def _fan_in(plane: ControlPlane, source: SyntheticSource, module: ModuleType, watchers: int) -> _Watched:
+async def watch_all(address: str, run_id: str, watchers: int, all_synced: Callable[[], None]) -> list[int]:
+    """``watchers`` clients (each its own connection) following one run to its end; the events each saw live.
+
+    ``all_synced`` is called once every watcher has read the run's past and waits for what comes next.
+    """
+    counts: list[int] = []
+    waiting = [watchers]
+
+    def synced() -> None:
+        waiting[0] -= 1
+        if waiting[0] == 0:
+            all_synced()
+
+    async def watcher(remote: fl.Remote) -> None:
+        counts.append(await _watch(remote, run_id, synced))
+
     async with AsyncExitStack() as stack:
+        settings = load_settings()
         clients = [
-            await stack.enter_async_context(
-                fl.Remote(plane.address, token=TOKEN, settings=load_settings(home=plane.settings.home.parent / "c"))
-            )
-            for _ in range(watchers)
+            await stack.enter_async_context(fl.Remote(address, token=TOKEN, settings=settings)) for _ in range(watchers)
         ]
-        run = await clients[0].run(module.fan_out, n=source.children)
-        await plane.settled()
-        counts: list[int] = []
-        all_synced = anyio.Event()
-        waiting = [watchers]
-
-        def synced() -> None:
-            waiting[0] -= 1
-            if waiting[0] == 0:
-                all_synced.set()
-
-        async def watcher(remote: fl.Remote) -> None:
-            counts.append(await _watch(remote, run.id, synced))
-
         async with anyio.create_task_group() as tg:
             for remote in clients:
                 tg.start_soon(watcher, remote)
-            with anyio.fail_after(60):
-                await all_synced.wait()
-            started = time.perf_counter()
-            await source.emit(run.id)
-            await plane.settled()
-            written = time.perf_counter() - started
-        delivered = time.perf_counter() - started
-    if counts != [source.events] * watchers:
-        raise RuntimeError(f"the watchers saw {sorted(set(counts))} events each, not {source.events}")
-    return _Watched(sum(counts), delivered, written)
+    return counts
+
+
+async def _watch_here(plane: ControlPlane, source: SyntheticSource, run_id: str, watchers: int) -> _Watched:
+    """The watchers in this process, on the server's event loop."""
+    synced = anyio.Event()
+    times: dict[str, float] = {}
+
+    async def emit() -> None:
+        with anyio.fail_after(60):
+            await synced.wait()
+        times["started"] = time.time()
+        await source.emit(run_id)
+        await plane.settled()
+        times["written"] = time.time()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(emit)
+        counts = await watch_all(plane.address, run_id, watchers, synced.set)
+    ended = time.time()
+    return _checked(counts, source.events, watchers, times, ended)
+
+
+async def _watch_apart(plane: ControlPlane, source: SyntheticSource, run_id: str, watchers: int) -> _Watched:
+    """The watchers in a process of their own (this script with ``--watch-run``), as clients are elsewhere."""
+    command = [sys.executable, __file__, "--watch-run", plane.address, run_id, str(watchers)]
+    env = _common.process_env(plane.settings.home.parent / "watcher-home")
+    with tempfile.TemporaryFile() as stderr:
+        async with await anyio.open_process(command, env=env, stderr=stderr) as process:
+            assert process.stdout is not None
+            lines = BufferedByteReceiveStream(process.stdout)
+            try:
+                with anyio.fail_after(120):
+                    said = await lines.receive_until(b"\n", 1 << 20)
+                    if said != b"synced":
+                        raise RuntimeError(f"the watcher process said {said!r}, not b'synced'")
+                    started = time.time()
+                    await source.emit(run_id)
+                    await plane.settled()
+                    written = time.time()
+                    report = json.loads(await lines.receive_until(b"\n", 1 << 24))
+                    await process.wait()
+            except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError) as e:
+                process.kill()
+                stderr.seek(0)
+                tail = " ".join(stderr.read().decode(errors="replace").strip().splitlines()[-3:])
+                raise RuntimeError(f"the watcher process failed ({type(e).__name__}): {tail}") from None
+    times = {"started": started, "written": written}
+    return _checked(report["counts"], source.events, watchers, times, report["ended"])
+
+
+def _checked(counts: list[int], events: int, watchers: int, times: dict[str, float], ended: float) -> _Watched:
+    if counts != [events] * watchers:
+        raise RuntimeError(f"the watchers saw {sorted(set(counts))} events each, not {events}")
+    return _Watched(sum(counts), ended - times["started"], times["written"] - times["started"])
 
 
 async def _fan_in_both(config: Config, folder: Path) -> tuple[_Watched, _Watched]:
     module = _project(folder / "project")
     source = SyntheticSource(config.children)
     settings = load_settings(home=folder / "server" / "home")
-    async with ControlPlane(settings, source=source, bind="127.0.0.1:0", token=TOKEN) as plane:
-        one = await _fan_in(plane, source, module, 1)
-        many = await _fan_in(plane, source, module, config.watchers)
-    return one, many
+    watch = _watch_here if config.watchers_here else _watch_apart
+    results: list[_Watched] = []
+    async with (
+        ControlPlane(settings, source=source, bind="127.0.0.1:0", token=TOKEN) as plane,
+        fl.Remote(plane.address, token=TOKEN, settings=load_settings(home=folder / "client-home")) as remote,
+    ):
+        for watchers in (1, config.watchers):
+            run = await remote.run(module.fan_out, n=source.children)
+            await plane.settled()
+            results.append(await watch(plane, source, run.id, watchers))
+    return results[0], results[1]
 
 
 def watch_fan_in(config: Config) -> list[Row]:
@@ -336,6 +391,7 @@ def watch_fan_in(config: Config) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="flytelike-bench-serve-") as folder, _common.fresh_home():
         one, many = anyio.run(_fan_in_both, config, Path(folder))
     events = config.children * 3 + 3
+    where = "in this process" if config.watchers_here else "in a process of their own"
     return [
         Row(
             f"WatchRun fan-in, {config.watchers} watchers of a {config.children}-way fan-out",
@@ -344,12 +400,22 @@ def watch_fan_in(config: Config) -> list[Row]:
             one.events / one.delivered,
             "1 watcher",
             note=(
-                f"{events} events a run; written at {events / many.written:.0f} events/s with {config.watchers} "
-                f"watchers, {events / one.written:.0f} events/s with 1; a ratio of {config.watchers}x would be "
-                "every watcher as fast as one alone"
+                f"watchers {where}; {events} events a run, written at {events / many.written:.0f} events/s with "
+                f"{config.watchers} watchers, {events / one.written:.0f} events/s with 1; a ratio of "
+                f"{config.watchers}x would be every watcher as fast as one alone"
             ),
         )
     ]
+
+
+def _watch_run_main(address: str, run_id: str, watchers: int) -> None:
+    """``--watch-run``: the watchers of :func:`_watch_apart`; says ``synced``, then the counts and the end time."""
+
+    def synced() -> None:
+        print("synced", flush=True)
+
+    counts = anyio.run(watch_all, address, run_id, watchers, synced)
+    print(json.dumps({"counts": counts, "ended": time.time()}), flush=True)
 
 
 # --- the script ----------------------------------------------------------------------------------------------------
@@ -363,11 +429,18 @@ def _measure(title: str, fn: Callable[[Config], list[Row]], config: Config) -> C
     return measure
 
 
+MEASUREMENTS: dict[str, Callable[[Config], list[Row]]] = {
+    "overhead": remote_overhead,
+    "kubernetes": kubernetes_overhead,
+    "watch": watch_fan_in,
+}
+
+
 def measures(config: Config) -> list[Callable[[], list[Row]]]:
-    """The three measurements of ``config``, each a zero-argument callable as ``_common.run_rows`` takes them."""
-    return [
-        _measure(fn.__doc__ or fn.__name__, fn, config) for fn in (remote_overhead, kubernetes_overhead, watch_fan_in)
-    ]
+    """The measurements of ``config`` (all three unless ``only``), each a zero-argument callable as
+    ``_common.run_rows`` takes them."""
+    chosen = [fn for name, fn in MEASUREMENTS.items() if not config.only or name in config.only]
+    return [_measure(fn.__doc__ or fn.__name__, fn, config) for fn in chosen]
 
 
 def line(row: Row) -> str:
@@ -389,10 +462,27 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--watchers", type=_positive, default=Config.watchers, help="concurrent watchers")
     parser.add_argument("--children", type=_positive, default=Config.children, help="children of the watched run")
     parser.add_argument("--repeat", type=_positive, default=Config.repeat, help="timed runs a side (best counts)")
+    parser.add_argument(
+        "--watchers-here", action="store_true", help="the watchers in this process, on the server's event loop"
+    )
+    parser.add_argument("--only", type=_names, default=(), help=f"a comma-separated subset of {','.join(MEASUREMENTS)}")
+    parser.add_argument("--watch-run", nargs=3, metavar=("ADDRESS", "RUN", "WATCHERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    here = bool(args.watchers_here)
     if args.quick:
-        return Config(n=4, pods=3, watchers=5, children=50, repeat=1, quick=True)
-    return Config(args.n, args.pods, args.watchers, args.children, args.repeat)
+        return Config(n=4, pods=3, watchers=5, children=50, repeat=1, watchers_here=here, quick=True, only=args.only)
+    return Config(args.n, args.pods, args.watchers, args.children, args.repeat, here, only=args.only)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in MEASUREMENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names no measurement {unknown or ''}; accepted: a comma-separated subset of "
+            f"{','.join(MEASUREMENTS)} (e.g. overhead,watch)"
+        )
+    return names
 
 
 def _positive(text: str) -> int:
@@ -406,7 +496,11 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["--watch-run"] and len(args) == 4:
+        _watch_run_main(args[1], args[2], int(args[3]))
+        return 0
+    config = parse(args)
     _common.print_header()
     rows = _common.run_rows(measures(config))
     for row in rows:
