@@ -1,23 +1,28 @@
 """The control plane (``flytelike serve``) beside the same work done without it, each measured in the same run.
 
-    python benchmarks/bench_serve.py [--quick] [--n 200] [--pods 200] [--watchers 50] [--children 2000]
+    python benchmarks/bench_serve.py [--quick] [--only overhead,kubernetes,watch] [--repeat 1]
+                                     [--n 200] [--pods 200] [--watchers 50] [--children 2000]
 
 1. Remote-run overhead (design.md §6, target <= 2x): one root task gathering ``--n`` trivial children, every task a
    ``flytelike-entry`` process of :class:`flytelike.testing.SubprocessBackend`. Local: a ``Runtime`` in this process
    with that backend; remote: an in-process ``ControlPlane`` on loopback whose ``[serve] backends`` is that backend,
    the run created and awaited through ``fl.Remote`` (which follows every event over WatchRun until the end). Each
    side times the run from its start to its result, after a first small run has stored the code bundle.
-   design.md names a 1,000-way fan-out; each task here is a new Python process (about 140 ms of cpu), so 1,000
-   take minutes a side on two cores and the default is 200 (``--n 1000`` for the design's size).
+   design.md names a 1,000-way fan-out; each task here is a new Python process (about 140 ms of cpu, and all the
+   children start at once: the backend leaves admission to the operating system), so 1,000 take minutes a side on
+   two cores and gigabytes of memory, and the default is 200 (``--n 1000`` for the design's size).
 2. The same comparison for ``--pods`` tasks as pods on :class:`flytelike.testing.KubernetesEmulator` (in this
    process; its kubelet runs each pod as a local process), the server's ``[serve] backends`` being ``kubernetes``.
 3. WatchRun fan-in: ``--watchers`` concurrent watchers (each its own client connection) of one run whose run
    source reports a ``--children``-way fan-out's events (3 per child) as fast as the server takes them; no code
    runs, so what is measured is the server's writer and its watch streams. Events delivered per second, summed
-   over the watchers, beside the same with one watcher; the rate the server wrote them is shown too.
+   over the watchers, beside the same with one watcher; the rate the server wrote them is shown too. The
+   watchers run in a process of their own (this script with ``--watch-run``), as clients are elsewhere: on the
+   server's event loop they would take the loop's time from the writer they are measuring.
 
-Everything (server, clients, emulator) shares this process's event loop, as a server with its watchers on one
-machine would share its cores. Each line reads ``name: value  (baseline: value, ratio Nx, target ...)``.
+In 1 and 2 the server, its client and the emulator share this process's event loop, as the local run shares it
+with the emulator. Each line reads ``name: value  (baseline: value, ratio Nx, target ...)``, then notes follow;
+``--quick`` runs every measurement at a few tasks, for the smoke test.
 """
 
 from __future__ import annotations
@@ -85,8 +90,6 @@ class Config:
     watchers: int = 50
     children: int = 2000
     repeat: int = 1
-    watchers_here: bool = False
-    quick: bool = False
     only: tuple[str, ...] = ()
 
 
@@ -288,7 +291,7 @@ async def _watch(remote: fl.Remote, run_id: str, synced: Callable[[], None]) -> 
     return seen
 
 
-async def watch_all(address: str, run_id: str, watchers: int, all_synced: Callable[[], None]) -> list[int]:
+async def _watch_all(address: str, run_id: str, watchers: int, all_synced: Callable[[], None]) -> list[int]:
     """``watchers`` clients (each its own connection) following one run to its end; the events each saw live.
 
     ``all_synced`` is called once every watcher has read the run's past and waits for what comes next.
@@ -315,26 +318,6 @@ async def watch_all(address: str, run_id: str, watchers: int, all_synced: Callab
     return counts
 
 
-async def _watch_here(plane: ControlPlane, source: SyntheticSource, run_id: str, watchers: int) -> _Watched:
-    """The watchers in this process, on the server's event loop."""
-    synced = anyio.Event()
-    times: dict[str, float] = {}
-
-    async def emit() -> None:
-        with anyio.fail_after(60):
-            await synced.wait()
-        times["started"] = time.time()
-        await source.emit(run_id)
-        await plane.settled()
-        times["written"] = time.time()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(emit)
-        counts = await watch_all(plane.address, run_id, watchers, synced.set)
-    ended = time.time()
-    return _checked(counts, source.events, watchers, times, ended)
-
-
 async def _watch_apart(plane: ControlPlane, source: SyntheticSource, run_id: str, watchers: int) -> _Watched:
     """The watchers in a process of their own (this script with ``--watch-run``), as clients are elsewhere."""
     command = [sys.executable, __file__, "--watch-run", plane.address, run_id, str(watchers)]
@@ -359,21 +342,16 @@ async def _watch_apart(plane: ControlPlane, source: SyntheticSource, run_id: str
                 stderr.seek(0)
                 tail = " ".join(stderr.read().decode(errors="replace").strip().splitlines()[-3:])
                 raise RuntimeError(f"the watcher process failed ({type(e).__name__}): {tail}") from None
-    times = {"started": started, "written": written}
-    return _checked(report["counts"], source.events, watchers, times, report["ended"])
-
-
-def _checked(counts: list[int], events: int, watchers: int, times: dict[str, float], ended: float) -> _Watched:
-    if counts != [events] * watchers:
-        raise RuntimeError(f"the watchers saw {sorted(set(counts))} events each, not {events}")
-    return _Watched(sum(counts), ended - times["started"], times["written"] - times["started"])
+    counts: list[int] = report["counts"]
+    if counts != [source.events] * watchers:
+        raise RuntimeError(f"the watchers saw {sorted(set(counts))} events each, not {source.events}")
+    return _Watched(sum(counts), report["ended"] - started, written - started)
 
 
 async def _fan_in_both(config: Config, folder: Path) -> tuple[_Watched, _Watched]:
     module = _project(folder / "project")
     source = SyntheticSource(config.children)
     settings = load_settings(home=folder / "server" / "home")
-    watch = _watch_here if config.watchers_here else _watch_apart
     results: list[_Watched] = []
     async with (
         ControlPlane(settings, source=source, bind="127.0.0.1:0", token=TOKEN) as plane,
@@ -382,7 +360,7 @@ async def _fan_in_both(config: Config, folder: Path) -> tuple[_Watched, _Watched
         for watchers in (1, config.watchers):
             run = await remote.run(module.fan_out, n=source.children)
             await plane.settled()
-            results.append(await watch(plane, source, run.id, watchers))
+            results.append(await _watch_apart(plane, source, run.id, watchers))
     return results[0], results[1]
 
 
@@ -391,7 +369,6 @@ def watch_fan_in(config: Config) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="flytelike-bench-serve-") as folder, _common.fresh_home():
         one, many = anyio.run(_fan_in_both, config, Path(folder))
     events = config.children * 3 + 3
-    where = "in this process" if config.watchers_here else "in a process of their own"
     return [
         Row(
             f"WatchRun fan-in, {config.watchers} watchers of a {config.children}-way fan-out",
@@ -400,9 +377,10 @@ def watch_fan_in(config: Config) -> list[Row]:
             one.events / one.delivered,
             "1 watcher",
             note=(
-                f"watchers {where}; {events} events a run, written at {events / many.written:.0f} events/s with "
-                f"{config.watchers} watchers, {events / one.written:.0f} events/s with 1; a ratio of "
-                f"{config.watchers}x would be every watcher as fast as one alone"
+                f"watchers in a process of their own; {events} events a run, written at "
+                f"{events / many.written:.0f} events/s with {config.watchers} watchers, "
+                f"{events / one.written:.0f} events/s with 1; a ratio of {config.watchers}x would be every watcher "
+                "as fast as one alone"
             ),
         )
     ]
@@ -414,7 +392,7 @@ def _watch_run_main(address: str, run_id: str, watchers: int) -> None:
     def synced() -> None:
         print("synced", flush=True)
 
-    counts = anyio.run(watch_all, address, run_id, watchers, synced)
+    counts = anyio.run(_watch_all, address, run_id, watchers, synced)
     print(json.dumps({"counts": counts, "ended": time.time()}), flush=True)
 
 
@@ -462,16 +440,11 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--watchers", type=_positive, default=Config.watchers, help="concurrent watchers")
     parser.add_argument("--children", type=_positive, default=Config.children, help="children of the watched run")
     parser.add_argument("--repeat", type=_positive, default=Config.repeat, help="timed runs a side (best counts)")
-    parser.add_argument(
-        "--watchers-here", action="store_true", help="the watchers in this process, on the server's event loop"
-    )
     parser.add_argument("--only", type=_names, default=(), help=f"a comma-separated subset of {','.join(MEASUREMENTS)}")
-    parser.add_argument("--watch-run", nargs=3, metavar=("ADDRESS", "RUN", "WATCHERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    here = bool(args.watchers_here)
     if args.quick:
-        return Config(n=4, pods=3, watchers=5, children=50, repeat=1, watchers_here=here, quick=True, only=args.only)
-    return Config(args.n, args.pods, args.watchers, args.children, args.repeat, here, only=args.only)
+        return Config(n=4, pods=3, watchers=5, children=50, repeat=1, only=args.only)
+    return Config(args.n, args.pods, args.watchers, args.children, args.repeat, args.only)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -479,7 +452,7 @@ def _names(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in MEASUREMENTS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"{text!r} names no measurement {unknown or ''}; accepted: a comma-separated subset of "
+            f"{text!r} names unknown measurements {unknown}; accepted: a comma-separated subset of "
             f"{','.join(MEASUREMENTS)} (e.g. overhead,watch)"
         )
     return names

@@ -63,5 +63,5 @@ def test_quick_run_prints_the_three_measurements_each_beside_its_baseline() -> N
 def test_an_unknown_measurement_is_refused_with_the_accepted_names() -> None:
     done = _run("--only", "overhead,latency")
     assert done.returncode == 2
-    assert "'overhead,latency' names no measurement ['latency']" in done.stderr
+    assert "'overhead,latency' names unknown measurements ['latency']" in done.stderr
     assert "overhead,kubernetes,watch" in done.stderr
