@@ -8,9 +8,8 @@
    with that backend; remote: an in-process ``ControlPlane`` on loopback whose ``[serve] backends`` is that backend,
    the run created and awaited through ``fl.Remote`` (which follows every event over WatchRun until the end). Each
    side times the run from its start to its result, after a first small run has stored the code bundle.
-   design.md names a 1,000-way fan-out; each task here is a new Python process (about 140 ms of cpu, and all the
-   children start at once: the backend leaves admission to the operating system), so 1,000 take minutes a side on
-   two cores and gigabytes of memory, and the default is 200 (``--n 1000`` for the design's size).
+   design.md names a 1,000-way fan-out; each task here is a new Python process (about 140 ms of cpu), so 1,000
+   take about three minutes a side on two cores, and the default is 200 (``--n 1000`` for the design's size).
 2. The same comparison for ``--pods`` tasks as pods on :class:`flytelike.testing.KubernetesEmulator` (in this
    process; its kubelet runs each pod as a local process), the server's ``[serve] backends`` being ``kubernetes``.
 3. WatchRun fan-in: ``--watchers`` concurrent watchers (each its own client connection) of one run whose run
@@ -204,7 +203,7 @@ def remote_overhead(config: Config) -> list[Row]:
         sides = anyio.run(_subprocess_sides, config, Path(folder))
     note = "every task a new flytelike-entry process (subprocess backend) on both sides"
     if config.n < 1000:
-        note += f"; N={config.n}, not design.md's 1,000 (about 140 ms of cpu per process), --n 1000 for that"
+        note += f"; N={config.n}, not design.md's 1,000 (about 3 minutes a side on 2 cores): --n 1000 for that"
     return [_overhead_row(f"remote run overhead, {config.n}-way fan-out", sides, config.repeat, note)]
 
 
