@@ -287,6 +287,15 @@ class Runtime:
         for run in list(self._runs):
             run.cancel_scope.cancel()
 
+    def leave(self) -> None:
+        """Stop executing every run, leaving what their attempts started elsewhere running (pods, jobs) for a
+        controller that takes the runs over from their records; backends that cannot leave work end it."""
+        for backend in self._backends.values():
+            detach = getattr(backend, "detach", None)
+            if detach is not None:
+                detach()
+        self.cancel()
+
     # --- backends -----------------------------------------------------------------------------------------------
 
     def _backend(self, name: str) -> Backend:

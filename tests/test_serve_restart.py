@@ -1,10 +1,11 @@
-"""A real ``flytelike serve`` killed with SIGKILL at each point of an attempt's life, then started again: the run
-finishes with the right outputs, every pod is created once, and the event log holds each transition once.
+"""A real ``flytelike serve`` stopped at each point of an attempt's life, then started again: the run finishes
+with the right outputs, every pod is created once, and the event log holds each transition once.
 
 The server's tasks run as pods on a Kubernetes emulator process, which outlives the server as a cluster would. The
 points: ``intent`` (the attempt recorded, its pod not created yet), ``created`` (the pod just created), mid-run
-(killed from outside while children run), and ``recorded`` (the attempt's success committed, its pod maybe not
-deleted yet). ``FLYTELIKE_CRASH_AT`` makes the server kill itself at the named point (flytelike/_crash.py).
+(killed from outside while children run), ``recorded`` (the attempt's success committed, its pod maybe not deleted
+yet), and a SIGTERM mid-run (a clean stop, which leaves the runs for the next start). ``FLYTELIKE_CRASH_AT`` makes
+the server kill itself with SIGKILL at the named point (flytelike/_crash.py).
 """
 
 from __future__ import annotations
@@ -128,26 +129,30 @@ def _running_children(server: Server, project: Path, run_id: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "point", ["intent:0.1", "created:0.1", "mid-run", "recorded:0.2/succeeded"], ids=lambda p: p.split(":")[0]
+    "point",
+    ["intent:0.1", "created:0.1", "mid-run", "recorded:0.2/succeeded", "sigterm"],
+    ids=lambda p: p.split(":")[0],
 )
 def test_a_server_killed_at_any_point_of_an_attempt_finishes_the_run_on_restart(
     point: str, database: str, emulator: Emulator, project: Path, tmp_path: Path
 ) -> None:
     home, bind = tmp_path / "server-home", f"127.0.0.1:{free_port()}"
     env = {"FLYTELIKE_SERVE__DATABASE": database}
-    crash = {} if point == "mid-run" else {"FLYTELIKE_CRASH_AT": point}
+    crash = {"FLYTELIKE_CRASH_AT": point} if ":" in point else {}
+    stop = signal.SIGTERM if point == "sigterm" else signal.SIGKILL
     server = start_server(home, tmp_path / "serve.log", backends='["kubernetes"]', bind=bind, env={**env, **crash})
     watching = _watch(server, project)
     again: Server | None = None
     try:
         run_id = _only_run(server, project)
-        if point == "mid-run":
+        if not crash:
             deadline = time.monotonic() + 90
             while _running_children(server, project, run_id) < N:
                 assert time.monotonic() < deadline, server.log.read_text()
                 time.sleep(0.2)
-            server.process.send_signal(signal.SIGKILL)
-        assert server.process.wait(timeout=120) == -signal.SIGKILL, server.log.read_text()
+            server.process.send_signal(stop)
+        # SIGTERM is a clean stop (exit 0) that leaves the run for the next start, as a crash does.
+        assert server.process.wait(timeout=120) == (0 if stop == signal.SIGTERM else -stop), server.log.read_text()
         again = start_server(home, tmp_path / "serve-again.log", backends='["kubernetes"]', bind=bind, env=env)
         stdout, stderr = watching.communicate(timeout=180)
         log = again.log.read_text()

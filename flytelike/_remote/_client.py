@@ -61,6 +61,9 @@ _REFUSALS = frozenset(
 RESEND_SECONDS = 1.0
 """How long a call waits after its controller went away before it is sent again (then on the channel's own
 reconnection)."""
+_AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+"""How a call ends when its controller goes away: unreachable, or cancelled by a server stopping (this client's own
+cancellation of a call is no AioRpcError)."""
 JOIN_SLACK_SECONDS = 2.0
 """How much longer than its flush timeout close() waits for the client's thread to end."""
 
@@ -348,7 +351,7 @@ class ActionClient:
                 return await _response(self._rpc().SubmitChild(request, metadata=self._metadata))
             except grpc.aio.AioRpcError as e:
                 left = give_up - anyio.current_time()
-                if e.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                if e.code() not in _AWAY or left <= 0:
                     why = f"the controller at {self.address} failed the call ({_status(e)})"
                     return lost(message.call, f"task {message.task}: {why}")
                 if not warned:

@@ -3,7 +3,8 @@
 :class:`ControlPlane` composes the records, the blob store, the hub, the run source and the services, and is an
 async context manager: entering applies migrations, starts the writer, takes over what a previous server process
 left, starts the abort reconciler and the gRPC server; leaving stops taking calls, lets those in flight finish for
-a moment, stops the runs (recorded as aborted) and closes everything.
+a moment, stops executing the runs without ending them (their pods and jobs go on, and they stay running in the
+records for the next start to take over) and closes everything.
 
 The tasks of the runs call back on the same port (the ActionService is served beside RunService), with run tokens
 derived from the server's token: both outlive a restart, so a task started by the previous process keeps working.

@@ -62,6 +62,7 @@ class RuntimeRunSource:
         self._allowed = frozenset(_names(settings.serve.backends)) | {platform}
         self._handles: dict[str, RunHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self._leaving = False
 
     async def __aenter__(self) -> RuntimeRunSource:
         await self._runtime.__aenter__()
@@ -76,8 +77,10 @@ class RuntimeRunSource:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         tg, self._tg = self._tg, None
-        # Runs still going are cancelled (recorded as aborted), and their followers report that before the end.
-        self._runtime.cancel()
+        # Runs still going are left as they are, in the records and where their attempts run: the next server on
+        # these records takes them over. Nothing is reported from here on (their cancellation here is no end).
+        self._leaving = True
+        self._runtime.leave()
         try:
             if tg is not None:
                 await tg.__aexit__(None, None, None)
@@ -136,6 +139,8 @@ class RuntimeRunSource:
         actions = run.actions
 
         def report(event: Event) -> None:
+            if self._leaving:
+                return
             record = actions.get(event.action)
             reports.event(
                 runs_pb2.Event(
@@ -163,9 +168,11 @@ class RuntimeRunSource:
         try:
             outputs = await handle.result()
         except CancelledError as e:
-            reports.finished(run_id, "aborted", error=str(e))
+            if not self._leaving:
+                reports.finished(run_id, "aborted", error=str(e))
         except FlytelikeError as e:
-            reports.finished(run_id, "failed", error=str(e))
+            if not self._leaving:
+                reports.finished(run_id, "failed", error=str(e))
         else:
             reports.finished(run_id, "succeeded", outputs=outputs)
         finally:

@@ -112,6 +112,7 @@ class KubernetesBackend:
         self._watch_lock = anyio.Lock()
         self._background = background
         self._scopes: list[anyio.CancelScope] = []
+        self._detached = False
 
     async def __aenter__(self) -> KubernetesBackend:
         core = self._core
@@ -162,6 +163,14 @@ class KubernetesBackend:
             if self._client is not None:
                 await self._client.close()
                 self._client = None
+
+    def detach(self) -> None:
+        """Leave running, from now on, the pod of every attempt that is cancelled, instead of deleting it.
+
+        For a controller that stops without ending the work it started (``flytelike serve`` on SIGTERM): the one
+        that takes its runs over finds these pods by its label and follows them (``resumed`` attempts).
+        """
+        self._detached = True
 
     # --- the executor's side ------------------------------------------------------------------------------------
 
@@ -259,13 +268,15 @@ class KubernetesBackend:
                 if launch.calls_back:
                     self._remote.attempt_ended(attempt.run, attempt.action)
                 watch.forget(name)
-                if ended is not None:
-                    # The pod's end is kept before the pod goes: a controller taking the run over then knows it.
-                    with contextlib.suppress(Exception):
-                        await record_verdict(self._remote, launch, ended)
-                # A pod that cannot be deleted now ends with its attempt anyway; the watch's next list forgets it.
-                with contextlib.suppress(BackendError):
-                    await self.api.delete(namespace, name)
+                # A detached backend leaves the pod of a cancelled attempt for the controller after it.
+                if not (self._detached and isinstance(ended, anyio.get_cancelled_exc_class())):
+                    if ended is not None:
+                        # The pod's end is kept before the pod goes: a controller taking the run over then knows it.
+                        with contextlib.suppress(Exception):
+                            await record_verdict(self._remote, launch, ended)
+                    # A pod that cannot be deleted now ends with its attempt anyway; the watch's next list forgets it.
+                    with contextlib.suppress(BackendError):
+                        await self.api.delete(namespace, name)
 
     async def _create(self, attempt: AttemptInput, namespace: str, body: dict[str, Any]) -> None:
         assert self.api is not None
