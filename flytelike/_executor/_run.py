@@ -398,7 +398,8 @@ class Run:
                 )
             if record.started is None:
                 record.started = time.time()
-            if not reports_states and not (in_doubt and record.state is _RUNNING):
+            # An attempt in doubt that was recorded past its start (running, or even ended) has said so already.
+            if not reports_states and not (in_doubt and record.state is not _QUEUED and record.state is not _RETRYING):
                 self._emit(record, _RUNNING)
             try:
                 if task.timeout is None:

@@ -82,10 +82,15 @@ class RunCalls:
             if len(data) > _frames.INLINE_BYTES:
                 key = data_key(hashlib.sha256(data).hexdigest())
                 await store.put(key, data)
-                return worker_pb2.ChildResult(call=child.call, outputs_uri=store.url(key))
-            return worker_pb2.ChildResult(call=child.call, outputs=data)
+                result = worker_pb2.ChildResult(call=child.call, outputs_uri=store.url(key))
+            else:
+                result = worker_pb2.ChildResult(call=child.call, outputs=data)
         except Exception as e:
-            return worker_pb2.ChildResult(call=child.call, error=_frames.call_error(e))
+            result = worker_pb2.ChildResult(call=child.call, error=_frames.call_error(e))
+        # The caller hears of the child's end only once its records hold it: a controller taking the run over after a
+        # crash must never have to run again a child whose caller has already moved on.
+        await self._run.durable()
+        return result
 
     async def _found_again(self, action_id: str) -> tuple[ActionRecord, ExecTask] | None:
         # A task that called back before the controller restarted calls again as soon as it is back, which may be
