@@ -143,6 +143,8 @@ async def test_bytes_that_do_not_match_the_digest_are_refused_and_nothing_lands(
             )
             assert offer.available
             assert "X-Amz-Expires=900" in offer.url
+            assert "X-Amz-SignedHeaders=content-length%3Bhost" in offer.url  # S3 refuses a PUT of another length
+            assert dict(offer.headers) == {"Content-Length": str(len(good))}
             await _presigned.put_file(offer.url, wrong_file, size=len(tampered), headers=offer.headers)
             assert f"{PREFIX}/{offer.staging_key}" in await objects(s3, bucket)  # S3 took it: nothing checks there
             commit = blobs_pb2.CommitUploadRequest(blob=data_ref(sha(good)), staging_key=offer.staging_key, size=16)
