@@ -1,12 +1,16 @@
 """The client side of the control plane: RunService and BlobService calls on a grpc.aio channel.
 
 Used by ``flytelike run --remote``, ``runs --remote``, ``logs --remote``, ``abort`` and ``fl.Remote``. Uploads go
-through FindMissing first, so an object the server has is never sent again.
+through FindMissing first, so an object the server has is never sent again. An object the server lacks goes straight
+into its store when the store is S3 (a PUT to a URL the server presigns, then CommitUpload, which verifies it);
+otherwise, or when anything on that path is refused or fails before the commit, it is streamed through the server
+with Upload.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -17,6 +21,7 @@ import grpc
 import grpc.aio
 
 from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
+from flytelike._remote import _presigned
 from flytelike._remote._auth import bearer
 from flytelike._remote._state import TERMINAL_RUN_STATES
 from flytelike.errors import BackendError, SpecError
@@ -26,6 +31,8 @@ __all__ = ["CHUNK", "RunClient", "channel_target"]
 CHUNK = 1 << 20
 _RETRY = 0.5  # seconds between WatchRun reconnections
 _ACCEPTED = "HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT"
+
+log = logging.getLogger("flytelike.remote")
 
 
 def channel_target(endpoint: str) -> tuple[str, bool]:
@@ -109,9 +116,48 @@ class RunClient:
         return list(answer.missing)
 
     async def upload(self, ref: blobs_pb2.BlobRef, path: Path) -> bool:
-        """Send the file at ``path`` as ``ref``; True when the server stored it (False: it had it already)."""
-        size = (await anyio.Path(path).stat()).st_size
+        """Send the file at ``path`` as ``ref``; True when the server stored it (False: it had it already).
 
+        Straight to the server's store when it offers a presigned URL, else streamed through the server.
+
+        Raises:
+            BackendError: the server refused the object (its content does not match ``ref``) or the call failed.
+        """
+        size = (await anyio.Path(path).stat()).st_size
+        direct = await self._upload_direct(ref, path, size)
+        if direct is not None:
+            return direct
+        return await self._upload_streamed(ref, path, size)
+
+    async def _upload_direct(self, ref: blobs_pb2.BlobRef, path: Path, size: int) -> bool | None:
+        """A presigned upload, committed; None when the server offers none or the PUT fails (stream it instead)."""
+        if not _presigned.available():
+            return None
+        request = blobs_pb2.PresignUploadRequest(blob=ref, size=size)
+        try:
+            offer = await self.blobs.PresignUpload(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            # UNIMPLEMENTED from a server older than presigned uploads; anything else, Upload reports it again.
+            log.debug("PresignUpload on %s failed (%s); streaming instead", self.endpoint, e.code().name)
+            return None
+        if not offer.available:
+            log.debug("no presigned upload from %s: %s", self.endpoint, offer.reason)
+            return None
+        try:
+            await _presigned.put_file(offer.url, path, size=size, headers=offer.headers)
+        except _presigned.PresignedPutError as e:
+            # The store may be out of this machine's reach (an endpoint_url on the server's network) or refuse
+            # the signature (a region mismatch): the server's own path still works.
+            log.warning("direct upload of %s failed, streaming it through %s instead: %s", ref.digest, self.endpoint, e)
+            return None
+        commit = blobs_pb2.CommitUploadRequest(blob=ref, staging_key=offer.staging_key, size=size)
+        try:
+            answer = await self.blobs.CommitUpload(commit, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            raise self._failed("CommitUpload", e) from None
+        return bool(answer.stored)
+
+    async def _upload_streamed(self, ref: blobs_pb2.BlobRef, path: Path, size: int) -> bool:
         async def messages() -> AsyncIterator[blobs_pb2.UploadRequest]:
             yield blobs_pb2.UploadRequest(header=blobs_pb2.UploadHeader(blob=ref, size=size))
             async with await anyio.open_file(path, "rb") as source:

@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lytelike/remote/v1/blobs.proto\x12\x13\x66lytelike.remote.v1\"F\n\x07\x42lobRef\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.flytelike.remote.v1.BlobKind\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"A\n\x12\x46indMissingRequest\x12+\n\x05\x62lobs\x18\x01 \x03(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\"D\n\x13\x46indMissingResponse\x12-\n\x07missing\x18\x01 \x03(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\"H\n\x0cUploadHeader\x12*\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\x12\x0c\n\x04size\x18\x02 \x01(\x04\"]\n\rUploadRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.flytelike.remote.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04item\"-\n\x0eUploadResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0b\n\x03url\x18\x02 \x01(\t*O\n\x08\x42lobKind\x12\x19\n\x15\x42LOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42LOB_KIND_BUNDLE\x10\x01\x12\x12\n\x0e\x42LOB_KIND_DATA\x10\x02\x32\xc4\x01\n\x0b\x42lobService\x12`\n\x0b\x46indMissing\x12\'.flytelike.remote.v1.FindMissingRequest\x1a(.flytelike.remote.v1.FindMissingResponse\x12S\n\x06Upload\x12\".flytelike.remote.v1.UploadRequest\x1a#.flytelike.remote.v1.UploadResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lytelike/remote/v1/blobs.proto\x12\x13\x66lytelike.remote.v1\"F\n\x07\x42lobRef\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.flytelike.remote.v1.BlobKind\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"A\n\x12\x46indMissingRequest\x12+\n\x05\x62lobs\x18\x01 \x03(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\"D\n\x13\x46indMissingResponse\x12-\n\x07missing\x18\x01 \x03(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\"H\n\x0cUploadHeader\x12*\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\x12\x0c\n\x04size\x18\x02 \x01(\x04\"]\n\rUploadRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.flytelike.remote.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04item\"-\n\x0eUploadResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0b\n\x03url\x18\x02 \x01(\t\"P\n\x14PresignUploadRequest\x12*\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xea\x01\n\x15PresignUploadResponse\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12H\n\x07headers\x18\x04 \x03(\x0b\x32\x37.flytelike.remote.v1.PresignUploadResponse.HeadersEntry\x12\x13\n\x0bstaging_key\x18\x05 \x01(\t\x12\x12\n\nexpires_in\x18\x06 \x01(\r\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x13\x43ommitUploadRequest\x12*\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x1c.flytelike.remote.v1.BlobRef\x12\x13\n\x0bstaging_key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04*O\n\x08\x42lobKind\x12\x19\n\x15\x42LOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42LOB_KIND_BUNDLE\x10\x01\x12\x12\n\x0e\x42LOB_KIND_DATA\x10\x02\x32\x8b\x03\n\x0b\x42lobService\x12`\n\x0b\x46indMissing\x12\'.flytelike.remote.v1.FindMissingRequest\x1a(.flytelike.remote.v1.FindMissingResponse\x12S\n\x06Upload\x12\".flytelike.remote.v1.UploadRequest\x1a#.flytelike.remote.v1.UploadResponse(\x01\x12\x66\n\rPresignUpload\x12).flytelike.remote.v1.PresignUploadRequest\x1a*.flytelike.remote.v1.PresignUploadResponse\x12]\n\x0c\x43ommitUpload\x12(.flytelike.remote.v1.CommitUploadRequest\x1a#.flytelike.remote.v1.UploadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flytelike._proto.remote.v1.blobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BLOBKIND']._serialized_start=481
-  _globals['_BLOBKIND']._serialized_end=560
+  _globals['_PRESIGNUPLOADRESPONSE_HEADERSENTRY']._loaded_options = None
+  _globals['_PRESIGNUPLOADRESPONSE_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_BLOBKIND']._serialized_start=902
+  _globals['_BLOBKIND']._serialized_end=981
   _globals['_BLOBREF']._serialized_start=56
   _globals['_BLOBREF']._serialized_end=126
   _globals['_FINDMISSINGREQUEST']._serialized_start=128
@@ -45,6 +47,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADREQUEST']._serialized_end=432
   _globals['_UPLOADRESPONSE']._serialized_start=434
   _globals['_UPLOADRESPONSE']._serialized_end=479
-  _globals['_BLOBSERVICE']._serialized_start=563
-  _globals['_BLOBSERVICE']._serialized_end=759
+  _globals['_PRESIGNUPLOADREQUEST']._serialized_start=481
+  _globals['_PRESIGNUPLOADREQUEST']._serialized_end=561
+  _globals['_PRESIGNUPLOADRESPONSE']._serialized_start=564
+  _globals['_PRESIGNUPLOADRESPONSE']._serialized_end=798
+  _globals['_PRESIGNUPLOADRESPONSE_HEADERSENTRY']._serialized_start=752
+  _globals['_PRESIGNUPLOADRESPONSE_HEADERSENTRY']._serialized_end=798
+  _globals['_COMMITUPLOADREQUEST']._serialized_start=800
+  _globals['_COMMITUPLOADREQUEST']._serialized_end=900
+  _globals['_BLOBSERVICE']._serialized_start=984
+  _globals['_BLOBSERVICE']._serialized_end=1379
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,16 @@ class BlobServiceStub:
                 request_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadRequest.SerializeToString,
                 response_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.PresignUpload = channel.unary_unary(
+                '/flytelike.remote.v1.BlobService/PresignUpload',
+                request_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadRequest.SerializeToString,
+                response_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadResponse.FromString,
+                _registered_method=True)
+        self.CommitUpload = channel.unary_unary(
+                '/flytelike.remote.v1.BlobService/CommitUpload',
+                request_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.CommitUploadRequest.SerializeToString,
+                response_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.FromString,
+                _registered_method=True)
 
 
 class BlobServiceServicer:
@@ -64,6 +74,25 @@ class BlobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PresignUpload(self, request, context):
+        """Where to put one object straight into the server's store, bypassing the server: an HTTP PUT URL, when the
+        store is S3 (or S3-compatible). `available` is false for any other store, and the client uses Upload; a server
+        that predates this call answers UNIMPLEMENTED, which means the same. The URL writes a staging object only: the
+        object is not in the store until CommitUpload has verified it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitUpload(self, request, context):
+        """The object PUT at a presigned URL is verified against its digest (as Upload verifies its bytes) and stored
+        under its key; INVALID_ARGUMENT if it does not match, and nothing is stored. The staging object is removed
+        either way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BlobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +104,16 @@ def add_BlobServiceServicer_to_server(servicer, server):
             'Upload': grpc.stream_unary_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadRequest.FromString,
+                    response_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.SerializeToString,
+            ),
+            'PresignUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.PresignUpload,
+                    request_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadRequest.FromString,
+                    response_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadResponse.SerializeToString,
+            ),
+            'CommitUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitUpload,
+                    request_deserializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.CommitUploadRequest.FromString,
                     response_serializer=flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.SerializeToString,
             ),
     }
@@ -131,6 +170,60 @@ class BlobService:
             target,
             '/flytelike.remote.v1.BlobService/Upload',
             flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadRequest.SerializeToString,
+            flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PresignUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flytelike.remote.v1.BlobService/PresignUpload',
+            flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadRequest.SerializeToString,
+            flytelike_dot_remote_dot_v1_dot_blobs__pb2.PresignUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flytelike.remote.v1.BlobService/CommitUpload',
+            flytelike_dot_remote_dot_v1_dot_blobs__pb2.CommitUploadRequest.SerializeToString,
             flytelike_dot_remote_dot_v1_dot_blobs__pb2.UploadResponse.FromString,
             options,
             channel_credentials,

@@ -43,6 +43,17 @@ class BlobServiceStub:
     """One object, streamed: a first message with its header, then its bytes in chunks. The object is stored only
     when its content matches the digest (INVALID_ARGUMENT otherwise, and nothing is stored).
     """
+    PresignUpload: _grpc.UnaryUnaryMultiCallable[_blobs_pb2.PresignUploadRequest, _blobs_pb2.PresignUploadResponse]
+    """Where to put one object straight into the server's store, bypassing the server: an HTTP PUT URL, when the
+    store is S3 (or S3-compatible). `available` is false for any other store, and the client uses Upload; a server
+    that predates this call answers UNIMPLEMENTED, which means the same. The URL writes a staging object only: the
+    object is not in the store until CommitUpload has verified it.
+    """
+    CommitUpload: _grpc.UnaryUnaryMultiCallable[_blobs_pb2.CommitUploadRequest, _blobs_pb2.UploadResponse]
+    """The object PUT at a presigned URL is verified against its digest (as Upload verifies its bytes) and stored
+    under its key; INVALID_ARGUMENT if it does not match, and nothing is stored. The staging object is removed
+    either way.
+    """
 
 @_typing.type_check_only
 class BlobServiceAsyncStub(BlobServiceStub):
@@ -52,6 +63,17 @@ class BlobServiceAsyncStub(BlobServiceStub):
     Upload: _aio.StreamUnaryMultiCallable[_blobs_pb2.UploadRequest, _blobs_pb2.UploadResponse]  # type: ignore[assignment]
     """One object, streamed: a first message with its header, then its bytes in chunks. The object is stored only
     when its content matches the digest (INVALID_ARGUMENT otherwise, and nothing is stored).
+    """
+    PresignUpload: _aio.UnaryUnaryMultiCallable[_blobs_pb2.PresignUploadRequest, _blobs_pb2.PresignUploadResponse]  # type: ignore[assignment]
+    """Where to put one object straight into the server's store, bypassing the server: an HTTP PUT URL, when the
+    store is S3 (or S3-compatible). `available` is false for any other store, and the client uses Upload; a server
+    that predates this call answers UNIMPLEMENTED, which means the same. The URL writes a staging object only: the
+    object is not in the store until CommitUpload has verified it.
+    """
+    CommitUpload: _aio.UnaryUnaryMultiCallable[_blobs_pb2.CommitUploadRequest, _blobs_pb2.UploadResponse]  # type: ignore[assignment]
+    """The object PUT at a presigned URL is verified against its digest (as Upload verifies its bytes) and stored
+    under its key; INVALID_ARGUMENT if it does not match, and nothing is stored. The staging object is removed
+    either way.
     """
 
 class BlobServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -71,6 +93,29 @@ class BlobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_blobs_pb2.UploadResponse, _abc.Awaitable[_blobs_pb2.UploadResponse]]:
         """One object, streamed: a first message with its header, then its bytes in chunks. The object is stored only
         when its content matches the digest (INVALID_ARGUMENT otherwise, and nothing is stored).
+        """
+
+    @_abc_1.abstractmethod
+    def PresignUpload(
+        self,
+        request: _blobs_pb2.PresignUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_blobs_pb2.PresignUploadResponse, _abc.Awaitable[_blobs_pb2.PresignUploadResponse]]:
+        """Where to put one object straight into the server's store, bypassing the server: an HTTP PUT URL, when the
+        store is S3 (or S3-compatible). `available` is false for any other store, and the client uses Upload; a server
+        that predates this call answers UNIMPLEMENTED, which means the same. The URL writes a staging object only: the
+        object is not in the store until CommitUpload has verified it.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitUpload(
+        self,
+        request: _blobs_pb2.CommitUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_blobs_pb2.UploadResponse, _abc.Awaitable[_blobs_pb2.UploadResponse]]:
+        """The object PUT at a presigned URL is verified against its digest (as Upload verifies its bytes) and stored
+        under its key; INVALID_ARGUMENT if it does not match, and nothing is stored. The staging object is removed
+        either way.
         """
 
 def add_BlobServiceServicer_to_server(servicer: BlobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
