@@ -118,6 +118,52 @@ class Emulator:
             self.process.wait()
 
 
+class BatchEmulatorProcess:
+    """``flytelike emulator batch`` in a process of its own, registered in ``home`` (servers of that home find it)."""
+
+    def __init__(self, home: Path, log: Path) -> None:
+        self.home = home
+        self.log = log
+        env = {**os.environ, "FLYTELIKE_HOME": str(home)}
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flytelike", "emulator", "batch"], env=env, stdout=out, stderr=out
+            )
+        registration = home / "emulators" / "batch.json"
+        deadline = time.monotonic() + 60
+        while not registration.exists():
+            assert self.process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        self.details: dict[str, Any] = json.loads(registration.read_text())
+
+    def job_names(self) -> list[str]:
+        """The name of every job on the emulator's queue, whatever its status (a name twice: submitted twice)."""
+        import boto3  # a test dependency (moto's); only this helper needs it
+
+        d = self.details
+        batch = boto3.client(
+            "batch",
+            endpoint_url=d["endpoint_url"],
+            region_name=d["region"],
+            aws_access_key_id=d["access_key_id"],
+            aws_secret_access_key=d["secret_access_key"],
+        )
+        names: list[str] = []
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+            pages = batch.get_paginator("list_jobs").paginate(jobQueue=d["queue"], jobStatus=status)
+            names += [job["jobName"] for page in pages for job in page["jobSummaryList"]]
+        return names
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def cli(
     server: Server, project: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

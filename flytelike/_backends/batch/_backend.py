@@ -44,6 +44,7 @@ from flytelike._backends.batch._spec import (
 )
 from flytelike._backends.batch._states import TERMINATE_PREFIX, End, Seen, platform_failure, read_job
 from flytelike._config import BatchSettings
+from flytelike._crash import crash_point
 from flytelike._executor import ActionRecord, ActionState, AdmitInput, AttemptInput, AttemptResult, ExecTask
 from flytelike.errors import BackendError
 
@@ -209,6 +210,7 @@ class BatchBackend:
             else:
                 submitting = True
                 job_id = await self._submit(attempt, launch, compute, queue, name)
+                crash_point("created", action.id)
             watched = self.poller.watch(job_id)
             seen = await self._follow(attempt, watched, queue, compute)
             if seen.log_stream:
