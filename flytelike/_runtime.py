@@ -423,7 +423,8 @@ class Runtime:
             inputs=spec.inputs,
         )
         await self._remote.run_bundle(record.id, spec.bundle.removeprefix("sha256:"), spec.module)
-        run = self._executor.new_run(record, resume=spec.resume, first_seq=spec.first_seq)
+        # A server's runs: one action may be aborted on its own (AbortAction).
+        run = self._executor.new_run(record, resume=spec.resume, first_seq=spec.first_seq, abortable=True)
         if spec.resume is not None:
             # Its tasks started before may call back at once, before their attempts are found again.
             await self._remote.controller_address()

@@ -57,6 +57,12 @@ async def chatty() -> str:
 async def slow(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "woke"
+
+
+@env.task
+async def pair(seconds: float) -> list[str]:
+    found = await asyncio.gather(slow(seconds), slow(0.5), return_exceptions=True)
+    return [type(r).__name__ if isinstance(r, BaseException) else r for r in found]
 """
 
 
@@ -136,6 +142,32 @@ def test_abort_stops_a_running_run(server: Server, project: Path) -> None:
         time.sleep(0.2)
         watched = _cli(server, project, "runs", "show", "--remote", run_id, "-o", "json")
     assert "already ended" in _cli(server, project, "abort", run_id).stdout
+
+
+def test_abort_of_one_action_stops_it_and_its_caller_hears_of_it(server: Server, project: Path) -> None:
+    started = _cli(server, project, "run", "--remote", "--detach", "e2e_tasks.py", "pair", "--seconds", "60")
+    run_id = started.stdout.strip()
+
+    def actions() -> dict[str, str]:
+        shown = json.loads(_cli(server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout)
+        return {a["id"]: a["state"] for a in shown["actions"]}
+
+    deadline = time.monotonic() + 60
+    while actions().get("0.0") != "running" or actions().get("0.1") != "succeeded":
+        assert time.monotonic() < deadline, actions()
+        time.sleep(0.3)
+    aborted = _cli(server, project, "abort", run_id, "0.0", "--reason", "not needed")
+    assert aborted.returncode == 0, aborted.stderr
+    deadline = time.monotonic() + 60
+    while (shown := json.loads(_cli(server, project, "runs", "show", "--remote", run_id, "-o", "json").stdout))["run"][
+        "state"
+    ] == "running":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.3)
+    assert shown["run"]["state"] == "succeeded", shown
+    states = {a["id"]: a["state"] for a in shown["actions"]}
+    assert states == {"0": "succeeded", "0.0": "aborted", "0.1": "succeeded"}
+    assert f"aborting action 0.0 of run {run_id}: not needed" in server.log.read_text()
 
 
 def test_a_restart_takes_the_run_over_and_it_finishes(server: Server, project: Path, tmp_path: Path) -> None:

@@ -74,9 +74,10 @@ class Executor:
         recovery: Mapping[str, Recovered] | None = None,
         resume: Mapping[str, Resumed] | None = None,
         first_seq: int = 0,
+        abortable: bool = False,
     ) -> Run:
-        """A run of ``record``; see :class:`RunInput` for ``record_outputs``, ``recovery``, ``resume`` and
-        ``first_seq``."""
+        """A run of ``record``; see :class:`RunInput` for ``record_outputs``, ``recovery``, ``resume``,
+        ``first_seq`` and ``abortable``."""
         return Run(
             RunInput(
                 record=record,
@@ -88,6 +89,7 @@ class Executor:
                 recovery=recovery,
                 resume=resume,
                 first_seq=first_seq,
+                abortable=abortable,
             )
         )
 

@@ -23,7 +23,7 @@ from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._logs import LogSink, TailOnly
 from flytelike._executor._model import ActionRecord, ActionState, Resumed, RunState
-from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, Lease
+from flytelike._executor._protocols import AdmitInput, AttemptInput, AttemptResult, Backend, Lease
 from flytelike._executor._run_input import RunInput
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
@@ -70,6 +70,10 @@ class _Submitted:
 Subscriber = Callable[[Event], None]
 
 
+class _AbortedError(Exception):
+    """An attempt stopped by abort_action."""
+
+
 class Run:
     """The state of one run while it executes."""
 
@@ -85,6 +89,8 @@ class Run:
         self._keep = spec.record_outputs or self._recovery is not None
         self._record_outputs = spec.record_outputs
         self._resume = spec.resume or None
+        # Attempts that can be aborted one by one (abort_action), by action id: kept only for runs that allow it.
+        self._aborts: dict[str, tuple[anyio.CancelScope, list[str]]] | None = {} if spec.abortable else None
         self.actions: dict[str, ActionRecord] = {}
         # What the run's attempts print; the runtime replaces it with a spool to files.
         self.logs: LogSink = TailOnly(self.actions)
@@ -401,15 +407,21 @@ class Run:
             # An attempt in doubt that was recorded past its start (running, or even ended) has said so already.
             if not reports_states and not (in_doubt and record.state is not _QUEUED and record.state is not _RETRYING):
                 self._emit(record, _RUNNING)
+            failure: BaseException | None = None
             try:
-                if task.timeout is None:
+                if self._aborts is not None:
+                    one = AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt)
+                    ended = await self._abortable(backend, one)
+                    if isinstance(ended, TimeoutError):
+                        failure = ended
+                    else:
+                        result = ended
+                elif task.timeout is None:
                     result = await backend.run_attempt(
                         AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt)
                     )
-                    failure: BaseException | None = None
                 else:
                     deadline = anyio.current_time() + task.timeout
-                    failure = None
                     with anyio.move_on_after(task.timeout) as scope:
                         result = await backend.run_attempt(
                             AttemptInput(self, record, task, inputs, attempt, memory, deadline, in_doubt)
@@ -425,6 +437,11 @@ class Run:
                 raise
             except AdmissionError:
                 raise
+            except _AbortedError as e:
+                record.ended = time.time()
+                record.error = str(e)
+                self._emit(record, _ABORTED, "", str(e))
+                raise BackendError(str(e)) from None
             except Exception as e:
                 failure = e
             finally:
@@ -494,6 +511,38 @@ class Run:
         user_left = task.retries - resumed.user_retries
         system_left = self._system_retries - resumed.system_retries
         return max(done, 0), memory, reserved, user_left, system_left
+
+    def abort_action(self, action_id: str, reason: str) -> bool:
+        """Stop the running attempt of one action: it ends ABORTED (not retried), and its caller gets a failure.
+
+        Only for runs made abortable (``RunInput.abortable``); False when the action has no attempt running.
+        """
+        found = self._aborts.get(action_id) if self._aborts is not None else None
+        if found is None:
+            return False
+        found[1].append(reason)
+        found[0].cancel()
+        return True
+
+    async def _abortable(self, backend: Backend, one: AttemptInput) -> AttemptResult | TimeoutError:
+        """Run one attempt under a scope of its own, which :meth:`abort_action` cancels; its result, or the
+        failure of its timeout."""
+        assert self._aborts is not None
+        task, action = one.task, one.action.id
+        scope, reasons = self._aborts[action] = (anyio.CancelScope(), [])
+        try:
+            with scope:
+                if task.timeout is None:
+                    return await backend.run_attempt(one)
+                with anyio.move_on_after(task.timeout):
+                    return await backend.run_attempt(one._replace(deadline=anyio.current_time() + task.timeout))
+                failure = TimeoutError(f"exceeded {seconds(task.timeout)}")
+                failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
+                return failure
+        finally:
+            self._aborts.pop(action, None)
+        why = f": {reasons[0]}" if reasons and reasons[0] else ""
+        raise _AbortedError(f"task {task.name} (action {action}, attempt {one.attempt}) was aborted{why}")
 
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         """A backend's word on a running attempt: QUEUED, WAITING (with the platform's reason), INITIALIZING or RUNNING.

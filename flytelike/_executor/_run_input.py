@@ -36,3 +36,4 @@ class RunInput:
     recovery: Mapping[str, Recovered] | None = None
     resume: Mapping[str, Resumed] | None = None
     first_seq: int = 0
+    abortable: bool = False

@@ -184,7 +184,10 @@ class RuntimeRunSource:
         if handle is None:
             return "not running here"
         if action_id and action_id != "0":
-            return "not done: this server aborts whole runs only (abort the run)"
+            if handle.run.abort_action(action_id, reason):
+                log.info("aborting action %s of run %s: %s", action_id, run_id, reason)
+                return "aborted"
+            return "not done: the action has no attempt running (it ended, or has not started)"
         log.info("aborting run %s: %s", run_id, reason)
         handle.cancel()
         return "cancelled"
