@@ -1,8 +1,9 @@
 """The deployment of ``flytelike serve`` (``deploy/``): every document of the Kubernetes manifest passes
 ``kubernetes-validate`` (strict); its Role grants exactly the requests the Kubernetes backend makes (the list below,
-which a scan of the backend's code keeps honest); its parts agree with each other and with the settings (ports,
-names, namespace, variables); and the image runs ``flytelike serve`` as a non-root user, with extras that exist and
-files that are enough to build the package.
+which a scan of the backend's code keeps honest); its parts agree with each other and with the settings (one port
+for clients and task pods, names, namespace, variables); the image runs ``flytelike serve`` as a non-root user, with
+extras that exist and files that are enough to build the package, and serves RunService and the controller's
+ActionService on that one port. What docs/deploy.md shows of them is checked in test_deploy_docs.py.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flytelike._config import Settings, load_settings
 from flytelike._config._schema import variable_names
-from flytelike._proto.remote.v1 import runs_pb2, runs_pb2_grpc
+from flytelike._proto.remote.v1 import actions_pb2, actions_pb2_grpc, runs_pb2, runs_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy" / "kubernetes" / "serve.yaml"
@@ -41,8 +42,10 @@ K8S_VERSIONS = ("1.33", kubernetes_validate.latest_version())
 
 # Every (resource, verb) the Kubernetes backend sends to the API server, read from flytelike/_backends/kubernetes:
 # PodApi.create (create_namespaced_pod), PodApi.list and the watch (list_namespaced_pod, once with watch=True),
-# PodApi.logs (read_namespaced_pod_log) and PodApi.delete (delete_namespaced_pod). It reads no secrets (the kubelet
-# resolves a pod's secretKeyRef) and no events (scheduling problems come from the pods' own conditions).
+# PodApi.logs (read_namespaced_pod_log) and PodApi.delete (delete_namespaced_pod). Taking runs over after a restart
+# adds nothing: the pods the previous server started are found by the watch's first list (one per namespace, on the
+# server's label), and an attempt whose pod is gone has its end read from the store. It reads no secrets (the
+# kubelet resolves a pod's secretKeyRef) and no events (scheduling problems come from the pods' own conditions).
 BACKEND_REQUESTS = {
     ("pods", "create"),
     ("pods", "list"),
@@ -216,14 +219,14 @@ def test_one_controller_at_a_time() -> None:
     assert spec["strategy"] == {"type": "Recreate"}
 
 
-def _port(name_or_number: str | int) -> int:
+def port_of(name_or_number: str | int) -> int:
     if isinstance(name_or_number, int):
         return name_or_number
     (port,) = [p["containerPort"] for p in container()["ports"] if p["name"] == name_or_number]
     return int(port)
 
 
-def _bind_port() -> int:
+def bind_port() -> int:
     command = image_command()
     bind = command[command.index("--bind") + 1]
     return int(bind.rpartition(":")[2])
@@ -234,26 +237,33 @@ def test_probes_ask_grpc_health_on_the_port_the_server_binds() -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert set(serve[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, probe
         assert serve[probe]["grpc"].get("service", "") == "", probe  # the server as a whole, which needs no token
-        assert serve[probe]["grpc"]["port"] == _bind_port(), probe
+        assert serve[probe]["grpc"]["port"] == bind_port(), probe
 
 
-def test_the_service_exposes_the_server_and_the_controller() -> None:
+def test_clients_and_task_pods_share_the_one_port_the_server_binds() -> None:
     service = the("Service")
     pod_labels = the("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert the("Deployment")["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    ports = {p["port"]: _port(p["targetPort"]) for p in service["spec"]["ports"]}
-    assert ports[8470] == _bind_port() == 8470
-    controller_bind = env()["FLYTELIKE_CONTROLLER__BIND"]["value"]
-    host, _, port = controller_bind.rpartition(":")
-    assert host == "0.0.0.0"  # reachable from the task pods, not only from inside this one
-    assert int(port) in ports.values()
-    # Task pods are told the Service's name and port, which lead to that bound port.
+    # flytelike serve listens on --bind only (the ActionService is served there too): any other port the image
+    # exposes, the container declares or the Service offers leads nowhere.
+    assert [int(port) for port in " ".join(dockerfile_instructions("EXPOSE")).split()] == [bind_port()]
+    assert [p["containerPort"] for p in container()["ports"]] == [bind_port()]
+    assert {p["port"]: port_of(p["targetPort"]) for p in service["spec"]["ports"]} == {8470: bind_port()}
+    # [controller] bind is not read by flytelike serve: setting it would only mislead.
+    assert "FLYTELIKE_CONTROLLER__BIND" not in env()
+    assert "FLYTELIKE_CONTROLLER__BIND" not in image_env()
+
+
+def test_task_pods_are_told_the_services_name_and_the_servers_port() -> None:
+    service = the("Service")
+    ports = {p["port"]: port_of(p["targetPort"]) for p in service["spec"]["ports"]}
     address = env()["FLYTELIKE_CONTROLLER__ADDRESS"]["value"]
-    address_host, _, address_port = address.rpartition(":")
+    host, _, port = address.rpartition(":")
     name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
-    assert address_host in (f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local")
-    assert ports[int(address_port)] == int(port)
+    # The Service's name, not the pod's address: it leads to the next server after a restart.
+    assert host in (f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local")
+    assert ports[int(port)] == bind_port()
 
 
 def test_every_variable_is_a_setting_and_the_values_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,7 +302,7 @@ def test_the_home_is_the_persistent_volume() -> None:
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     (home,) = [v["name"] for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName")]
     mounts = {m["name"]: m["mountPath"] for m in container()["volumeMounts"]}
-    assert mounts[home] == _image_env()["FLYTELIKE_HOME"]
+    assert mounts[home] == image_env()["FLYTELIKE_HOME"]
 
 
 def test_the_server_runs_as_the_images_non_root_user() -> None:
@@ -309,7 +319,7 @@ def test_the_server_runs_as_the_images_non_root_user() -> None:
 # --- the image -------------------------------------------------------------------------------------------------------
 
 
-def _image_env() -> dict[str, str]:
+def image_env() -> dict[str, str]:
     out: dict[str, str] = {}
     for instruction in dockerfile_instructions("ENV"):
         for word in shlex.split(instruction):
@@ -329,7 +339,7 @@ def test_the_image_runs_flytelike_serve_on_every_interface() -> None:
 
 def test_the_images_variables_are_settings() -> None:
     known = variable_names(Settings, "FLYTELIKE_") | {"FLYTELIKE_HOME"}
-    flytelike_vars = {k for k in _image_env() if k.startswith("FLYTELIKE_")}
+    flytelike_vars = {k for k in image_env() if k.startswith("FLYTELIKE_")}
     assert flytelike_vars
     assert flytelike_vars <= known
 
@@ -374,7 +384,9 @@ def test_the_docs_show_the_dockerfile_as_it_is() -> None:
 
 
 @pytest.mark.slow
-def test_the_images_command_with_the_manifests_settings_serves_probes_and_the_secrets_token(tmp_path: Path) -> None:
+def test_the_images_command_with_the_manifests_settings_serves_probes_clients_and_tasks_on_one_port(
+    tmp_path: Path,
+) -> None:
     """What the pod runs, on this machine: the manifest's variables, the paths of its volumes moved under tmp_path
     (the home volume, the Secret's token file), the store a local one, and the bind on a free loopback port."""
     token_file = tmp_path / "secret" / "token"
@@ -385,7 +397,6 @@ def test_the_images_command_with_the_manifests_settings_serves_probes_and_the_se
         "FLYTELIKE_HOME": str(tmp_path / "home"),
         "FLYTELIKE_SERVE__TOKEN_FILE": str(token_file),
         "FLYTELIKE_STORE__URL": (tmp_path / "store").as_uri(),
-        "FLYTELIKE_CONTROLLER__BIND": "127.0.0.1:0",
     }
     command = image_command()
     command[command.index("--bind") + 1] = "127.0.0.1:0"
@@ -414,6 +425,13 @@ def test_the_images_command_with_the_manifests_settings_serves_probes_and_the_se
             assert list(listed.runs) == []
             with pytest.raises(grpc.RpcError) as refused:
                 runs.ListRuns(runs_pb2.ListRunsRequest(), metadata=(("authorization", "Bearer other"),), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            # The task pods' ActionService answers on the same port (UNIMPLEMENTED if it were elsewhere), and takes
+            # run tokens only: the server's own is no task's.
+            actions = actions_pb2_grpc.ActionServiceStub(channel)
+            hello = actions_pb2.HelloRequest(run_id="r-none", action_id="0", attempt=1)
+            with pytest.raises(grpc.RpcError) as refused:
+                actions.Hello(hello, metadata=(("authorization", "Bearer the-token-of-the-secret"),), timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert (tmp_path / "home" / "server.sqlite3").is_file()  # the records are on the home volume
         assert not (tmp_path / "home" / "serve.token").exists()  # the Secret's token was used, none was made
