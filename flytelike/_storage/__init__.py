@@ -8,9 +8,12 @@ Names load on first use: reading the run records loads neither the blob stores n
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# Not typing's: `flytelike runs` imports this package and nothing that needs typing (see _run_query).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from flytelike._storage._blobs import (
         SCHEMES,
         AttemptKeys,
