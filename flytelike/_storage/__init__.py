@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from flytelike._storage._liveness import LOST_AFTER
     from flytelike._storage._records import RecordStore
     from flytelike._storage._refs import download_refs, has_blobs, pin_local, upload_refs
-    from flytelike._storage._spool import AttemptLog, LogSpool, attempt_logs
+    from flytelike._storage._spool import AttemptLog, KeptLog, LogSpool, attempt_logs, index_entries, kept_logs
 
 __all__ = [
     "LOST_AFTER",
@@ -44,6 +44,7 @@ __all__ = [
     "BlobStore",
     "CacheStore",
     "FileStore",
+    "KeptLog",
     "KeyLock",
     "LogSpool",
     "RecordStore",
@@ -55,8 +56,10 @@ __all__ = [
     "data_key",
     "download_refs",
     "has_blobs",
+    "index_entries",
     "inputs_key",
     "is_immutable",
+    "kept_logs",
     "key_digest",
     "open_store",
     "pin_local",
@@ -70,6 +73,7 @@ _MODULES = {
     "BlobStore": "flytelike._storage._blobs",
     "CacheStore": "flytelike._storage._cache",
     "FileStore": "flytelike._storage._blobs",
+    "KeptLog": "flytelike._storage._spool",
     "KeyLock": "flytelike._storage._cache",
     "LOST_AFTER": "flytelike._storage._liveness",
     "LogSpool": "flytelike._storage._spool",
@@ -84,7 +88,9 @@ _MODULES = {
     "download_refs": "flytelike._storage._refs",
     "has_blobs": "flytelike._storage._refs",
     "inputs_key": "flytelike._storage._blobs",
+    "index_entries": "flytelike._storage._spool",
     "is_immutable": "flytelike._storage._blobs",
+    "kept_logs": "flytelike._storage._spool",
     "key_digest": "flytelike._storage._blobs",
     "open_store": "flytelike._storage._blobs",
     "pin_local": "flytelike._storage._refs",
