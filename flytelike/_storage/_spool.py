@@ -1,19 +1,27 @@
-"""Task output spooled to files: ``<root>/<run>/<action>/<attempt>.log``, and one index for the run.
+"""Task output of a run: in the records' tail while an action prints little, else spooled to files
+``<root>/<run>/<action>/<attempt>.log``; and one index for the run.
 
-A ``.log`` file is exactly what the attempt printed (``cat`` and ``tail -f`` work on it). The run's index
-(``<root>/<run>/streams.idx``) says which stream each stretch of each log went to and when: entries of a 2-byte
-length, the action id, then ``<IQdB`` (the attempt, the offset in its log the stretch starts at, its epoch time,
-its stream: 0 stdout, 1 stderr, 2 both), one whenever the stream changes or a millisecond has passed since the
-last, so a chatty task adds at most a thousand entries a second whatever it prints. An entry reaches the index
-before the output it describes reaches its log; a reader may find the last entries pointing past the end.
+Most tasks print a few lines, which the action's record keeps anyway (its tail, ``TAIL_CHARS`` and more, see
+:mod:`flytelike._executor._logs`): an action's output stays there alone until it passes ``TAIL_CHARS`` bytes, so a
+10,000-way fan-out whose tasks print a line each makes no file but the index. An action that prints more gets a
+file per attempt, with everything it printed from the start. A ``.log`` file is exactly what the attempt printed
+(``cat`` and ``tail -f`` work on it).
+
+The run's index (``<root>/<run>/streams.idx``) says which stream each stretch of each attempt's output went to and
+when: entries of a 2-byte length, the action id, then ``<IQdB`` (the attempt, the offset in its output the
+stretch starts at, its epoch time, its stream: 0 stdout, 1 stderr, 2 both), one whenever the stream changes or a
+millisecond has passed since the last, so a chatty task adds at most a thousand entries a second whatever it
+prints. When an action's output moves to another attempt (a retry, or a timed-out attempt's thread printing on),
+an entry for the attempt it leaves marks where that one stood: the tail holds the attempts' output in the order it
+was printed, and with these marks :func:`kept_logs` splits it into attempts and stretches again. An entry reaches
+the index before the output it describes reaches its log; a reader may find the last entries pointing past the end.
 
 :class:`LogSpool` is a run's :class:`~flytelike._executor.LogSink`. An append copies the output into memory (and
-the action's tail into its record); a task that goes on printing has it written by its own appends, every 0.2 s
-or 1 MiB, and a thread of the spool writes what was left waiting, a few attempts every 0.2 s (so ``flytelike logs
---follow`` in another process sees lines soon after they are printed). What remains is written when the run ends:
-the files of a 10,000-way fan-out whose tasks each print a line are made then, not one by one on the event loop,
-nor by a thread contending with it for the interpreter. At most 64 log files are kept open. :class:`AttemptLog`
-reads one attempt back, from the start or from an offset, and its stretches.
+the action's tail into its record); a task that goes on printing past the tail has it written by its own appends,
+every 0.2 s or 1 MiB, and a thread of the spool writes what was left waiting, and the index, a few attempts every
+0.2 s (so ``flytelike logs --follow`` in another process sees lines soon after they are printed). What remains is
+written when the run ends. At most 64 log files are kept open. :class:`AttemptLog` reads one attempt's file back,
+from the start or from an offset, and its stretches; :class:`KeptLog` the same of output kept in a record.
 
 Example:
     >>> import tempfile, pathlib
@@ -24,9 +32,9 @@ Example:
     ...     spool.append("0", 1, "hello\\n")
     ...     spool.append("0", 1, b"oops\\n", "err")
     ...     spool.close()
-    ...     log = AttemptLog(pathlib.Path(actions["0"].log_path) / "1.log")
-    ...     print(log.read(), [s for _, _, s in log.index()], actions["0"].logs)
-    b'hello\\noops\\n' ['out', 'err'] ['hello\\n', 'oops\\n']
+    ...     kept = kept_logs(index_entries(pathlib.Path(d) / "r1")["0"], "".join(actions["0"].logs))
+    ...     print(actions["0"].log_path, kept[1].read(), [s for _, _, s in kept[1].index()])
+    None b'hello\\noops\\n' ['out', 'err']
 """
 
 from __future__ import annotations
