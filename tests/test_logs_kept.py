@@ -4,18 +4,27 @@ all of it, split into attempts and streams by the run's index; an action printin
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
 import re
+import subprocess
 import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 import flytelike as fl
 from flytelike._cli._logs import logs
 from flytelike._config import load_settings
-from flytelike._executor import TAIL_CHARS, ActionRecord
-from flytelike._storage import AttemptLog, LogSpool, attempt_logs, index_entries, kept_logs
+from flytelike._executor import TAIL_CHARS, ActionRecord, RunState
+from flytelike._storage import AttemptLog, LogSpool, RecordStore, attempt_logs, index_entries, kept_logs
 from flytelike._storage._spool import INDEX_NAME
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _files(folder: Path) -> list[str]:
@@ -121,3 +130,88 @@ def test_a_run_whose_tasks_print_a_little_makes_no_log_files_and_logs_shows_each
     stamped = invoke(handle.id, "0.1", "-t").stdout
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} task 1 says hi\n", stamped), stamped
     assert invoke(handle.id, "0.4", "--tail", "1").stdout == "shouted\n"
+
+
+GATED = """
+    import asyncio
+    import os
+    import sys
+    import flytelike as fl
+
+    env = fl.TaskEnvironment(name="gated")
+
+
+    @env.task
+    async def quick() -> int:
+        print("quick says hi")
+        return 1
+
+
+    @env.task
+    async def main(gate: str) -> int:
+        n = await quick()
+        for _ in range(400):  # until the test saw quick's line (at most 20 s)
+            if os.path.exists(gate):
+                break
+            await asyncio.sleep(0.05)
+        print("main is done")
+        return n
+
+
+    if __name__ == "__main__":
+        fl.run(main, sys.argv[1])
+"""
+
+
+@pytest.mark.slow  # 1.5-2 s: a run and a follower, each a fresh interpreter
+def test_follow_shows_kept_output_once_its_action_ended_while_the_run_goes_on(tmp_path: Path) -> None:
+    script = tmp_path / "gated.py"
+    script.write_text(textwrap.dedent(GATED))
+    gate = tmp_path / "gate"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    running = subprocess.Popen([sys.executable, str(script), str(gate)], stdout=subprocess.DEVNULL, env=env)
+    follow = None
+    try:
+        db = load_settings().db_path
+        deadline = time.monotonic() + 30
+        run_id = None
+        while run_id is None and time.monotonic() < deadline:
+            if db.exists():
+                with RecordStore(db) as store:
+                    newest = store.runs(limit=1)
+                run_id = newest[0].id if newest and newest[0].state is RunState.RUNNING else None
+            time.sleep(0.02)
+        assert run_id is not None, "the run never showed up as running"
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "flytelike", "logs", run_id, "--follow"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        out = follow.stdout
+        assert out is not None
+
+        def read_lines() -> None:
+            for line in out:
+                lines.put(line)
+
+        reader = threading.Thread(target=read_lines, daemon=True)
+        reader.start()
+        seen = [lines.get(timeout=15), lines.get(timeout=15)]  # while main still waits at the gate
+        assert seen == ["== 0.0 gated.quick ==\n", "quick says hi\n"]
+        gate.touch()
+        assert running.wait(timeout=30) == 0
+        assert follow.wait(timeout=30) == 0
+        reader.join(timeout=5)
+        rest = []
+        while not lines.empty():
+            rest.append(lines.get())
+        assert rest == ["== 0 gated.main ==\n", "main is done\n"]
+    finally:
+        for process in (running, follow):
+            if process is not None:
+                process.kill()
+                process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from flytelike._storage._liveness import LOST_AFTER
     from flytelike._storage._records import RecordStore
     from flytelike._storage._refs import download_refs, has_blobs, pin_local, upload_refs
-    from flytelike._storage._spool import AttemptLog, KeptLog, LogSpool, attempt_logs, index_entries, kept_logs
+    from flytelike._storage._spool import (
+        AttemptLog,
+        KeptLog,
+        LogSpool,
+        RunIndex,
+        attempt_logs,
+        index_entries,
+        kept_logs,
+    )
 
 __all__ = [
     "LOST_AFTER",
@@ -48,6 +56,7 @@ __all__ = [
     "KeyLock",
     "LogSpool",
     "RecordStore",
+    "RunIndex",
     "S3Options",
     "S3Store",
     "attempt_logs",
@@ -78,6 +87,7 @@ _MODULES = {
     "LOST_AFTER": "flytelike._storage._liveness",
     "LogSpool": "flytelike._storage._spool",
     "RecordStore": "flytelike._storage._records",
+    "RunIndex": "flytelike._storage._spool",
     "S3Options": "flytelike._storage._blobs",
     "S3Store": "flytelike._storage._blobs",
     "SCHEMES": "flytelike._storage._blobs",

@@ -260,8 +260,9 @@ class RecordStore(SQLiteFile):
 
     def logs(self, run_id: str, action_id: str | None = None) -> str:
         """The tail of the output of one action kept in the records (all of it, unless it printed more than the tail
-        keeps: then the whole output is in its log files, see ``ActionRecord.log_path``); or, with no ``action_id``, of every action that printed anything, each under a
-        header line ``== ACTION TASK ==``, in natural id order. Empty if nothing was captured."""
+        keeps: then the whole output is in its log files, see ``ActionRecord.log_path``); or, with no
+        ``action_id``, of every action that printed anything, each under a header line ``== ACTION TASK ==``, in
+        natural id order. Empty if nothing was captured."""
         if action_id is not None:
             rows = self.fetch("SELECT logs FROM actions WHERE run_id = ? AND id = ?", (run_id, action_id))
             return str(rows[0][0]) if rows else ""

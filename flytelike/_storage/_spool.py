@@ -51,7 +51,16 @@ from pathlib import Path
 
 from flytelike._executor import STREAMS, TAIL_CHARS, ActionRecord, Stream, keep_tail
 
-__all__ = ["INDEX_NAME", "AttemptLog", "KeptLog", "LogSpool", "attempt_logs", "index_entries", "kept_logs"]
+__all__ = [
+    "INDEX_NAME",
+    "AttemptLog",
+    "KeptLog",
+    "LogSpool",
+    "RunIndex",
+    "attempt_logs",
+    "index_entries",
+    "kept_logs",
+]
 
 INDEX_NAME = "streams.idx"
 _ENTRY = struct.Struct("<IQdB")
@@ -291,24 +300,46 @@ def _encoded(text: str) -> bytes:
         return text.encode("utf-8", errors="replace")
 
 
+class RunIndex:
+    """A run's index (``folder`` is the run's log folder), read on from where the last read stopped.
+
+    Attributes:
+        entries: by action id, in the order written: ``(attempt, offset, time, stream code)``.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / INDEX_NAME
+        self.entries: dict[str, list[tuple[int, int, float, int]]] = {}
+        self._read = 0
+
+    def read(self) -> set[str]:
+        """Read what was added since the last call; returns the ids of the actions it added entries for."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._read)
+                data = f.read()
+        except OSError:
+            return set()
+        added: set[str] = set()
+        at = 0
+        while at + _ID_LENGTH.size <= len(data):
+            (length,) = _ID_LENGTH.unpack_from(data, at)
+            end = at + _ID_LENGTH.size + length + _ENTRY.size
+            if end > len(data):
+                break  # an entry being written: read next time
+            ident = data[at + _ID_LENGTH.size : at + _ID_LENGTH.size + length].decode(errors="replace")
+            self.entries.setdefault(ident, []).append(_ENTRY.unpack_from(data, end - _ENTRY.size))
+            added.add(ident)
+            at = end
+        self._read += at
+        return added
+
+
 def index_entries(folder: Path) -> dict[str, list[tuple[int, int, float, int]]]:
-    """The entries of a run's index (``folder`` is the run's log folder) by action id, in the order written:
-    ``(attempt, offset, time, stream code)``. Empty without an index."""
-    try:
-        data = (folder / INDEX_NAME).read_bytes()
-    except OSError:
-        return {}
-    out: dict[str, list[tuple[int, int, float, int]]] = {}
-    at = 0
-    while at + _ID_LENGTH.size <= len(data):
-        (length,) = _ID_LENGTH.unpack_from(data, at)
-        end = at + _ID_LENGTH.size + length + _ENTRY.size
-        if end > len(data):
-            break  # an entry being written
-        ident = data[at + _ID_LENGTH.size : at + _ID_LENGTH.size + length].decode(errors="replace")
-        out.setdefault(ident, []).append(_ENTRY.unpack_from(data, end - _ENTRY.size))
-        at = end
-    return out
+    """The entries of a run's index by action id (see :class:`RunIndex`); empty without an index."""
+    index = RunIndex(folder)
+    index.read()
+    return index.entries
 
 
 def kept_logs(entries: Sequence[tuple[int, int, float, int]], tail: str) -> dict[int, KeptLog]:
