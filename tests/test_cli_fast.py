@@ -16,11 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from flytelike._cli import cli
+from flytelike._cli import _fast
 from flytelike._cli._fast import answer
 from flytelike._executor._model import ActionRecord, RunRecord, RunState
 from flytelike._storage import RecordStore
 from flytelike._storage._liveness import this_host
 from flytelike._storage._run_query import RUN_STATES
+from flytelike._storage._sqlite import BUSY_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = time.time()
@@ -203,6 +205,10 @@ def test_a_file_that_needs_migrating_is_left_to_click(
 
 def test_the_states_answered_are_the_run_states() -> None:
     assert list(RUN_STATES) == [s.value for s in RunState]
+
+
+def test_the_front_door_waits_for_a_locked_file_as_the_store_does() -> None:
+    assert _fast._BUSY_TIMEOUT == BUSY_TIMEOUT
 
 
 def test_this_host_is_the_name_runs_record() -> None:
