@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flytelike._cli import cli
-from flytelike._cli import _fast
+from flytelike._cli import _fast, cli
 from flytelike._cli._fast import answer
 from flytelike._executor._model import ActionRecord, RunRecord, RunState
 from flytelike._storage import RecordStore
