@@ -4,12 +4,16 @@ beside ``python -c "import sqlite3"`` (what reading the records cannot do withou
     python benchmarks/bench_commands.py
 
 Median of ``REPEAT`` processes each, the commands taking turns, in a fresh FLYTELIKE_HOME holding 20 runs of
-``examples/hello.py`` (made first, untimed, which also caches every command's bytecode).
+``examples/hello.py`` (made first, untimed, which also caches every command's bytecode). Where valgrind is
+installed, the instructions each process executes too (callgrind's count, the same from one run to the next, so a
+change of a few percent shows where wall time on a shared machine cannot).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -19,6 +23,24 @@ from _common import Row
 REPEAT = 9
 RUNS = 20
 TARGET = 2.0
+
+
+def instructions(argv: list[str], env: dict[str, str]) -> float:
+    """Millions of instructions one process of ``argv`` executes, counted by callgrind."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        env=env,
+        cwd=_common.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-300:]}")
+    return int(found.group(1)) / 1e6
 
 
 def small_commands() -> list[Row]:
@@ -39,13 +61,22 @@ def small_commands() -> list[Row]:
         for argv in commands.values():
             _common.process_seconds(argv, env)
         ms = dict(zip(commands, _common.medians_ms(list(commands.values()), env, REPEAT), strict=True))
+        counted = {name: instructions(argv, env) for name, argv in commands.items()} if shutil.which("valgrind") else {}
     how = f"median of {REPEAT} processes; {RUNS} runs recorded"
     base, label = ms["sqlite"], 'python -c "import sqlite3"'
-    return [
+    rows = [
         Row(f"flytelike runs ({RUNS} runs)", ms["runs"], "ms", base, label, TARGET, note=how),
         Row("flytelike logs RUN", ms["logs"], "ms", base, label, note=how),
         Row("flytelike --version", ms["version"], "ms", base, label, note=how),
     ]
+    if counted:
+        base = counted["sqlite"]
+        rows += [
+            Row(f"flytelike runs ({RUNS} runs), instructions", counted["runs"], "M", base, label, TARGET),
+            Row("flytelike logs RUN, instructions", counted["logs"], "M", base, label),
+            Row("flytelike --version, instructions", counted["version"], "M", base, label),
+        ]
+    return rows
 
 
 MEASURES = [small_commands]

@@ -33,16 +33,19 @@ def test_appends_go_to_the_attempts_file_with_streams_in_the_index(tmp_path: Pat
     spool.append("0", 1, "to out\n")
     spool.append("0", 1, "to err\n", "err")
     spool.append("0", 2, b"\xff raw bytes\n", "all")
+    assert not (tmp_path / "r1" / "0").exists()  # while the records' tail holds it all, it is there alone
+    spool.append("0", 2, "x" * TAIL_CHARS)
     spool.close()
     assert actions["0"].log_path == str(tmp_path / "r1" / "0")
     first = AttemptLog(tmp_path / "r1" / "0" / "1.log")
     assert (tmp_path / "r1" / INDEX_NAME).exists()  # one index for the run
     assert first.read() == b"to out\nto err\n"
-    assert [(offset, stream) for offset, _, stream in first.index()] == [(0, "out"), (7, "err")]
-    assert AttemptLog(tmp_path / "r1" / "0" / "2.log").read() == b"\xff raw bytes\n"  # kept as written
+    # The last entry marks where attempt 1 stood when attempt 2 began: a reader of the tail alone needs it.
+    assert [(offset, stream) for offset, _, stream in first.index()] == [(0, "out"), (7, "err"), (14, "err")]
+    assert AttemptLog(tmp_path / "r1" / "0" / "2.log").read() == b"\xff raw bytes\n" + b"x" * TAIL_CHARS  # as written
     assert attempt_logs(tmp_path / "r1" / "0") == [1, 2]
     # The record's tail has what both attempts printed, as text.
-    assert "".join(actions["0"].logs or ()) == "to out\nto err\n\ufffd raw bytes\n"
+    assert "".join(actions["0"].logs or ()) == "to out\nto err\n\ufffd raw bytes\n" + "x" * TAIL_CHARS
 
 
 def test_writes_to_one_stream_within_a_millisecond_share_an_index_entry(tmp_path: Path) -> None:
@@ -192,7 +195,7 @@ iso = fl.TaskEnvironment(name="iso_spool", platform=fl.Local(process=True))
 def watched() -> bool:
     # The task looks for its own first line in the controller's log file while it is still running.
     c = fl.ctx()
-    print("first line", flush=True)
+    print("first line", "x" * 70_000, flush=True)  # more than the records keep: it goes to a file
     log = Path(os.environ["FLYTELIKE_HOME"], "logs", c.run_id, c.action_id, f"{c.attempt}.log")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -212,9 +215,10 @@ def test_a_process_isolated_tasks_output_reaches_its_log_while_it_runs(
         handle = fl.run(m.watched)
     assert handle.outputs is True
     log = load_settings().home / "logs" / handle.id / "0" / "1.log"
-    assert log.read_bytes() == b"first line\nthen the rest\n"  # what was streamed, and the rest, once each
+    printed = "first line " + "x" * 70_000 + "\nthen the rest\n"
+    assert log.read_bytes() == printed.encode()  # what was streamed, and the rest, once each
     assert AttemptLog(log).index()[0][2] == "all"
-    assert capfd.readouterr().out == "first line\nthen the rest\n"  # shown here too
+    assert capfd.readouterr().out == printed  # shown here too
 
 
 spool_env = fl.TaskEnvironment(name="spool_live")
@@ -222,13 +226,15 @@ spool_env = fl.TaskEnvironment(name="spool_live")
 
 @spool_env.task
 def sees_itself() -> bool:
-    # An in-process task finds its own first line in its log file while it still runs.
+    # An in-process task finds its own first line in its log file while it still runs (a line longer than the
+    # records keep: shorter output is in the records alone).
     c = fl.ctx()
-    print("first line")
+    first = "first line " + "x" * TAIL_CHARS + "\n"
+    print(first, end="")
     log = load_settings().home / "logs" / c.run_id / c.action_id / f"{c.attempt}.log"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if log.exists() and log.read_bytes() == b"first line\n":
+        if log.exists() and log.read_bytes() == first.encode():
             return True
         time.sleep(0.02)
     return False

@@ -1,10 +1,12 @@
-"""``flytelike logs RUN [ACTION]``: what a run's tasks printed, from their log files.
+"""``flytelike logs RUN [ACTION]``: what a run's tasks printed, from their log files and the records.
 
-Each attempt's output is a file under ``$FLYTELIKE_HOME/logs/<run>/<action>/<attempt>.log`` (see
-:mod:`flytelike._storage._spool`); the records name the folder and keep the last 64 KiB, which is printed instead
-when the file is gone (or for runs recorded before output went to files). ``--follow`` polls the files and the
-records, so it works on a run going on in another process, and stops once the run has ended and everything it
-printed was shown.
+An action that printed more than the records keep of it (64 KiB) has a file per attempt under
+``$FLYTELIKE_HOME/logs/<run>/<action>/<attempt>.log`` (see :mod:`flytelike._storage._spool`), and the records name
+its folder; the output of one that printed less is in its record alone, split into attempts and streams by the
+run's index. The records' tail of an action whose files are gone (or of a run recorded before output went to files)
+is printed as it is. ``--follow`` polls the files and the records, so it works on a run going on in another
+process, and stops once the run has ended and everything it printed was shown; output kept in the records alone is
+shown once its action has ended (until then the records hold it as of their last write, half a second ago).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import click
 from flytelike._cli._runs import _fail, _run_records
 from flytelike._config import load_settings
 from flytelike._executor._model import ActionRecord, RunState
-from flytelike._storage import AttemptLog, RecordStore, attempt_logs
+from flytelike._storage import AttemptLog, KeptLog, RecordStore, RunIndex, attempt_logs, kept_logs
 from flytelike._storage._records import natural_key
 from flytelike.errors import FlytelikeError
 
@@ -38,7 +40,7 @@ _ALL = frozenset({"out", "err", "all"})
 class _Shown:
     """One attempt's log, and how far it has been printed."""
 
-    def __init__(self, log: AttemptLog, offset: int = 0) -> None:
+    def __init__(self, log: AttemptLog | KeptLog, offset: int = 0) -> None:
         self.log = log
         self.offset = offset
         self.line_start = True
@@ -92,12 +94,14 @@ class _Printer:
         self.at_line_start = True
         self.found = False
         self.actions: dict[str, ActionRecord] = {}  # the actions shown so far, by id
+        self.index: RunIndex | None = None  # the run's, read on pass after pass
+        # While following: actions whose output may be in their records alone, not shown yet.
+        self.kept_waiting: set[str] = set()
 
-    def attempt(self, action: ActionRecord, attempt: int, attempts: int, path: Path) -> None:
+    def attempt(self, action: ActionRecord, attempt: int, attempts: int, log: AttemptLog | KeptLog) -> None:
         key = (action.id, attempt)
         shown = self.shown.get(key)
         if shown is None:
-            log = AttemptLog(path)
             shown = self.shown[key] = _Shown(log, log.tail_offset(self.tail) if self.tail is not None else 0)
         self.found = True
         for text in shown.new_text(self.streams, self.timestamps):
@@ -175,15 +179,61 @@ def _show_new(
                 found = store.action(run_id, name)
                 if found is not None:
                     known[name] = found
+    if printer.index is None:
+        printer.index = RunIndex(home / run_id)
+    index = printer.index
+    added = index.read()
     for key in sorted(known, key=natural_key):
         action = known[key]
         folder = Path(action.log_path) if action.log_path else home / run_id / action.id
         numbers = attempt_logs(folder)
         for n in numbers:
             if attempt is None or n == attempt:
-                printer.attempt(action, n, len(numbers), folder / f"{n}.log")
-        if tails and not numbers and attempt in (None, 1):
+                printer.attempt(action, n, len(numbers), AttemptLog(folder / f"{n}.log"))
+        if numbers or not tails or not action.logs:
+            continue
+        if not _show_kept(printer, action, index, attempt) and attempt in (None, 1):
             printer.kept_tail(action)
+    if not tails:
+        _show_kept_ended(printer, store, run_id, home, index, {a for a in added if action_id in (None, a)}, attempt)
+
+
+def _show_kept(printer: _Printer, action: ActionRecord, index: RunIndex, attempt: int | None) -> bool:
+    """Print the output kept in the action's record alone (it printed less than the records keep), by attempt;
+    False if it has none (it has files, or the run was recorded before output was spooled)."""
+    entries = index.entries.get(action.id)
+    if action.log_path is not None or not action.logs or not entries:
+        return False
+    kept = kept_logs(entries, "".join(action.logs))
+    for n, log in kept.items():
+        if attempt is None or n == attempt:
+            printer.attempt(action, n, len(kept), log)
+    return bool(kept)
+
+
+def _show_kept_ended(
+    printer: _Printer,
+    store: RecordStore,
+    run_id: str,
+    home: Path,
+    index: RunIndex,
+    added: set[str],
+    attempt: int | None,
+) -> None:
+    """While following a run: the output kept in the records alone of actions that ended a moment ago (then
+    their record and the run's index hold everything they printed). Actions that printed are found in the index,
+    so only those are read again, pass after pass, until they end."""
+    waiting = printer.kept_waiting
+    waiting |= added
+    settled = time.time() - _SETTLE
+    for aid in sorted(waiting, key=natural_key):
+        found = None if os.path.isdir(home / run_id / aid) else store.action(run_id, aid)
+        if found is None or found.log_path is not None:
+            waiting.discard(aid)  # its files are shown as they grow (or it is not an action of the run)
+            continue
+        if found.state.done and found.ended is not None and found.ended <= settled:
+            _show_kept(printer, found, index, attempt)
+            waiting.discard(aid)
 
 
 def _logs_home() -> Path:
@@ -240,8 +290,10 @@ def logs(
                 live = store.run(run.id)
                 ended = not follow or live is None or live.state not in _LIVE
                 if ended and was_live:
-                    # The run's end is recorded just before its last output is flushed to the files.
+                    # The run's end is recorded just before its last output is flushed to the files. The records
+                    # read while it went on hold the tails of then: they are read again.
                     time.sleep(_SETTLE)
+                    printer.actions.clear()
                 was_live = not ended
                 _show_new(printer, store, run.id, home, action_id, attempt, tails=ended)
                 if ended:

@@ -17,7 +17,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +25,7 @@ import click
 
 from flytelike._cli._labels import parse_label
 from flytelike._cli._run_ids import complete_run_ids
+from flytelike._cli._runs_list import duration, list_runs, run_duration, run_json, state_text, table, when
 from flytelike._config import load_settings
 from flytelike._durations import parse_duration
 from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
@@ -52,24 +53,6 @@ _output_option = click.option(
 # --- formatting ----------------------------------------------------------------------------------------------------
 
 
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def _bytes(n: int | None) -> str:
     """Binary units as Kubernetes writes them (``1.5Gi``), one decimal at most; ``-`` for nothing."""
     if not n:
@@ -89,19 +72,6 @@ def _cpu(millis: int) -> str:
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
-def _run_duration(run: RunRecord, last_seen: float) -> float:
-    # A run still going shows the time elapsed so far; a lost one, the time until it was last seen.
-    if run.state is RunState.LOST:
-        return max(0.0, last_seen - run.created)
-    return (run.ended or time.time()) - run.created
-
-
-def _state(run: RunRecord, last_seen: float) -> str:
-    if run.state is RunState.LOST:
-        return f"lost (last seen {_when(last_seen)})"
-    return run.state.value
-
-
 def _error_summary(error: str) -> str:
     """The line of an error worth one line: for a traceback its final exception line, else its first line."""
     lines = [line for line in error.strip().splitlines() if line.strip()]
@@ -117,27 +87,6 @@ def _error_summary(error: str) -> str:
                 return line
         return lines[-1]
     return lines[0]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
-
-
-def _run_json(run: RunRecord, last_seen: float) -> dict[str, Any]:
-    data = dataclasses.asdict(run)
-    del data["inputs"]  # literal bytes, for `flytelike rerun`; "inputs" below is their JSON rendering
-    # inputs/outputs are stored as JSON text; nest them as JSON instead of as strings holding JSON.
-    for stored, name in (("inputs_json", "inputs"), ("outputs_json", "outputs"), ("labels_json", "labels")):
-        text = data.pop(stored)
-        try:
-            data[name] = None if text is None else json.loads(text)
-        except ValueError:
-            data[name] = text
-    data["duration"] = _run_duration(run, last_seen)
-    # When its process was last known alive: its end, for a finished run; its heartbeat or latest record otherwise.
-    data["last_seen"] = last_seen
-    return data
 
 
 def _labels(text: str) -> str:
@@ -277,23 +226,18 @@ def runs(
         list_remote(endpoint, limit=limit, states=chosen, task=task, since=since, labels=labels, output=output)
         return
     path = _db_path()
-    records: list[tuple[RunRecord, float]] = []
-    if path.exists():  # checked so that listing never creates an empty records file
-        with _store(path) as store:
-            found = store.runs(limit=limit, task=task, since=since, labels=labels, states=states)
-            records = [(r, store.last_seen(r)) for r in found]
-    if output == "json":
-        click.echo(json.dumps([_run_json(r, seen) for r, seen in records], indent=2))
-        return
-    if not records:
-        filtered = states or task or since is not None or labels
-        click.echo("no runs match these filters" if filtered else "no runs recorded yet")
-        return
-    rows = [
-        (r.id, r.task, _state(r, seen), _when(r.created), _duration(_run_duration(r, seen)), str(r.actions))
-        for r, seen in records
-    ]
-    click.echo("\n".join(_table(("ID", "TASK", "STATE", "STARTED", "DURATION", "ACTIONS"), rows)))
+    # Opened only if there: listing never creates an empty records file.
+    with _store(path) if path.exists() else nullcontext() as store:
+        text = list_runs(
+            None if store is None else store.fetch,
+            limit=limit,
+            states=states,
+            task=task,
+            since=since,
+            labels=labels,
+            output=output,
+        )
+    click.echo(text)
 
 
 _FOLD_OVER = 10
@@ -368,17 +312,18 @@ def show(ctx: click.Context, run_id: str, show_all: bool, output: str, remote: b
     with _run_records(run_id) as (store, run):
         actions = store.actions(run.id)
         seen = store.last_seen(run)
+    fields = dataclasses.asdict(run)
     if output == "json":
-        click.echo(json.dumps({"run": _run_json(run, seen), "actions": [_action_json(a) for a in actions]}, indent=2))
+        click.echo(json.dumps({"run": run_json(fields, seen), "actions": [_action_json(a) for a in actions]}, indent=2))
         return
     click.echo(f"run       {run.id}")
     click.echo(f"task      {run.task}")
-    click.echo(f"state     {_state(run, seen)}")
+    click.echo(f"state     {state_text(fields, seen)}")
     if run.state is RunState.LOST:
         where = f"process {run.pid} on {run.host}" if run.pid is not None and run.host else "its process"
         click.echo(f"          {where} is gone or stopped reporting; the run's end was never recorded")
-    click.echo(f"started   {_when(run.created)}")
-    click.echo(f"duration  {_duration(_run_duration(run, seen))}")
+    click.echo(f"started   {when(run.created)}")
+    click.echo(f"duration  {duration(run_duration(fields, seen))}")
     click.echo(f"actions   {run.actions}")
     if run.labels_json not in ("", "{}"):
         click.echo(f"labels    {_labels(run.labels_json)}")
@@ -407,17 +352,17 @@ def show(ctx: click.Context, run_id: str, show_all: bool, output: str, remote: b
                 a.task,
                 a.state.value,
                 str(a.attempts),
-                _duration(a.duration),
+                duration(a.duration),
                 _cpu(a.cpu_millis),
                 _bytes(a.memory),
                 str(a.gpus) if a.gpus else "-",
                 _bytes(a.peak_memory),
-                _duration(a.cpu_time),
+                duration(a.cpu_time),
             )
         )
         if a.state in _FAILED_STATES and a.error:
             errors[i] = f"{indent}    error: {_error_summary(a.error)}"
-    lines = _table(headers, rows)
+    lines = table(headers, rows)
     click.echo()
     click.echo(lines[0])
     for i, line in enumerate(lines[1:]):

@@ -8,9 +8,12 @@ Names load on first use: reading the run records loads neither the blob stores n
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# Not typing's: `flytelike runs` imports this package and nothing that needs typing (see _run_query).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from flytelike._storage._blobs import (
         SCHEMES,
         AttemptKeys,
@@ -31,7 +34,15 @@ if TYPE_CHECKING:
     from flytelike._storage._liveness import LOST_AFTER
     from flytelike._storage._records import RecordStore
     from flytelike._storage._refs import download_refs, has_blobs, pin_local, upload_refs
-    from flytelike._storage._spool import AttemptLog, LogSpool, attempt_logs
+    from flytelike._storage._spool import (
+        AttemptLog,
+        KeptLog,
+        LogSpool,
+        RunIndex,
+        attempt_logs,
+        index_entries,
+        kept_logs,
+    )
 
 __all__ = [
     "LOST_AFTER",
@@ -41,9 +52,11 @@ __all__ = [
     "BlobStore",
     "CacheStore",
     "FileStore",
+    "KeptLog",
     "KeyLock",
     "LogSpool",
     "RecordStore",
+    "RunIndex",
     "S3Options",
     "S3Store",
     "attempt_logs",
@@ -52,8 +65,10 @@ __all__ = [
     "data_key",
     "download_refs",
     "has_blobs",
+    "index_entries",
     "inputs_key",
     "is_immutable",
+    "kept_logs",
     "key_digest",
     "open_store",
     "pin_local",
@@ -67,10 +82,12 @@ _MODULES = {
     "BlobStore": "flytelike._storage._blobs",
     "CacheStore": "flytelike._storage._cache",
     "FileStore": "flytelike._storage._blobs",
+    "KeptLog": "flytelike._storage._spool",
     "KeyLock": "flytelike._storage._cache",
     "LOST_AFTER": "flytelike._storage._liveness",
     "LogSpool": "flytelike._storage._spool",
     "RecordStore": "flytelike._storage._records",
+    "RunIndex": "flytelike._storage._spool",
     "S3Options": "flytelike._storage._blobs",
     "S3Store": "flytelike._storage._blobs",
     "SCHEMES": "flytelike._storage._blobs",
@@ -81,7 +98,9 @@ _MODULES = {
     "download_refs": "flytelike._storage._refs",
     "has_blobs": "flytelike._storage._refs",
     "inputs_key": "flytelike._storage._blobs",
+    "index_entries": "flytelike._storage._spool",
     "is_immutable": "flytelike._storage._blobs",
+    "kept_logs": "flytelike._storage._spool",
     "key_digest": "flytelike._storage._blobs",
     "open_store": "flytelike._storage._blobs",
     "pin_local": "flytelike._storage._refs",

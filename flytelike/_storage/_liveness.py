@@ -5,27 +5,37 @@ end (killed, out of memory, machine lost) as ``lost`` instead of ``running`` for
 
 A run is lost when it is recorded as queued or running and
 - its heartbeat (the last time its process was seen alive) is older than ``LOST_AFTER`` seconds, on any host; or
-- it was started on this host (``socket.gethostname()``) and its pid is gone: no such process, a zombie, or a
+- it was started on this host (:func:`this_host`) and its pid is gone: no such process, a zombie, or a
   process that started after the run did (the pid was reused by another program).
 A run with neither pid nor heartbeat (written by an older flytelike) cannot be judged and keeps its state.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
-from flytelike._executor._model import ActionRecord, ActionState, RunRecord, RunState
+# Free of the records' classes (dataclasses cost more than `flytelike runs` may take): a run is judged from its
+# stored values, so a reader of raw rows judges it the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flytelike._executor._model import RunRecord
 
-__all__ = ["LOST_AFTER", "as_lost", "is_lost", "process_gone"]
+__all__ = ["LOST_AFTER", "UNFINISHED_RUN", "is_lost", "lost", "process_gone", "this_host"]
 
 # A run whose heartbeat is older than this (seconds) is reported lost, on any host.
 LOST_AFTER = 30.0
-_UNFINISHED_RUN = frozenset({RunState.QUEUED, RunState.RUNNING})
+# The stored states (RunState values) of a run that may be lost: those of a run not yet ended.
+UNFINISHED_RUN = frozenset({"queued", "running"})
 
 # A process that started this long (seconds) after the run it is recorded for is another process that reused the
 # pid. Generous, because the wall clock may have been stepped forward since the run started.
 _PID_REUSE_SLACK = 60.0
+
+
+def this_host() -> str:
+    """This machine's name, as ``socket.gethostname()`` (which runs record) returns it: on POSIX both are the
+    kernel's node name, and importing socket would cost ``flytelike runs`` a tenth of its time."""
+    return os.uname().nodename
 
 
 def _linux_process(pid: int) -> tuple[str, float] | None:
@@ -65,18 +75,17 @@ def process_gone(pid: int, *, since: float) -> bool:
     return state in ("Z", "X") or started > since + _PID_REUSE_SLACK
 
 
+def lost(
+    state: str, heartbeat: float | None, pid: int | None, run_host: str, created: float, *, host: str, now: float
+) -> bool:
+    """Whether a run stored with these values is lost, judged at ``now`` (epoch seconds) by a reader on ``host``."""
+    if state not in UNFINISHED_RUN:
+        return False
+    if heartbeat is not None and now - heartbeat > LOST_AFTER:
+        return True
+    return pid is not None and bool(run_host) and run_host == host and process_gone(pid, since=created)
+
+
 def is_lost(run: RunRecord, host: str, now: float) -> bool:
     """Whether ``run`` as stored is lost, judged at ``now`` (epoch seconds) by a reader on ``host``."""
-    if run.state not in _UNFINISHED_RUN:
-        return False
-    if run.heartbeat is not None and now - run.heartbeat > LOST_AFTER:
-        return True
-    return run.pid is not None and bool(run.host) and run.host == host and process_gone(run.pid, since=run.created)
-
-
-def as_lost(action: ActionRecord, last_seen: float) -> ActionRecord:
-    """An action of a lost run as readers see it: if it had not finished, aborted when the run was last seen."""
-    if action.state.done:
-        return action
-    ended = action.ended if action.ended is not None else max(last_seen, action.started or action.created)
-    return dataclasses.replace(action, state=ActionState.ABORTED, ended=ended)
+    return lost(run.state, run.heartbeat, run.pid, run.host, run.created, host=host, now=now)

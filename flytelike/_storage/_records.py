@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import socket
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,9 +32,8 @@ from typing import Any
 
 from flytelike._executor._events import Event
 from flytelike._executor._model import ActionRecord, ActionState, Recovered, RunRecord, RunState
-from flytelike._storage._liveness import as_lost, is_lost
+from flytelike._storage._liveness import this_host
 from flytelike._storage._record_schema import (
-    _MIGRATIONS,
     ACTION_COLUMNS,
     EVENT_COLUMNS,
     RUN_COLUMNS,
@@ -45,6 +44,8 @@ from flytelike._storage._record_schema import (
     run_from_row,
     run_row,
 )
+from flytelike._storage._record_tables import _MIGRATIONS
+from flytelike._storage._run_query import SELECT_RUN, find_runs, last_seen, read_state
 from flytelike._storage._sqlite import SQLiteFile
 
 __all__ = [
@@ -72,10 +73,16 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
     "ON CONFLICT (run_id, seq) DO NOTHING"
 )
-_SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _SELECT_ACTION = f"SELECT {', '.join(ACTION_COLUMNS)} FROM actions"
 _SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-_FINISHED_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.ABORTED})
+
+
+def as_lost(action: ActionRecord, seen: float) -> ActionRecord:
+    """An action of a lost run as readers see it: if it had not finished, aborted when the run was last seen."""
+    if action.state.done:
+        return action
+    ended = action.ended if action.ended is not None else max(seen, action.started or action.created)
+    return dataclasses.replace(action, state=ActionState.ABORTED, ended=ended)
 
 
 def natural_key(action_id: str) -> tuple[tuple[int, int, str], ...]:
@@ -111,7 +118,7 @@ class RecordStore(SQLiteFile):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _MIGRATIONS, what="run records")
-        self._host = socket.gethostname()
+        self._host = this_host()
 
     # --- writing (the executor's Recorder) ---------------------------------------------------------------------
 
@@ -137,14 +144,18 @@ class RecordStore(SQLiteFile):
 
     # --- queries -----------------------------------------------------------------------------------------------
 
-    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one reading statement (the queries of :mod:`flytelike._storage._run_query` take it)."""
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
     def _read_run(self, row: Sequence[Any]) -> RunRecord:
+        return self._as_read(row, read_state(row, host=self._host, now=time.time()))
+
+    @staticmethod
+    def _as_read(row: Sequence[Any], state: str) -> RunRecord:
         run = run_from_row(row)
-        if is_lost(run, self._host, time.time()):
-            run.state = RunState.LOST
+        run.state = RunState(state)
         return run
 
     def runs(
@@ -165,41 +176,22 @@ class RecordStore(SQLiteFile):
             labels: every one of these labels, with these values.
             states: in one of these states, as a reader sees them (``LOST`` for a run whose process is gone).
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if task is not None:
-            where.append("(task = ? OR substr(task, -?) = ?)")
-            params += [task, len(task) + 1, "." + task]
-        if since is not None:
-            where.append("created >= ?")
-            params.append(since)
-        for key, value in (labels or {}).items():
-            where.append("json_extract(labels_json, ?) = ?")
-            params += [f'$."{key}"', value]
-        wanted = None if states is None else frozenset(states)
-        if wanted is not None:
-            # LOST is decided on read; a lost run is stored as queued or running.
-            stored = {RunState.QUEUED, RunState.RUNNING} if RunState.LOST in wanted else set()
-            stored |= wanted - {RunState.LOST}
-            where.append(f"state IN ({', '.join('?' * len(stored))})")
-            params += [s.value for s in stored]
-        sql = _SELECT_RUN + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, id DESC"
-        if wanted is None:
-            rows = self._fetch(f"{sql} LIMIT ?", (*params, limit))
-            return [self._read_run(r) for r in rows]
-        found: list[RunRecord] = []
-        for row in self._fetch(sql, params):
-            run = self._read_run(row)
-            if run.state in wanted:
-                found.append(run)
-                if len(found) == limit:
-                    break
-        return found
+        found = find_runs(
+            self.fetch,
+            limit=limit,
+            task=task,
+            since=since,
+            labels=labels,
+            states=states,
+            host=self._host,
+            now=time.time(),
+        )
+        return [self._as_read(row, state) for row, state in found]
 
     def recovery(self, run_id: str) -> dict[str, Recovered]:
         """The actions of run ``run_id`` (exact id) that succeeded with recorded outputs, by action id: what a
         rerun with ``--recover`` may reuse."""
-        rows = self._fetch(
+        rows = self.fetch(
             "SELECT id, inputs_digest, outputs FROM actions WHERE run_id = ? AND state IN (?, ?, ?) "
             "AND outputs IS NOT NULL AND inputs_digest IS NOT NULL",
             (run_id, ActionState.SUCCEEDED.value, ActionState.CACHED.value, ActionState.RECOVERED.value),
@@ -209,7 +201,7 @@ class RecordStore(SQLiteFile):
     def run_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids of up to ``limit`` runs whose id starts with ``prefix`` (to explain an ambiguous prefix)."""
         # substr() rather than LIKE, so that '%' and '_' in what a user typed are not wildcards.
-        rows = self._fetch(
+        rows = self.fetch(
             "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created DESC LIMIT ?",
             (len(prefix), prefix, limit),
         )
@@ -217,31 +209,21 @@ class RecordStore(SQLiteFile):
 
     def run(self, run_id: str) -> RunRecord | None:
         """The run with this id, or else the only run whose id starts with it; None if none or several match."""
-        rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
+        rows = self.fetch(f"{SELECT_RUN} WHERE id = ?", (run_id,))
         if not rows and run_id:
-            rows = self._fetch(f"{_SELECT_RUN} WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id))
+            rows = self.fetch(f"{SELECT_RUN} WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id))
         return self._read_run(rows[0]) if len(rows) == 1 else None
 
     def last_seen(self, run: RunRecord) -> float:
         """The last time (epoch seconds) the run's process was known to be alive: when it ended, for a finished
         run; else its heartbeat, or without one the latest time recorded for it (its actions' and events' times,
         or when it was created)."""
-        if run.ended is not None and run.state in _FINISHED_RUN:
-            return run.ended
-        if run.heartbeat is not None:
-            return run.heartbeat
-        # Multi-argument max() is NULL if any argument is: every one is coalesced, and 0 means nothing recorded.
-        (latest,) = self._fetch(
-            "SELECT max("
-            "coalesce((SELECT max(max(created, coalesce(started, 0), coalesce(ended, 0))) FROM actions"
-            " WHERE run_id = ?), 0),"
-            "coalesce((SELECT max(time) FROM events WHERE run_id = ?), 0))",
-            (run.id, run.id),
-        )[0]
-        return max(run.created, float(latest))
+        return last_seen(
+            self.fetch, run.id, state=run.state, created=run.created, ended=run.ended, heartbeat=run.heartbeat
+        )
 
     def _lost_run(self, run_id: str) -> RunRecord | None:
-        rows = self._fetch(f"{_SELECT_RUN} WHERE id = ?", (run_id,))
+        rows = self.fetch(f"{SELECT_RUN} WHERE id = ?", (run_id,))
         run = self._read_run(rows[0]) if rows else None
         return run if run is not None and run.state is RunState.LOST else None
 
@@ -250,7 +232,7 @@ class RecordStore(SQLiteFile):
 
         Of a lost run, the actions that had not finished come back aborted, ended when the run was last seen.
         """
-        rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ?", (run_id,))
+        rows = self.fetch(f"{_SELECT_ACTION} WHERE run_id = ?", (run_id,))
         rows.sort(key=lambda r: natural_key(r[1]))
         actions = [action_from_row(r) for r in rows]
         lost = self._lost_run(run_id) if any(not a.state.done for a in actions) else None
@@ -261,7 +243,7 @@ class RecordStore(SQLiteFile):
 
     def action(self, run_id: str, action_id: str) -> ActionRecord | None:
         """One action of a run (exact ids), or None; of a lost run, as :meth:`actions` reports it."""
-        rows = self._fetch(f"{_SELECT_ACTION} WHERE run_id = ? AND id = ?", (run_id, action_id))
+        rows = self.fetch(f"{_SELECT_ACTION} WHERE run_id = ? AND id = ?", (run_id, action_id))
         if not rows:
             return None
         action = action_from_row(rows[0])
@@ -270,20 +252,21 @@ class RecordStore(SQLiteFile):
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """The run's events with ``seq`` greater than ``after_seq``, in order; at most ``limit`` of them."""
-        rows = self._fetch(
+        rows = self.fetch(
             f"{_SELECT_EVENT} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, -1 if limit is None else limit),
         )
         return [Event(*r) for r in rows]
 
     def logs(self, run_id: str, action_id: str | None = None) -> str:
-        """The tail of the output of one action kept in the records (the whole output is in its log files, see
-        ``ActionRecord.log_path``); or, with no ``action_id``, of every action that printed anything, each under a
-        header line ``== ACTION TASK ==``, in natural id order. Empty if nothing was captured."""
+        """The tail of the output of one action kept in the records (all of it, unless it printed more than the tail
+        keeps: then the whole output is in its log files, see ``ActionRecord.log_path``); or, with no
+        ``action_id``, of every action that printed anything, each under a header line ``== ACTION TASK ==``, in
+        natural id order. Empty if nothing was captured."""
         if action_id is not None:
-            rows = self._fetch("SELECT logs FROM actions WHERE run_id = ? AND id = ?", (run_id, action_id))
+            rows = self.fetch("SELECT logs FROM actions WHERE run_id = ? AND id = ?", (run_id, action_id))
             return str(rows[0][0]) if rows else ""
-        rows = self._fetch("SELECT id, task, logs FROM actions WHERE run_id = ? AND logs != ''", (run_id,))
+        rows = self.fetch("SELECT id, task, logs FROM actions WHERE run_id = ? AND logs != ''", (run_id,))
         rows.sort(key=lambda r: natural_key(r[0]))
         parts: list[str] = []
         for aid, task, text in rows:
