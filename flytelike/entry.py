@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 import anyio
 
 from flytelike._bundle import extract_bundle
-from flytelike._config import Settings, load_settings
+from flytelike._config import Settings, load_settings, pem_setting
 from flytelike._entry import RefChannel
 from flytelike._proto.core.v1 import tasks_pb2
 from flytelike._proto.worker.v1 import worker_pb2
@@ -238,6 +238,7 @@ async def _connect(attempt: _Attempt) -> None:
             attempt=args.attempt,
             reconnect_timeout=attempt.settings.controller.reconnect_timeout,
             startup_wait=attempt.settings.controller.startup_wait,
+            tls_ca=pem_setting(attempt.settings.controller.tls_ca, setting="controller.tls_ca"),
         )
     )
     attempt.output.client = attempt.client

@@ -7,15 +7,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import anyio
 import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serve_support import TOKEN, FakeRunSource, bundle_bytes, create_request, serving, upload_bundle
 
+from flytelike._config import pem_setting
 from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
+from flytelike._proto.worker.v1 import worker_pb2
+from flytelike._remote._client import ActionClient
 from flytelike._remote._run_client import RunClient
-from flytelike.errors import BackendError
+from flytelike.errors import BackendError, ConfigError, ControllerUnreachableError
 
 
 async def test_no_token_and_a_wrong_token_are_unauthenticated_and_logged(
@@ -109,3 +113,48 @@ async def test_with_tls_configured_the_server_speaks_tls_only(tmp_path: Path, ce
         async with RunClient(plane.address, token=TOKEN) as plaintext:
             with pytest.raises(BackendError, match=r"ListRuns on .* failed: UNAVAILABLE"):
                 await plaintext.list_runs()
+
+
+class _NoCalls:
+    async def submit(self, action_id: str, attempt: int, child: worker_pb2.SubmitChild) -> worker_pb2.ChildResult:
+        raise AssertionError("no call is made")
+
+    def logs(self, action_id: str, attempt: int, data: bytes) -> None:
+        pass
+
+    def heartbeat(self, action_id: str, attempt: int) -> None:
+        pass
+
+
+async def test_with_tls_tasks_call_back_over_tls_on_the_same_port(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    async with serving(tmp_path / "srv", FakeRunSource(), tls=certificate) as plane:
+        controller = plane.controller
+        assert controller is not None
+        # What tasks are told: the server's own address, and the certificate to check it against.
+        assert controller.address == plane.address
+        assert controller.tls_ca == certificate[0].read_bytes()
+        token = controller.register("r-tls", _NoCalls())  # type: ignore[arg-type]
+
+        def connect(tls_ca: bytes | None) -> None:
+            ActionClient.connect(
+                controller.address, token=token, run_id="r-tls", action_id="0", attempt=1, timeout=5, tls_ca=tls_ca
+            ).close()
+
+        await anyio.to_thread.run_sync(connect, controller.tls_ca)
+        with pytest.raises(ControllerUnreachableError, match="UNAVAILABLE"):
+            await anyio.to_thread.run_sync(connect, None)  # plaintext on a TLS-only port
+
+
+def test_a_certificate_setting_is_pem_text_or_a_file_holding_it(tmp_path: Path) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert pem_setting("", setting="controller.tls_ca") is None
+    assert pem_setting(pem, setting="controller.tls_ca") == pem.encode()
+    (tmp_path / "ca.pem").write_text(pem)
+    assert pem_setting(str(tmp_path / "ca.pem"), setting="controller.tls_ca") == pem.encode()
+    with pytest.raises(ConfigError, match=r"controller.tls_ca.*cannot be read"):
+        pem_setting(str(tmp_path / "missing.pem"), setting="controller.tls_ca")
+    (tmp_path / "not.pem").write_text("hello")
+    with pytest.raises(ConfigError, match=r"controller.tls_ca.*holds no PEM"):
+        pem_setting(str(tmp_path / "not.pem"), setting="controller.tls_ca")

@@ -57,6 +57,7 @@ __all__ = [
     "default_settings",
     "explain_settings",
     "load_settings",
+    "pem_setting",
 ]
 
 ResourcePolicy = Literal["check", "strict", "ignore"]
@@ -220,6 +221,26 @@ def config_files() -> list[Path]:
 
 
 _AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+
+
+def pem_setting(value: str, *, setting: str) -> bytes | None:
+    """A certificate setting as PEM bytes: the text itself when it is PEM, else the content of the file it names;
+    None when empty. Reads a file: call it off the event loop.
+
+    Raises:
+        ConfigError: naming ``setting``, when the file cannot be read or holds no PEM.
+    """
+    if not value:
+        return None
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    try:
+        data = Path(value).expanduser().read_bytes()
+    except OSError as e:
+        raise ConfigError(setting, value, f"cannot be read ({e.strerror})", accepted="PEM text or a PEM file") from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(setting, value, "holds no PEM certificate", accepted="PEM text or a PEM file")
+    return data
 
 
 def aws_environment() -> dict[str, str]:

@@ -24,7 +24,9 @@ class ControllerSettings:
     never configured by hand. ``reconnect_timeout``: how long a task keeps calling a controller that went away (a
     restarting ``flytelike serve``) before its calls fail, in seconds. ``startup_wait``: how long a task starting
     keeps trying a controller that does not answer before it fails (0: at once); a controller that restarts sets
-    it in its tasks' environment.
+    it in its tasks' environment. ``tls_ca``: the certificate (PEM) that the controller's TLS certificate is
+    checked against, or a file holding it; set, tasks call back over TLS (``flytelike serve`` with TLS sets it in
+    its tasks' environment: its own certificate chain, unless one is configured here).
     """
 
     bind: str = "127.0.0.1"
@@ -32,6 +34,7 @@ class ControllerSettings:
     token: str = field(default="", repr=False)
     reconnect_timeout: float = field(default=600.0, metadata=at_least(1))
     startup_wait: float = field(default=0.0, metadata=at_least(0))
+    tls_ca: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("bind", "address"):

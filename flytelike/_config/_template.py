@@ -38,6 +38,8 @@ DESCRIPTIONS: dict[str, str] = {
     "controller.token": "Set by the controller in a task's environment (the run's own credential); never set by\nhand.",
     "controller.reconnect_timeout": "Seconds a task keeps calling a controller that went away (a restarting flytelike\n"
     "serve) before its calls fail. Default: 600.",
+    "controller.tls_ca": "The certificate (PEM text, or a file holding it) the controller's TLS certificate is\n"
+    "checked against; set, tasks call back over TLS. flytelike serve with TLS sets it for its tasks.",
     "controller.startup_wait": "Seconds a starting task keeps trying a controller that does not answer (0: fail at\n"
     "once). A controller that restarts (flytelike serve) sets it for its tasks. Default: 0.",
     "kubernetes": "Where and how tasks run as pods.",

@@ -85,8 +85,10 @@ class ActionClient:
         attempt: int,
         heartbeat_every: float,
         reconnect_timeout: float = 600.0,
+        tls_ca: bytes | None = None,
     ) -> None:
         self.address = address
+        self._tls_ca = tls_ca
         self._reconnect_timeout = reconnect_timeout
         self._metadata = bearer(token)
         self._run_id = run_id
@@ -124,6 +126,7 @@ class ActionClient:
         heartbeat_every: float = 5.0,
         reconnect_timeout: float = 600.0,
         startup_wait: float = 0.0,
+        tls_ca: bytes | None = None,
     ) -> ActionClient:
         """Connect to the controller at ``address`` and say Hello, blocking until it answered.
 
@@ -131,7 +134,8 @@ class ActionClient:
         whose controller goes away (UNAVAILABLE: a restarting server) is sent again once it is back, for up to
         ``reconnect_timeout`` seconds: the controller knows a child by its id, so a call sent twice starts it once.
         A controller that does not answer Hello fails the connection at once, unless ``startup_wait`` says how
-        long to keep trying (a controller that restarts, ``flytelike serve``, tells its tasks to wait).
+        long to keep trying (a controller that restarts, ``flytelike serve``, tells its tasks to wait). With
+        ``tls_ca`` (PEM), the connection is TLS and the controller's certificate is checked against it.
 
         Raises:
             ControllerUnreachableError: the controller did not answer within ``timeout`` seconds, or refused the
@@ -157,6 +161,7 @@ class ActionClient:
             attempt=attempt,
             heartbeat_every=heartbeat_every,
             reconnect_timeout=reconnect_timeout,
+            tls_ca=tls_ca,
         )
         client._thread = threading.Thread(
             target=anyio.run, args=(client._main, timeout, startup_wait), name="flytelike-controller", daemon=True
@@ -260,7 +265,12 @@ class ActionClient:
         stopping = self._stopping = anyio.Event()
         logs_sent = self._logs_sent = anyio.Event()
         try:
-            async with grpc.aio.insecure_channel(self.address) as channel:
+            channel_of = (
+                grpc.aio.insecure_channel(self.address)
+                if self._tls_ca is None
+                else grpc.aio.secure_channel(self.address, grpc.ssl_channel_credentials(root_certificates=self._tls_ca))
+            )
+            async with channel_of as channel:
                 self._channel = channel
                 self._stub = actions_pb2_grpc.ActionServiceStub(channel)
                 await self._hello(timeout, startup_wait)

@@ -39,7 +39,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from flytelike._backends import BackendInput
-from flytelike._config import Settings
+from flytelike._config import Settings, pem_setting
 from flytelike._executor import Backend
 from flytelike._proto.remote.v1 import blobs_pb2, blobs_pb2_grpc, runs_pb2, runs_pb2_grpc
 from flytelike._remote._access import Access
@@ -161,6 +161,7 @@ class ControlPlane:
         self._hub: Hub | None = None
         self.state: ServerState | None = None
         self.blobs: BlobServicer | None = None
+        self.controller: ActionServer | None = None  # the ActionService its runs' tasks call back on
 
     @property
     def address(self) -> str:
@@ -196,7 +197,7 @@ class ControlPlane:
         # Files are read (and the token file written) off the event loop.
         given = self._given_token
         self._token = given if given else await anyio.to_thread.run_sync(serve_token, settings)
-        credentials = await anyio.to_thread.run_sync(self._credentials)
+        tls = await anyio.to_thread.run_sync(self._credentials)
         url = database_url(settings.serve.database, home=settings.home)
         state = await stack.enter_async_context(ServerState(url))
         self.state = state
@@ -211,10 +212,12 @@ class ControlPlane:
         # The port is taken before the runs are: tasks are told the address, and a restarted server takes its runs
         # over before it answers anyone (a task calling back then finds its run's token known).
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        port = self._listen(server, credentials)
+        port = self._listen(server, None if tls is None else tls[0])
         self._server, self._port = server, port
         controller = ActionServer(token_for=lambda run_id: action_token(self._token, run_id))
-        controller.attach(server, settings.controller.address or _reachable(self._host, port))
+        address = settings.controller.address or _reachable(self._host, port)
+        controller.attach(server, address, tls_ca=None if tls is None else tls[1])
+        self.controller = controller
         source = self._source
         if source is None:
             # Imported here: the runtime and its backends are what a server needs, but not what tests with their
@@ -259,7 +262,9 @@ class ControlPlane:
         for service in ("", RUN_SERVICE, BLOB_SERVICE):
             await checker.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    def _credentials(self) -> grpc.ServerCredentials | None:
+    def _credentials(self) -> tuple[grpc.ServerCredentials, bytes] | None:
+        """The server's TLS credentials and the certificate its tasks check it against (``[controller] tls_ca``,
+        else its own chain); None without TLS."""
         serve = self.settings.serve
         if not serve.tls_cert:
             return None
@@ -269,7 +274,8 @@ class ControlPlane:
                 pem[setting] = Path(path).expanduser().read_bytes()
             except OSError as e:
                 raise ConfigError(setting, path, f"cannot be read ({e.strerror})") from None
-        return grpc.ssl_server_credentials([(pem["serve.tls_key"], pem["serve.tls_cert"])])
+        ca = pem_setting(self.settings.controller.tls_ca, setting="controller.tls_ca") or pem["serve.tls_cert"]
+        return grpc.ssl_server_credentials([(pem["serve.tls_key"], pem["serve.tls_cert"])]), ca
 
     def _listen(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> int:
         try:

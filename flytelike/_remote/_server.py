@@ -87,6 +87,7 @@ class ActionServer:
         self._host, _ = split_address(bind, field="ActionServer.bind")
         self._token_for = token_for
         self._attached = False
+        self.tls_ca: bytes | None = None  # set when the server it is attached to speaks TLS
         if grace < 0:
             raise SpecError("ActionServer.grace", grace, "must not be negative", accepted="seconds, e.g. 1.0")
         self._bind = bind
@@ -116,10 +117,12 @@ class ActionServer:
         for key in [key for key in self._cursors if key[0] == run_id]:
             del self._cursors[key]
 
-    def attach(self, server: grpc.aio.Server, address: str) -> None:
+    def attach(self, server: grpc.aio.Server, address: str, *, tls_ca: bytes | None = None) -> None:
         """Serve on ``server`` (another service's, e.g. ``flytelike serve``'s, which starts and stops it) rather
-        than on a server of its own; tasks are told ``address``. Entering and leaving then do nothing."""
+        than on a server of its own; tasks are told ``address``, and ``tls_ca`` when that server speaks TLS (the
+        certificate its own is checked against). Entering and leaving then do nothing."""
         actions_pb2_grpc.add_ActionServiceServicer_to_server(_Servicer(self), server)
+        self.tls_ca = tls_ca
         self._host, port = split_address(address, field="ActionServer.address")
         self._server, self._port, self._attached = server, int(port), True
 

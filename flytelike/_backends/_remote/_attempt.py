@@ -122,6 +122,9 @@ async def prepare_attempt(services: RemoteServices, attempt: AttemptInput, *, pl
         if services.controller_restarts:
             # This controller comes back after a restart: a task that starts (or calls) while it is away waits.
             env["FLYTELIKE_CONTROLLER__STARTUP_WAIT"] = str(services.settings.controller.reconnect_timeout)
+        tls_ca = services.controller_tls_ca
+        if tls_ca is not None:
+            env["FLYTELIKE_CONTROLLER__TLS_CA"] = tls_ca.decode()
     return EntryLaunch(tuple(args), env, keys, calls_back, output_prefix)
 
 

@@ -179,6 +179,11 @@ class RemoteServices:
                     self._server = await server.__aenter__()
         return self.settings.controller.address or self._server.address
 
+    @property
+    def controller_tls_ca(self) -> bytes | None:
+        """The certificate tasks check the controller's against, when it speaks TLS."""
+        return self._server.tls_ca if self._server is not None else None
+
     def attempt_started(self, run: Spawner, action: ActionRecord, task: ExecTask, attempt: int) -> str:
         """Let an attempt call back: its run's token (registered with the controller by the first attempt)."""
         entry = self._runs.get(run.id) or self._register(run, resuming=False)
