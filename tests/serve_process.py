@@ -100,14 +100,28 @@ class Emulator:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
 
-    def counters(self) -> dict[str, Any]:
-        """The emulator's request counters and pods created by name (``/emulator/counters``)."""
+    def _request(self, path: str, method: str = "GET") -> Any:
         registration = json.loads((self.home / "emulators" / "kubernetes.json").read_text())
         kubeconfig = yaml.safe_load(Path(registration["kubeconfig"]).read_text())
         url = kubeconfig["clusters"][0]["cluster"]["server"]
-        with urllib.request.urlopen(url + "/emulator/counters", timeout=10) as response:
-            counters: dict[str, Any] = json.loads(response.read())
-            return counters
+        token = kubeconfig["users"][0]["user"].get("token")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(url + path, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def counters(self) -> dict[str, Any]:
+        """The emulator's request counters and pods created by name (``/emulator/counters``)."""
+        counters: dict[str, Any] = self._request("/emulator/counters")
+        return counters
+
+    def pod_names(self, namespace: str = "default") -> list[str]:
+        pods = self._request(f"/api/v1/namespaces/{namespace}/pods")
+        return [pod["metadata"]["name"] for pod in pods["items"]]
+
+    def delete_pod(self, name: str, namespace: str = "default") -> None:
+        """Delete a pod as someone else would (kubectl delete pod)."""
+        self._request(f"/api/v1/namespaces/{namespace}/pods/{name}?gracePeriodSeconds=0", method="DELETE")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)

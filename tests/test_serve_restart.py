@@ -27,6 +27,7 @@ import pytest
 from serve_process import TOKEN, BatchEmulatorProcess, Emulator, Server, cli, free_port, start_server
 from serve_support import DATABASES, fresh_database
 
+from flytelike._backends.kubernetes._names import pod_name
 from flytelike._remote._run_client import RunClient
 
 pytestmark = pytest.mark.slow
@@ -197,6 +198,44 @@ def test_a_server_stopped_at_any_point_of_an_attempt_finishes_the_run_on_restart
     assert len(created) == N + 1, created
     assert set(created.values()) == {1}, created
     _assert_each_transition_once(events)
+
+
+def test_a_pod_that_vanished_while_the_server_was_down_is_a_new_attempt(
+    emulator: Emulator, project: Path, tmp_path: Path
+) -> None:
+    home, bind = tmp_path / "server-home", f"127.0.0.1:{free_port()}"
+    server = start_server(home, tmp_path / "serve.log", backends='["kubernetes"]', bind=bind)
+    watching = _watch(server, project)
+    again: Server | None = None
+    try:
+        run_id = _only_run(server, project)
+        deadline = time.monotonic() + 120
+        while _running_children(server, project, run_id) < N:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.2)
+        server.process.send_signal(signal.SIGKILL)
+        assert server.process.wait(timeout=60) == -signal.SIGKILL
+        victim = pod_name(run_id, "0.1", 1)
+        assert victim in emulator.pod_names()
+        emulator.delete_pod(victim)  # while no controller watches
+        again = start_server(home, tmp_path / "serve-again.log", backends='["kubernetes"]', bind=bind)
+        stdout, stderr = watching.communicate(timeout=240)
+        assert watching.returncode == 0, stderr + again.log.read_text()
+        assert stdout.strip() == str(EXPECTED), stderr
+        events = _events(again, run_id)
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+        server.kill()
+        if again is not None:
+            again.stop()
+    # The vanished attempt failed (SYSTEM) and the next one ran under its own name: no name was created twice.
+    created = emulator.counters()["created"]
+    assert set(created.values()) == {1}, created
+    assert len(created) == N + 2, created
+    attempts = [(attempt, state) for action, attempt, state in events if action == "0.1"]
+    assert (1, "retrying") in attempts, attempts
+    assert attempts[-1] == (2, "succeeded"), attempts
 
 
 @pytest.mark.parametrize("point", ["created:0.1"], ids=lambda p: p.split(":")[0])

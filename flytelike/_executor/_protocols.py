@@ -89,6 +89,8 @@ class AttemptInput(NamedTuple):
         resumed: an earlier controller of this run may have started this attempt already (it stopped, and this
             one took the run over from its records): find what it started, by the attempt's deterministic name,
             before starting anything, and read an outcome already in the store instead of running again.
+        launched: with ``resumed``: the records say the backend had started the attempt (it reported a state of
+            it), so an attempt that cannot be found vanished; without it, one not found may never have started.
     """
 
     run: Spawner
@@ -99,6 +101,7 @@ class AttemptInput(NamedTuple):
     memory: int
     deadline: float | None = None
     resumed: bool = False
+    launched: bool = False
 
 
 class AttemptResult(NamedTuple):

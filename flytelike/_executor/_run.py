@@ -395,8 +395,10 @@ class Run:
         while True:
             attempt += 1
             record.attempts = attempt
-            # The first attempt of a resumed action may exist already (the earlier controller recorded its intent).
+            # The first attempt of a resumed action may exist already (the earlier controller recorded its intent);
+            # a backend that reports its attempts' states had started it if a state of it is recorded.
             in_doubt = resumed is not None and attempt == max(resumed.attempt, 1) + (resumed.state is _RETRYING)
+            launched = in_doubt and reports_states and resumed is not None and resumed.attempt == attempt
             lease: Lease | None = None
             if task.cpu_millis or reserved or task.gpus:
                 lease = live.lease = await backend.admit(
@@ -410,7 +412,7 @@ class Run:
             failure: BaseException | None = None
             try:
                 if self._aborts is not None:
-                    one = AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt)
+                    one = AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt, launched)
                     ended = await self._abortable(backend, one)
                     if isinstance(ended, TimeoutError):
                         failure = ended
@@ -418,13 +420,13 @@ class Run:
                         result = ended
                 elif task.timeout is None:
                     result = await backend.run_attempt(
-                        AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt)
+                        AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt, launched)
                     )
                 else:
                     deadline = anyio.current_time() + task.timeout
                     with anyio.move_on_after(task.timeout) as scope:
                         result = await backend.run_attempt(
-                            AttemptInput(self, record, task, inputs, attempt, memory, deadline, in_doubt)
+                            AttemptInput(self, record, task, inputs, attempt, memory, deadline, in_doubt, launched)
                         )
                     if scope.cancelled_caught:
                         failure = TimeoutError(f"exceeded {seconds(task.timeout)}")

@@ -87,6 +87,9 @@ class KubernetesBackend:
     """Runs attempts as pods (see the module's docstring)."""
 
     name = "kubernetes"
+    # The action's states come from its pod (queued once created, then as the watch sees it), not from the executor
+    # at the attempt's start: a recorded state of an attempt then means its pod was created.
+    reports_states = True
 
     def __init__(
         self,
@@ -246,9 +249,15 @@ class KubernetesBackend:
                 stored = await stored_outcome(self._remote, attempt, launch)
                 if stored is not None:
                     return stored
+                if attempt.launched:
+                    raise _failure(
+                        f"pod {namespace}/{name} vanished while its controller was away (deleted, or its node lost)",
+                        "system",
+                    )
             if not found:
                 await self._create(attempt, namespace, body)
                 crash_point("created", attempt.action.id)
+                attempt.run.report(attempt.action, ActionState.QUEUED, f"pod {name}")
             failure: Exception | None = None
             async with anyio.create_task_group() as tg:  # the log follower's
                 try:
