@@ -160,6 +160,9 @@ class Run:
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         self.reports.append(state)
 
+    async def durable(self) -> None:
+        pass  # no controller records to wait for
+
 
 @dataclass
 class Aws:
