@@ -18,6 +18,7 @@ import grpc.aio
 from flytelike._proto.remote.v1 import runs_pb2, runs_pb2_grpc
 from flytelike._remote._access import Access, token_sha256
 from flytelike._remote._hub import Hub
+from flytelike._remote._reads import EventReads
 from flytelike._remote._source import RunSource
 from flytelike._remote._state import TERMINAL_RUN_STATES, NewRun, RunFilter, ServerState
 from flytelike._storage import BlobStore, bundle_key
@@ -98,6 +99,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         abort_requested: Callable[[], None],
     ) -> None:
         self._state = state
+        self._reads = EventReads(state)
         self._hub = hub
         self._source = source
         self._store = store
@@ -187,7 +189,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         while True:
             # Taken before reading: a commit between the read and the wait still wakes this watch.
             changed = self._hub.changed(request.run_id)
-            batch = await self._state.events_after(request.run_id, cursor)
+            batch = await self._reads.after(request.run_id, cursor)
             if batch:
                 # A run's terminal event is its last: nothing is recorded after it.
                 yield runs_pb2.WatchRunResponse(events=runs_pb2.Events(events=batch))
