@@ -571,6 +571,12 @@ class Run:
             if not record.state.done:
                 record.ended = record.ended or self.record.ended
                 self._emit(record, _ABORTED)
+        # Actions the records had going that this run never came back to (their caller ended without them) end too.
+        for action_id, resumed in (self._resume or {}).items():
+            if action_id not in self.actions and not resumed.state.done:
+                left = ActionRecord(self.id, action_id, None, "", "", resumed.state, resumed.attempt)
+                left.ended = self.record.ended
+                self._emit(left, _ABORTED, "", "not taken up again after the controller restarted")
 
 
 def _complete(data: bytes, task: ExecTask) -> bool:
