@@ -145,7 +145,7 @@ async def test_a_recorded_success_is_read_again_without_emitting_it_twice() -> N
 
 async def test_a_recorded_final_failure_is_not_run_again() -> None:
     backend = _Backend()
-    outputs, events = await _resume(backend, Resumed(ActionState.FAILED, 4, error="it broke", kind="user"))
+    outputs, _ = await _resume(backend, Resumed(ActionState.FAILED, 4, error="it broke", kind="user"))
     assert backend.seen == []
     assert isinstance(outputs, FlytelikeError)
     assert "failed before the controller restarted: it broke" in str(outputs)
