@@ -17,14 +17,17 @@ import anyio
 import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
+from flytelike._executor._aborts import AbortedError, Aborts
 from flytelike._executor._cache_key import cache_key, recovery_digest
 from flytelike._executor._events import Event, FailureKind
 from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
+from flytelike._executor._live import Live, Submitted
 from flytelike._executor._logs import LogSink, TailOnly
-from flytelike._executor._model import ActionRecord, ActionState, Resumed, RunState
-from flytelike._executor._protocols import AdmitInput, AttemptInput, AttemptResult, Backend, Lease
+from flytelike._executor._model import ActionRecord, ActionState, RunState
+from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, Lease
 from flytelike._executor._run_input import RunInput
+from flytelike._executor._takeover import go_on, in_doubt
 from flytelike._executor._values import Encoder, Values
 from flytelike._proto.core.v1 import literals_pb2
 from flytelike.errors import (
@@ -44,34 +47,7 @@ _YIELD_EVERY = 64
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
-class _Live:
-    """Per-action bookkeeping that only matters while the action runs."""
-
-    __slots__ = ("by_id", "children", "lease", "outstanding", "record")
-
-    def __init__(self, record: ActionRecord) -> None:
-        self.record = record
-        self.children = 0
-        self.outstanding = 0
-        self.lease: Lease | None = None
-        # Children submitted with their own ids (from another process): id -> finished event and outcome.
-        self.by_id: dict[str, _Submitted] | None = None
-
-
-class _Submitted:
-    __slots__ = ("done", "error", "outputs")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.outputs: Values | None = None
-        self.error: BaseException | None = None
-
-
 Subscriber = Callable[[Event], None]
-
-
-class _AbortedError(Exception):
-    """An attempt stopped by abort_action."""
 
 
 class Run:
@@ -90,11 +66,11 @@ class Run:
         self._record_outputs = spec.record_outputs
         self._resume = spec.resume or None
         # Attempts that can be aborted one by one (abort_action), by action id: kept only for runs that allow it.
-        self._aborts: dict[str, tuple[anyio.CancelScope, list[str]]] | None = {} if spec.abortable else None
+        self._aborts = Aborts() if spec.abortable else None
         self.actions: dict[str, ActionRecord] = {}
         # What the run's attempts print; the runtime replaces it with a spool to files.
         self.logs: LogSink = TailOnly(self.actions)
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, Live] = {}
         self._dirty: dict[str, ActionRecord] = {}
         self._seq = spec.first_seq
         # Set by a controller whose records must hold an attempt's intent before the attempt starts anywhere (see
@@ -194,7 +170,7 @@ class Run:
         task: ExecTask,
         inputs: Values | Mapping[str, Any],
         encode: Encoder | None,
-        parent: _Live,
+        parent: Live,
         action_id: str,
         convert: Callable[[Values], Any] | None,
     ) -> Any:
@@ -204,14 +180,14 @@ class Run:
         return await self.execute(task, values, parent, action_id, convert)
 
     async def _child_by_id(
-        self, parent: _Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
+        self, parent: Live, action_id: str, task: ExecTask, inputs: Values, convert: Callable[[Values], Any] | None
     ) -> Any:
         by_id = parent.by_id
         if by_id is None:
             by_id = parent.by_id = {}
         submitted = by_id.get(action_id)
         if submitted is None:
-            submitted = by_id[action_id] = _Submitted()
+            submitted = by_id[action_id] = Submitted()
             try:
                 submitted.outputs = await self.execute(task, inputs, parent, action_id)
             except BaseException as e:
@@ -233,7 +209,7 @@ class Run:
         self,
         task: ExecTask,
         inputs: Values,
-        parent: _Live | None,
+        parent: Live | None,
         action_id: str,
         convert: Callable[[Values], Any] | None = None,
     ) -> Any:
@@ -270,7 +246,7 @@ class Run:
             record.group_name = self._groups.pop(action_id, None)
         self.actions[action_id] = record
         self.record.actions += 1
-        live = _Live(record)
+        live = Live(record)
         self._live[action_id] = live
         try:
             # Inline children complete without yielding to the event loop; yield now and then so that Ctrl-C,
@@ -306,7 +282,7 @@ class Run:
                 await lease.resume()
         return outputs if convert is None else convert(outputs)
 
-    async def _recorded(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+    async def _recorded(self, task: ExecTask, inputs: Values, live: Live, platform: str) -> Values:
         """The action for a run that records outputs or recovers them: an earlier success of the same action id,
         task identity and inputs is reused; otherwise it runs, and its outputs are kept in its record."""
         record = live.record
@@ -328,7 +304,7 @@ class Run:
             record.outputs = outputs.data()
         return outputs
 
-    async def _within_deadline(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+    async def _within_deadline(self, task: ExecTask, inputs: Values, live: Live, platform: str) -> Values:
         """The action bounded by its deadline: admission, every attempt and the waits between them."""
         assert task.deadline is not None
         with anyio.move_on_after(task.deadline):
@@ -349,7 +325,7 @@ class Run:
         error.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
         raise error
 
-    async def _cached(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+    async def _cached(self, task: ExecTask, inputs: Values, live: Live, platform: str) -> Values:
         record = live.record
         record.cache_key = key = cache_key(task, inputs.data())
         lock = None
@@ -375,7 +351,7 @@ class Run:
             if lock is not None:
                 lock.release()
 
-    async def _attempts(self, task: ExecTask, inputs: Values, live: _Live, platform: str) -> Values:
+    async def _attempts(self, task: ExecTask, inputs: Values, live: Live, platform: str) -> Values:
         record = live.record
         backend = self._backend_of.get(platform)
         if backend is None:
@@ -391,14 +367,16 @@ class Run:
         attempt = 0
         resumed = self._resume.get(record.id) if self._resume is not None else None
         if resumed is not None:
-            attempt, memory, reserved, user_left, system_left = self._resumed(task, record, resumed, memory, reserved)
+            attempt, memory, reserved, user_left, system_left = go_on(
+                task, record, resumed, memory=memory, reserved=reserved, system_retries=self._system_retries
+            )
         while True:
             attempt += 1
             record.attempts = attempt
             # The first attempt of a resumed action may exist already (the earlier controller recorded its intent);
             # a backend that reports its attempts' states had started it if a state of it is recorded.
-            in_doubt = resumed is not None and attempt == max(resumed.attempt, 1) + (resumed.state is _RETRYING)
-            launched = in_doubt and reports_states and resumed is not None and resumed.attempt == attempt
+            doubt = resumed is not None and in_doubt(resumed, attempt)
+            launched = doubt and reports_states and resumed is not None and resumed.attempt == attempt
             lease: Lease | None = None
             if task.cpu_millis or reserved or task.gpus:
                 lease = live.lease = await backend.admit(
@@ -407,26 +385,26 @@ class Run:
             if record.started is None:
                 record.started = time.time()
             # An attempt in doubt that was recorded past its start (running, or even ended) has said so already.
-            if not reports_states and not (in_doubt and record.state is not _QUEUED and record.state is not _RETRYING):
+            if not reports_states and not (doubt and record.state is not _QUEUED and record.state is not _RETRYING):
                 self._emit(record, _RUNNING)
             failure: BaseException | None = None
             try:
                 if self._aborts is not None:
-                    one = AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt, launched)
-                    ended = await self._abortable(backend, one)
+                    one = AttemptInput(self, record, task, inputs, attempt, memory, None, doubt, launched)
+                    ended = await self._aborts.run(backend, one)
                     if isinstance(ended, TimeoutError):
                         failure = ended
                     else:
                         result = ended
                 elif task.timeout is None:
                     result = await backend.run_attempt(
-                        AttemptInput(self, record, task, inputs, attempt, memory, None, in_doubt, launched)
+                        AttemptInput(self, record, task, inputs, attempt, memory, None, doubt, launched)
                     )
                 else:
                     deadline = anyio.current_time() + task.timeout
                     with anyio.move_on_after(task.timeout) as scope:
                         result = await backend.run_attempt(
-                            AttemptInput(self, record, task, inputs, attempt, memory, deadline, in_doubt, launched)
+                            AttemptInput(self, record, task, inputs, attempt, memory, deadline, doubt, launched)
                         )
                     if scope.cancelled_caught:
                         failure = TimeoutError(f"exceeded {seconds(task.timeout)}")
@@ -439,7 +417,7 @@ class Run:
                 raise
             except AdmissionError:
                 raise
-            except _AbortedError as e:
+            except AbortedError as e:
                 record.ended = time.time()
                 record.error = str(e)
                 self._emit(record, _ABORTED, "", str(e))
@@ -459,7 +437,7 @@ class Run:
                     # Earlier attempts' errors are history; a succeeded action shows none.
                     record.error = record.error_type = record.failure_kind = None
                 record.ended = time.time()
-                if not (in_doubt and record.state is _SUCCEEDED):  # recorded before the controller stopped
+                if not (doubt and record.state is _SUCCEEDED):  # recorded before the controller stopped
                     self._emit(record, _SUCCEEDED)
                 return result.outputs
             kind = kind_of(failure, record.id)
@@ -488,63 +466,12 @@ class Run:
             self._emit(record, _TIMED_OUT if kind is FailureKind.TIMEOUT else _FAILED, kind.value)
             raise final_error(kind, failure, task, record, task.retries + 1 + self._system_retries - system_left)
 
-    def _resumed(
-        self, task: ExecTask, record: ActionRecord, resumed: Resumed, memory: int, reserved: int
-    ) -> tuple[int, int, int, int, int]:
-        """Take a resumed action up where its records left it: (attempts done, memory, reserved, user and system
-        retries left); a recorded final failure is raised again, nothing runs."""
-        record.state = resumed.state
-        record.attempts = resumed.attempt
-        if resumed.state in (_FAILED, _TIMED_OUT):
-            record.error, record.failure_kind = resumed.error or None, resumed.kind or None
-            error = BackendError(
-                f"task {task.name} (action {record.id}) failed before the controller restarted: {resumed.error}"
-            )
-            error.failure_kind = resumed.kind or FailureKind.SYSTEM.value  # type: ignore[attr-defined]
-            error.retryable = False  # type: ignore[attr-defined]
-            raise error
-        for _ in range(resumed.oom_retries):
-            memory = task.escalated_memory(memory)
-            reserved = min(task.escalated_memory(reserved), memory)
-        record.memory = reserved
-        # The attempt in doubt is the recorded one, or the one after it when the record is its predecessor's retry:
-        # the loop's next turn is that attempt.
-        done = resumed.attempt if resumed.state is _RETRYING or resumed.state is _ABORTED else resumed.attempt - 1
-        user_left = task.retries - resumed.user_retries
-        system_left = self._system_retries - resumed.system_retries
-        return max(done, 0), memory, reserved, user_left, system_left
-
     def abort_action(self, action_id: str, reason: str) -> bool:
         """Stop the running attempt of one action: it ends ABORTED (not retried), and its caller gets a failure.
 
         Only for runs made abortable (``RunInput.abortable``); False when the action has no attempt running.
         """
-        found = self._aborts.get(action_id) if self._aborts is not None else None
-        if found is None:
-            return False
-        found[1].append(reason)
-        found[0].cancel()
-        return True
-
-    async def _abortable(self, backend: Backend, one: AttemptInput) -> AttemptResult | TimeoutError:
-        """Run one attempt under a scope of its own, which :meth:`abort_action` cancels; its result, or the
-        failure of its timeout."""
-        assert self._aborts is not None
-        task, action = one.task, one.action.id
-        scope, reasons = self._aborts[action] = (anyio.CancelScope(), [])
-        try:
-            with scope:
-                if task.timeout is None:
-                    return await backend.run_attempt(one)
-                with anyio.move_on_after(task.timeout):
-                    return await backend.run_attempt(one._replace(deadline=anyio.current_time() + task.timeout))
-                failure = TimeoutError(f"exceeded {seconds(task.timeout)}")
-                failure.failure_kind = FailureKind.TIMEOUT.value  # type: ignore[attr-defined]
-                return failure
-        finally:
-            self._aborts.pop(action, None)
-        why = f": {reasons[0]}" if reasons and reasons[0] else ""
-        raise _AbortedError(f"task {task.name} (action {action}, attempt {one.attempt}) was aborted{why}")
+        return self._aborts is not None and self._aborts.abort(action_id, reason)
 
     def report(self, action: ActionRecord, state: ActionState, reason: str = "") -> None:
         """A backend's word on a running attempt: QUEUED, WAITING (with the platform's reason), INITIALIZING or RUNNING.
