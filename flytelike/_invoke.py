@@ -44,7 +44,16 @@ __all__ = ["Compiled", "Invoker", "Submitter", "TaskIndex"]
 class Compiled:
     """One SDK task as a run sees it: its executor view, and how its values are encoded and decoded."""
 
-    __slots__ = ("_check_single", "_where_single", "encode_inputs", "encode_outputs", "exec", "sdk", "single_output")
+    __slots__ = (
+        "_check_single",
+        "_where_single",
+        "convert",
+        "encode_inputs",
+        "encode_outputs",
+        "exec",
+        "sdk",
+        "single_output",
+    )
 
     def __init__(self, sdk: Task[..., Any], compiled: ExecTask) -> None:
         self.sdk = sdk
@@ -55,6 +64,9 @@ class Compiled:
         self.single_output = interface.outputs[0].name if len(interface.outputs) == 1 else None
         self._check_single = interface.outputs[0].type.check if self.single_output is not None else None
         self._where_single = f"{sdk.full_name} -> {self.single_output}"
+        # :meth:`result`, bound once: a call holds it until its action ends, and a fresh bound method per call is
+        # one more object for the garbage collector to walk in every fan-out.
+        self.convert = self.result
 
     def check_outputs(self, value: Any) -> dict[str, Any]:
         """Name and check what the task returned."""
@@ -165,9 +177,9 @@ class Submitter:
         label = _current_group()
         if label is not None:
             return self.run.call(  # type: ignore[no-any-return]
-                self.action, entry.exec, values, entry.result, encode=entry.encode_inputs, group=label
+                self.action, entry.exec, values, entry.convert, encode=entry.encode_inputs, group=label
             )
-        return self.run.call(self.action, entry.exec, values, entry.result, encode=entry.encode_inputs)  # type: ignore[no-any-return]
+        return self.run.call(self.action, entry.exec, values, entry.convert, encode=entry.encode_inputs)  # type: ignore[no-any-return]
 
     def submit_blocking(self, task: Task[..., Any], values: Mapping[str, Any]) -> Any:
         async def call() -> Any:
