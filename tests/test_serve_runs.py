@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -19,10 +20,12 @@ from serve_support import (
     upload_bundle,
 )
 
+from flytelike._config import load_settings
 from flytelike._proto.remote.v1 import runs_pb2
+from flytelike._remote._control import ControlPlane
 from flytelike._remote._run_client import RunClient
 from flytelike._remote._state import ServerState
-from flytelike.errors import BackendError, RecordWriteError
+from flytelike.errors import BackendError, ConfigError, RecordWriteError
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +260,17 @@ async def test_a_failed_write_is_retried_and_nothing_is_lost_or_doubled(
             events = [(x.event.action_id, x.event.state) async for x in client.watch(run.id) if x.event.state]
         assert not failures
         assert events == [("", "running"), ("0", "running"), ("0", "succeeded"), ("", "succeeded")]
+
+
+async def test_a_server_that_fails_to_start_leaves_its_port_free(tmp_path: Path) -> None:
+    # The port is taken before the run source is made; a source that cannot be made must not keep it.
+    settings = load_settings(home=tmp_path, serve={"backends": ["broken=no_such_module:factory"]})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"serve.backends.*cannot be loaded"):
+            async with ControlPlane(settings, bind=f"127.0.0.1:{port}", token="t"):
+                pass
+    async with ControlPlane(settings, source=FakeRunSource(), bind=f"127.0.0.1:{port}", token="t") as plane:
+        assert plane.address == f"127.0.0.1:{port}"

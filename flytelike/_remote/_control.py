@@ -157,6 +157,7 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._port = 0
+        self._started = False
         self._aborts = anyio.Event()
         self._hub: Hub | None = None
         self.state: ServerState | None = None
@@ -214,6 +215,9 @@ class ControlPlane:
         server = grpc.aio.server(options=SERVER_OPTIONS)
         port = self._listen(server, None if tls is None else tls[0])
         self._server, self._port = server, port
+        # Stopped here if what follows fails; on a normal exit, the same (idempotent) stop registered below runs
+        # first, so that calls stop before the runs do.
+        stack.push_async_callback(self._stop_grpc)
         controller = ActionServer(token_for=lambda run_id: action_token(self._token, run_id))
         address = settings.controller.address or _reachable(self._host, port)
         controller.attach(server, address, tls_ca=None if tls is None else tls[1])
@@ -259,6 +263,7 @@ class ControlPlane:
         self._health = checker
         stack.push_async_callback(self._stop_grpc)
         await server.start()
+        self._started = True
         for service in ("", RUN_SERVICE, BLOB_SERVICE):
             await checker.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -295,9 +300,14 @@ class ControlPlane:
         if server is None:
             return
         with anyio.CancelScope(shield=True):
+            if not self._started:
+                # A server that never started keeps its port until stopped, and stopping needs it started: this
+                # one failed before it served anything (it has nothing to answer with yet either way).
+                await server.start()
             if checker is not None:
                 await checker.enter_graceful_shutdown()
-            await server.stop(GRACE_SECONDS)
+            await server.stop(GRACE_SECONDS if self._started else None)
+            self._started = False
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
