@@ -10,7 +10,7 @@ that re-submits its children never runs one twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -19,13 +19,14 @@ from google.protobuf.message import DecodeError
 
 from flytelike._executor._aborts import AbortedError, Aborts
 from flytelike._executor._cache_key import cache_key, recovery_digest
-from flytelike._executor._events import Event, FailureKind
+from flytelike._executor._events import FailureKind
 from flytelike._executor._exec_task import ExecTask
 from flytelike._executor._failures import describe, final_error, first_line, kind_of, seconds, type_name
 from flytelike._executor._live import Live, Submitted
 from flytelike._executor._logs import LogSink, TailOnly
 from flytelike._executor._model import ActionRecord, ActionState, RunState
 from flytelike._executor._protocols import AdmitInput, AttemptInput, Backend, Lease
+from flytelike._executor._run_events import RunEvents
 from flytelike._executor._run_input import RunInput
 from flytelike._executor._takeover import go_on, in_doubt
 from flytelike._executor._values import Encoder, Values
@@ -47,10 +48,7 @@ _YIELD_EVERY = 64
 _LOCK_POLL = 0.05  # seconds between tries for a cache key another action is computing
 
 
-Subscriber = Callable[[Event], None]
-
-
-class Run:
+class Run(RunEvents):
     """The state of one run while it executes."""
 
     def __init__(self, spec: RunInput) -> None:
@@ -71,60 +69,9 @@ class Run:
         # What the run's attempts print; the runtime replaces it with a spool to files.
         self.logs: LogSink = TailOnly(self.actions)
         self._live: dict[str, Live] = {}
-        self._dirty: dict[str, ActionRecord] = {}
-        self._seq = spec.first_seq
-        # Set by a controller whose records must hold an attempt's intent before the attempt starts anywhere (see
-        # :meth:`durable`); None where nothing takes a run over after a crash.
-        self.durable_hook: Callable[[], Awaitable[None]] | None = None
-        self._subscribers: list[Subscriber] = []
+        RunEvents.__init__(self, spec.first_seq)
         self._groups: dict[str, str] = {}  # fl.group labels of actions called but not yet started
         self.cancel_scope = anyio.CancelScope()
-
-    # --- events -------------------------------------------------------------------------------------------------
-
-    @property
-    def seq(self) -> int:
-        """The sequence number of the latest event."""
-        return self._seq
-
-    async def durable(self) -> None:
-        """Wait until every event so far is in the controller's durable records (a no-op without them).
-
-        Backends await it before they start an attempt elsewhere: the attempt's intent (its action and number, and
-        so its deterministic name) is then recorded before it exists, and a controller taking the run over after a
-        crash knows to look for it.
-        """
-        if self.durable_hook is not None:
-            await self.durable_hook()
-
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber`` with every event from now on (on the event loop); returns the unsubscribe call."""
-        self._subscribers.append(subscriber)
-        return lambda: self._subscribers.remove(subscriber)
-
-    def _emit(self, record: ActionRecord, state: ActionState, kind: str = "", reason: str = "") -> None:
-        record.state = state
-        self._dirty[record.id] = record
-        self._seq += 1
-        if self._subscribers:
-            event = Event(self.id, self._seq, record.id, state, record.attempts, time.time(), kind, reason)
-            for subscriber in self._subscribers:
-                subscriber(event)
-
-    def take_dirty(self) -> list[ActionRecord]:
-        """The actions changed since the last call.
-
-        These are the live records, not copies: a writer reading one while the loop changes it may store a mix
-        of two states, but every change marks the record again, so the next write (and the last one, after the
-        run ends) stores what it finally became.
-        """
-        dirty, self._dirty = self._dirty, {}
-        return list(dirty.values())
-
-    def put_back(self, records: list[ActionRecord]) -> None:
-        """Mark records again after a write that failed, so the next write stores them."""
-        for record in records:
-            self._dirty.setdefault(record.id, record)
 
     # --- submission ---------------------------------------------------------------------------------------------
 
