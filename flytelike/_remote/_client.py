@@ -26,7 +26,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -40,6 +40,8 @@ from flytelike._remote._address import split_address
 from flytelike._remote._auth import bearer
 from flytelike._remote._logs import LogOutbox
 from flytelike._remote._results import lost
+from flytelike._remote._rpc import response as _response
+from flytelike._remote._rpc import status as _status
 from flytelike.errors import BackendError, ControllerUnreachableError, SpecError
 
 if TYPE_CHECKING:
@@ -48,8 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["ActionClient"]
 
 Deliver = Callable[[worker_pb2.ChildResult], None]
-R = TypeVar("R")
-_Call = grpc.aio.UnaryUnaryCall[Any, R] | grpc.aio.StreamUnaryCall[Any, R]
 log = logging.getLogger("flytelike.remote")
 
 RECONNECT_SECONDS = 0.5
@@ -469,31 +469,12 @@ class ActionClient:
             stream.cancel()  # does nothing once the stream has ended; ends one left midway (close() timed out)
 
 
-async def _response(call: _Call[R]) -> R:
-    """The response of an RPC; cancelling the caller cancels the RPC.
-
-    Awaiting the call itself would turn a cancellation into grpc's own CancelledError, which an anyio cancel scope
-    does not take for its own: it would let it through and end the client's whole task group.
-    """
-    ended = anyio.Event()
-    call.add_done_callback(lambda _: ended.set())
-    try:
-        await ended.wait()
-    finally:
-        call.cancel()  # does nothing once the call has ended
-    return await call
-
-
 def _deliver(deliver: Deliver, result: worker_pb2.ChildResult) -> None:
     # A caller's callback that raises must not end the client's task group (and every other call with it).
     try:
         deliver(result)
     except Exception:
         log.exception("delivering the result of call %d failed", result.call)
-
-
-def _status(error: grpc.aio.AioRpcError) -> str:
-    return f"{error.code().name}: {error.details() or 'no details'}"
 
 
 if TYPE_CHECKING:
