@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer
 
@@ -123,3 +124,22 @@ def moto_s3() -> Iterator[tuple[str, FaultyS3]]:
     finally:
         server.stop()
         wsgi.server_close()
+
+
+@contextlib.contextmanager
+def moto_s3_with_test_credentials() -> Iterator[tuple[str, FaultyS3]]:
+    """:func:`moto_s3` with fake AWS credentials in the environment and no AWS config or profile of this machine
+    read (moto accepts any credentials; botocore must find some, and never this machine's own)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        }.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        with moto_s3() as found:
+            yield found

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import boto3
 import pytest
-from s3_server import FaultyS3, moto_s3
+from s3_server import FaultyS3, moto_s3_with_test_credentials
 
 from flytelike._storage import BlobStore, S3Options, S3Store, bundle_key, data_key, open_store
 from flytelike.errors import BlobNotFoundError, DigestMismatchError, StoreError
@@ -28,19 +28,8 @@ REAL_URL = os.environ.get("FLYTELIKE_STORE__URL", "")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, FaultyS3]]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        }.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with moto_s3() as (endpoint, faults):
-            yield endpoint, faults
+    with moto_s3_with_test_credentials() as found:
+        yield found
 
 
 @pytest.fixture

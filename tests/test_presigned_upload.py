@@ -19,7 +19,7 @@ import boto3
 import grpc
 import grpc.aio
 import pytest
-from s3_server import FaultyS3, moto_s3
+from s3_server import FaultyS3, moto_s3_with_test_credentials
 from serve_support import TOKEN, FakeRunSource, bundle_bytes, serving
 
 from flytelike._config import load_settings
@@ -37,19 +37,8 @@ PREFIX = "team"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, FaultyS3]]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        }.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with moto_s3() as (endpoint, faults):
-            yield endpoint, faults
+    with moto_s3_with_test_credentials() as found:
+        yield found
 
 
 @pytest.fixture
